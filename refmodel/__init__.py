@@ -1,0 +1,7 @@
+"""refmodel: a bit-exact fixed-point golden model of spiking CNN hardware."""
+
+from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
+
+__version__ = "0.1.0"
+
+__all__ = ["QFormat", "Rounding", "Overflow", "FixedPointError", "FixedOverflowError", "__version__"]
