@@ -1,0 +1,1 @@
+"""Numba kernels: integers only, no Python objects inside."""

@@ -1,0 +1,1 @@
+"""Layer descriptions: small frozen dataclasses that validate a block (no arithmetic here)."""
