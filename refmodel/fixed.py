@@ -107,7 +107,7 @@ class QFormat:
 
     Signed: ``q`` in [-2**(bits-1), 2**(bits-1) - 1]; unsigned: ``q`` in [0, 2**bits - 1].
     ``bits`` is 1..64 (an unsigned 64-bit format is describable but does not fit the
-    int64 datapath); ``frac`` may be any integer, negative included.
+    int64 datapath); ``frac`` is -1000..1000 (2**frac must be a normal float64), negative included.
     """
 
     bits: int
@@ -125,6 +125,8 @@ class QFormat:
         object.__setattr__(self, "signed", bool(self.signed))
         if not 1 <= self.bits <= 64:
             raise FixedPointError(f"QFormat.bits must be in 1..64, got {self.bits}")
+        if not -1000 <= self.frac <= 1000:
+            raise FixedPointError(f"QFormat.frac must be in -1000..1000, got {self.frac}")
 
     @property
     def min_int(self) -> int:
@@ -293,7 +295,9 @@ _TWO63 = 9223372036854775808.0
 def quantize_float(v, bits, frac, signed, rounding, overflow):
     """Finite float ``v`` -> ``round(v * 2**frac)`` cast into the format (ERROR returns a
     value outside the range only when the rounded value itself is; callers check)."""
-    y = v * 2.0**frac
+    y = v * 2.0**frac  # exact unless it under- or overflows, handled below
+    if y == 0.0 and v < 0.0 and rounding == _TRN:
+        return cast_int(np.int64(-1), bits, signed, overflow)  # underflowed tiny negative
     f = np.floor(y)
     d = y - f  # exact: f and y share the exponent range
     if d == 0.0:
@@ -323,6 +327,8 @@ def quantize_float(v, bits, frac, signed, rounding, overflow):
             if overflow == _SAT_SYM and signed:
                 return -int_max(bits, signed)
             return int_min(bits, signed)
+        if np.isinf(r):
+            return np.int64(0)  # |y| >= 2**1024 is a multiple of 2**64 (its ulp is >= 2**971)
         r = np.fmod(r, 18446744073709551616.0)  # exact; WRAP only needs r mod 2**64
         if r >= _TWO63:
             r -= 18446744073709551616.0
@@ -393,7 +399,9 @@ def quantize(x, fmt: QFormat, rounding="RND_CONV", overflow="ERROR"):
     out = out.reshape(arr.shape)
     if overflow == Overflow.ERROR:
         lo, hi = fmt.bounds(overflow)
-        bad = (out < lo) | (out > hi) | (arr * 2.0**fmt.frac >= _TWO63) | (arr * 2.0**fmt.frac < -_TWO63)
+        with np.errstate(over="ignore"):
+            scaled = arr * 2.0**fmt.frac
+        bad = (out < lo) | (out > hi) | (scaled >= _TWO63) | (scaled < -_TWO63)
         if bad.any():
             index = np.unravel_index(int(np.argmax(bad)), arr.shape)
             raise FixedOverflowError(
