@@ -1,0 +1,146 @@
+"""Neuron kernels: IF / LIF / dual-threshold updates and the Loihi current stage.
+
+Integer only; every array is int64 (spikes uint8) flattened to (N, C, M), channel = axis 1.
+Modes arrive as the int codes below.  The arithmetic is specified in ``docs/neurons.md``;
+the kernels never raise: overflow events are counted per (n, c) row, and the first one of
+each row is recorded (position m, which write, exact value) so the caller can raise
+under ``Overflow.ERROR``.
+"""
+
+import numba
+import numpy as np
+
+from refmodel.fixed import cast_int, in_range_int, shift_right_int
+
+LEAK_NONE, LEAK_SHIFT, LEAK_MUL, LEAK_LINEAR = range(4)
+ORDER_LEAK_FIRST, ORDER_INTEGRATE_FIRST = range(2)
+CMP_GE, CMP_GT = range(2)
+RESET_SUBTRACT, RESET_ZERO, RESET_VALUE, RESET_NONE = range(4)
+# The reset is driven by map 0 (s1), map 1 (s2) or by either map.
+DRIVE_S1, DRIVE_S2, DRIVE_EITHER = range(3)
+# Which register write overflowed (err[row, 1]).
+WRITE_INTEGRATE, WRITE_RESET = 1, 2
+
+
+@numba.njit(cache=True, inline="always")
+def leak_int(x, kind, a, b, rounding, min_step):
+    """One leak of ``x`` toward 0 (never leaves the interval [min(0, x), max(0, x)]).
+
+    shift: ``x - round(x / 2**a)``; with ``min_step`` a zero step becomes sign(x).
+    mul: ``round(x * a / 2**b)``.  linear: ``x`` moves toward 0 by ``a``, stopping at 0.
+    """
+    if kind == LEAK_SHIFT:
+        step = shift_right_int(x, a, rounding)
+        if min_step and step == 0:
+            if x > 0:
+                step = np.int64(1)
+            elif x < 0:
+                step = np.int64(-1)
+        return x - step
+    if kind == LEAK_MUL:
+        return shift_right_int(x * a, b, rounding)
+    if kind == LEAK_LINEAR:
+        if x > a:
+            return x - a
+        if x < -a:
+            return x + a
+        return np.int64(0)
+    return x
+
+
+@numba.njit(cache=True, parallel=True)
+def neuron_step(
+    v, refr, current, thr,
+    compare, reset, reset_value, drive, has_vmin, v_min, refractory,
+    leak, leak_a, leak_b, leak_rounding, leak_min_step, order,
+    bits, signed, overflow,
+    spikes, v_pre, v_post, refr_out, ovf, err,
+):  # fmt: skip
+    """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT).
+
+    Per neuron: refractory hold, leak / integrate (cast) in ``order``, lower bound,
+    ``s_k = V cmp thr[k, c]`` into spike channel ``k * C + c``, reset driven by ``drive``
+    (subtraction cast), refractory start.  ``refr``/``refr_out`` are only touched when
+    ``refractory > 0``.  ``ovf[row]`` counts overflowing writes of row ``n * C + c``;
+    ``err[row] = (m, write, exact value)`` of its first one, m = -1 when none.
+    """
+    n_rows = current.shape[0] * current.shape[1]
+    n_ch = current.shape[1]
+    n_maps = thr.shape[0]
+    for row in numba.prange(n_rows):
+        n = row // n_ch
+        c = row - n * n_ch
+        count = 0
+        err[row, 0] = -1
+        for m in range(current.shape[2]):
+            x = v[n, c, m]
+            if refractory > 0 and refr[n, c, m] > 0:
+                refr_out[n, c, m] = refr[n, c, m] - 1
+                v_pre[n, c, m] = x
+                v_post[n, c, m] = x
+                for k in range(n_maps):
+                    spikes[n, k * n_ch + c, m] = 0
+                continue
+            if order == ORDER_LEAK_FIRST:
+                x = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            y = x + current[n, c, m]
+            if not in_range_int(y, bits, signed, overflow):
+                count += 1
+                if err[row, 0] < 0:
+                    err[row, 0] = m
+                    err[row, 1] = WRITE_INTEGRATE
+                    err[row, 2] = y
+            x = cast_int(y, bits, signed, overflow)
+            if order == ORDER_INTEGRATE_FIRST:
+                x = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            if has_vmin and x < v_min:
+                x = v_min
+            v_pre[n, c, m] = x
+            fired = False
+            theta = np.int64(0)
+            for k in range(n_maps):
+                t = thr[k, c]
+                s = x >= t if compare == CMP_GE else x > t
+                spikes[n, k * n_ch + c, m] = np.uint8(1) if s else np.uint8(0)
+                if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
+                    fired = True
+                    theta = t
+            if fired:
+                if reset == RESET_SUBTRACT:
+                    y = x - theta
+                    if not in_range_int(y, bits, signed, overflow):
+                        count += 1
+                        if err[row, 0] < 0:
+                            err[row, 0] = m
+                            err[row, 1] = WRITE_RESET
+                            err[row, 2] = y
+                    x = cast_int(y, bits, signed, overflow)
+                elif reset == RESET_ZERO:
+                    x = np.int64(0)
+                elif reset == RESET_VALUE:
+                    x = reset_value
+            if refractory > 0:
+                refr_out[n, c, m] = refractory if fired else 0
+            v_post[n, c, m] = x
+        ovf[row] = count
+
+
+@numba.njit(cache=True, parallel=True)
+def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow, bias, u_out, i_out, ovf):
+    """Synaptic current register (Loihi CUBA):
+    ``u <- cast(round(u * mult / 2**shift) + a_in * 2**in_shift)``, then
+    ``i_out = u + bias[c]``.  ``ovf[row]`` counts the casts that changed ``u``."""
+    n_rows = a_in.shape[0] * a_in.shape[1]
+    n_ch = a_in.shape[1]
+    for row in numba.prange(n_rows):
+        n = row // n_ch
+        c = row - n * n_ch
+        count = 0
+        for m in range(a_in.shape[2]):
+            y = shift_right_int(u[n, c, m] * mult, shift, rounding) + (a_in[n, c, m] << in_shift)
+            if not in_range_int(y, bits, True, overflow):
+                count += 1
+            x = cast_int(y, bits, True, overflow)
+            u_out[n, c, m] = x
+            i_out[n, c, m] = x + bias[c]
+        ovf[row] = count

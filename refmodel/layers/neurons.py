@@ -1,0 +1,481 @@
+"""Neuron layers: IF, LIF, DualThreshold (DT-SCNN) and the Loihi CUBA LIF preset.
+
+Each layer is a frozen description, validated on construction, with one uniform way to run
+it one timestep at a time (the network simulator drives every neuron layer like this)::
+
+    state = layer.init_state((N, C, H, W))     # dict of int64 arrays, Vm = 0
+    out = layer.step(state, current)           # current: int64, same shape
+    out.spikes, out.v_pre, out.v_post, out.overflows
+
+The arithmetic of every option, in order, is specified in ``docs/neurons.md``; the work is
+done by the Numba kernels of ``refmodel.kernels.neurons``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
+from refmodel.kernels import neurons as K
+
+__all__ = [
+    "NeuronConfigError",
+    "NeuronStep",
+    "IF",
+    "LIF",
+    "DualThreshold",
+    "LoihiLIF",
+    "COMPARES",
+    "RESETS",
+    "LEAKS",
+    "ORDERS",
+    "RESET_BY",
+]
+
+_COMPARE_CODES = {">=": K.CMP_GE, ">": K.CMP_GT}
+_RESET_CODES = {"subtract": K.RESET_SUBTRACT, "zero": K.RESET_ZERO, "value": K.RESET_VALUE, "none": K.RESET_NONE}
+_LEAK_CODES = {"none": K.LEAK_NONE, "shift": K.LEAK_SHIFT, "mul": K.LEAK_MUL, "linear": K.LEAK_LINEAR}
+_ORDER_CODES = {"leak_first": K.ORDER_LEAK_FIRST, "integrate_first": K.ORDER_INTEGRATE_FIRST}
+_DRIVE_CODES = {"s1": K.DRIVE_S1, "s2": K.DRIVE_S2, "either": K.DRIVE_EITHER}
+COMPARES, RESETS, LEAKS, ORDERS, RESET_BY = map(tuple, (_COMPARE_CODES, _RESET_CODES, _LEAK_CODES, _ORDER_CODES, _DRIVE_CODES))
+
+MAX_VM_BITS = 62  # with |current| <= 2**62, V + I is exact in int64
+MAX_CURRENT = 2**62
+_NO_REFRACTORY = np.zeros((0, 0, 0), np.int64)  # stands for the unused counter arrays
+
+
+class NeuronConfigError(FixedPointError):
+    """An invalid neuron field, state or input; the message names the layer, field and value."""
+
+
+class NeuronStep(NamedTuple):
+    """The result of one ``step``; its arrays are new and never written afterwards.
+
+    spikes:    uint8, shape of the current; (N, 2C, ...) = [s1, s2] for DualThreshold.
+    v_pre:     int64 Vm after integration (and lower bound), before the reset.
+    v_post:    int64 Vm after the reset (the array now held in ``state["v"]``).
+    overflows: number of register writes wrapped or saturated in this step.
+    """
+
+    spikes: np.ndarray
+    v_pre: np.ndarray
+    v_post: np.ndarray
+    overflows: int
+
+
+# --------------------------------------------------------------------------- validation
+def _where(layer) -> str:
+    return f"{type(layer).__name__} {layer.name!r}"
+
+
+def _fail(layer, field, value, why):
+    raise NeuronConfigError(f"{_where(layer)}: {field} = {value!r} {why}")
+
+
+def _check_int(layer, field, value, lo, hi) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        _fail(layer, field, value, "must be an integer")
+    if not lo <= int(value) <= hi:
+        _fail(layer, field, int(value), f"must be in {lo}..{hi}")
+    return int(value)
+
+
+def _check_channels(layer, field, value, lo, hi):
+    """An integer, or a sequence of one integer per channel (axis 1); each in lo..hi."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if np.ndim(value) != 1 or len(value) == 0:
+            _fail(layer, field, value, "must be an integer or a non-empty 1-D sequence (one per channel)")
+        return tuple(_check_int(layer, f"{field}[{i}]", v, lo, hi) for i, v in enumerate(value))
+    return _check_int(layer, field, value, lo, hi)
+
+
+def _per_channel(layer, field, value, n_ch) -> np.ndarray:
+    if isinstance(value, tuple):
+        if len(value) != n_ch:
+            _fail(layer, field, value, f"has {len(value)} entries but the input has {n_ch} channels (axis 1)")
+        return np.array(value, np.int64)
+    return np.full(n_ch, value, np.int64)
+
+
+def _check_choice(layer, field, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        _fail(layer, field, value, f"must be one of {', '.join(map(repr, choices))}")
+
+
+def _check_mode(layer, field, value, enum):
+    try:
+        return enum.of(value)
+    except FixedPointError:
+        _fail(layer, field, value, f"must be a {enum.__name__} mode ({', '.join(m.name for m in enum)})")
+
+
+def _check_name(layer):
+    if not isinstance(layer.name, str) or not layer.name:
+        raise NeuronConfigError(f"{type(layer).__name__}: name = {layer.name!r} must be a non-empty string")
+
+
+def _check_shape(layer, shape) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) < 2:
+        _fail(layer, "shape", shape, "must be (N, C, ...) with at least 2 axes")
+    return tuple(_check_int(layer, f"shape[{i}]", d, 0, 2**62) for i, d in enumerate(shape))
+
+
+def _check_array(layer, field, arr, shape, lo, hi):
+    """An int64 ndarray of ``shape`` with every value in lo..hi."""
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.int64:
+        _fail(layer, field, type(arr).__name__ if not isinstance(arr, np.ndarray) else arr.dtype, "must be an int64 ndarray")
+    if arr.shape != shape:
+        _fail(layer, f"{field}.shape", arr.shape, f"must be {shape}")
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        index = np.unravel_index(int(np.argmax((arr < lo) | (arr > hi))), shape)
+        _fail(layer, f"{field}[{', '.join(map(str, index))}]", int(arr[index]), f"is outside {lo}..{hi}")
+
+
+def _check_state(layer, state, ranges: dict) -> tuple:
+    """The state dict holds exactly the keys of ``ranges``: int64 arrays of state["v"]'s shape, in range."""
+    if not isinstance(state, dict) or set(state) != set(ranges):
+        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        _fail(layer, "state keys", keys, f"must be {sorted(ranges)} (from init_state)")
+    shape = getattr(state["v"], "shape", None)
+    for key, (lo, hi) in ranges.items():
+        _check_array(layer, f"state[{key!r}]", state[key], shape, lo, hi)
+    return shape
+
+
+def _flat3(shape) -> tuple:
+    """(N, C, *S) -> (N, C, M) with M = prod(S)."""
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
+def _run_neuron_kernel(layer, shape, v, refr, current, thr, codes, fmt: QFormat, overflow: Overflow):
+    """Run ``K.neuron_step`` on (N, C, M) views of ``shape``; raise the first overflow under ERROR.
+
+    Returns spikes, v_pre, v_post, refractory counters (or the placeholder) and the count.
+    """
+    n, n_ch, m = current.shape
+    spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
+    v_pre, v_post = np.empty_like(current), np.empty_like(current)
+    refr_out = np.empty_like(current) if refr.size else _NO_REFRACTORY
+    ovf = np.empty(n * n_ch, np.int64)
+    err = np.empty((n * n_ch, 3), np.int64)
+    K.neuron_step(v, refr, current, thr, *codes, fmt.bits, int(fmt.signed), int(overflow),
+                  spikes, v_pre, v_post, refr_out, ovf, err)  # fmt: skip
+    if overflow == Overflow.ERROR:
+        _raise_first_overflow(layer, err, shape, fmt, overflow)
+    return spikes, v_pre, v_post, refr_out, int(ovf.sum())
+
+
+def _raise_first_overflow(layer, err, shape, fmt, overflow):
+    """FixedOverflowError for the first row-major (integrate before reset) overflowing write."""
+    rows = np.flatnonzero(err[:, 0] >= 0)
+    if not rows.size:
+        return
+    row = int(rows[0])
+    n, c = divmod(row, shape[1])
+    index = (n, c) + tuple(int(i) for i in np.unravel_index(int(err[row, 0]), shape[2:]))
+    value = int(err[row, 2])
+    write = "V + I (integrate)" if err[row, 1] == K.WRITE_INTEGRATE else "V - theta (reset)"
+    lo, hi = fmt.bounds(overflow)
+    raise FixedOverflowError(
+        f"{_where(layer)}: v[{', '.join(map(str, index))}] = {value} from {write} overflows {fmt} "
+        f"(range {lo}..{hi}) under Overflow.ERROR",
+        index=index,
+        value=value,
+    )
+
+
+# --------------------------------------------------------------------------- IF / LIF / DT
+@dataclass(frozen=True, kw_only=True)
+class _Neuron:
+    """Fields shared by IF, LIF and DualThreshold (see docs/neurons.md for the order of operations).
+
+    name: layer name.  vm: QFormat of the membrane potential V (bits <= 62).
+    overflow: what the V register does when a write leaves vm (WRAP, SAT, SAT_SYM, ERROR).
+    compare: ">=" or ">".  reset: "subtract" (V -= theta), "zero", "value" (V = reset_value), "none".
+    v_min: optional lower bound applied to V after integration.
+    refractory: timesteps a neuron holds V and stays silent after its reset fires (0 = none).
+    """
+
+    name: str
+    vm: QFormat
+    overflow: Overflow | str = Overflow.ERROR
+    compare: str = ">="
+    reset: str = "subtract"
+    reset_value: int = 0
+    v_min: int | None = None
+    refractory: int = 0
+
+    def __post_init__(self):
+        _check_name(self)
+        if not isinstance(self.vm, QFormat):
+            _fail(self, "vm", self.vm, "must be a QFormat")
+        if self.vm.bits > MAX_VM_BITS:
+            _fail(self, "vm", str(self.vm), f"must have at most {MAX_VM_BITS} bits (V + I is computed in int64)")
+        self._set("overflow", _check_mode(self, "overflow", self.overflow, Overflow))
+        _check_choice(self, "compare", self.compare, COMPARES)
+        _check_choice(self, "reset", self.reset, RESETS)
+        lo, hi = self.vm.bounds(self.overflow)
+        self._set("reset_value", _check_int(self, "reset_value", self.reset_value, lo, hi))
+        if self.v_min is not None:
+            self._set("v_min", _check_int(self, "v_min", self.v_min, lo, hi))
+        self._set("refractory", _check_int(self, "refractory", self.refractory, 0, 2**31 - 1))
+        self._validate()
+
+    def _set(self, field, value):
+        object.__setattr__(self, field, value)
+
+    def _check_threshold(self, field):
+        self._set(field, _check_channels(self, field, getattr(self, field), self.vm.min_int, self.vm.max_int))
+
+    # subclass hooks
+    def _validate(self):
+        raise NotImplementedError
+
+    def _maps(self) -> tuple:
+        """(field name, threshold) of each spike map, in output-channel order."""
+        raise NotImplementedError
+
+    def _leak_codes(self) -> tuple:
+        """(kind, a, b, rounding, min_step, order) for K.neuron_step."""
+        return K.LEAK_NONE, 0, 0, 0, 0, K.ORDER_LEAK_FIRST
+
+    def _drive(self) -> int:
+        return K.DRIVE_S1
+
+    def _state_ranges(self) -> dict:
+        ranges = {"v": self.vm.bounds(self.overflow)}
+        if self.refractory:
+            ranges["refractory"] = (0, self.refractory)
+        return ranges
+
+    def init_state(self, shape) -> dict:
+        """{"v": zeros} (plus {"refractory": zeros} when refractory > 0), int64 of ``shape`` (N, C, ...)."""
+        shape = _check_shape(self, shape)
+        for field, value in self._maps():
+            _per_channel(self, field, value, shape[1])
+        return {key: np.zeros(shape, np.int64) for key in self._state_ranges()}
+
+    def step(self, state, current) -> NeuronStep:
+        """Advance one timestep with input ``current`` (int64, the shape of the state).
+
+        ``state`` entries are replaced by the new arrays; nothing is changed if it raises
+        (``FixedOverflowError`` under Overflow.ERROR, ``NeuronConfigError`` for bad input).
+        """
+        shape = _check_state(self, state, self._state_ranges())
+        _check_array(self, "current", current, shape, -MAX_CURRENT, MAX_CURRENT)
+        flat = _flat3(shape)
+        thr = np.stack([_per_channel(self, field, value, shape[1]) for field, value in self._maps()])
+        refr = state["refractory"].reshape(flat) if self.refractory else _NO_REFRACTORY
+        v_min = 0 if self.v_min is None else self.v_min
+        codes = (
+            _COMPARE_CODES[self.compare], _RESET_CODES[self.reset], self.reset_value, self._drive(),
+            int(self.v_min is not None), v_min, self.refractory, *self._leak_codes(),
+        )  # fmt: skip
+        spikes, v_pre, v_post, refr_out, overflows = _run_neuron_kernel(
+            self, shape, state["v"].reshape(flat), refr, current.reshape(flat), thr, codes, self.vm, self.overflow
+        )
+        state["v"] = v_post.reshape(shape)
+        if self.refractory:
+            state["refractory"] = refr_out.reshape(shape)
+        spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
+        return NeuronStep(spikes, v_pre.reshape(shape), state["v"], overflows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IF(_Neuron):
+    """Integrate-and-fire: ``V <- cast(V + I)``; ``s = V cmp theta``; reset where s.
+
+    threshold: theta, an integer or one per channel, in the range of ``vm``.
+    """
+
+    threshold: int | tuple
+
+    def _validate(self):
+        self._check_threshold("threshold")
+
+    def _maps(self):
+        return (("threshold", self.threshold),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Leaky(_Neuron):
+    """The leak fields shared by LIF and DualThreshold.
+
+    leak: "none"; "shift" (``V - round(V / 2**leak_shift)``, ``leak_min_step``: a zero step
+    becomes sign(V), as SynSense Xylo does); "mul" (``round(V * leak_mult / 2**leak_shift)``,
+    0 <= leak_mult <= 2**leak_shift); "linear" (V moves toward 0 by ``leak_step``, stops at 0).
+    leak_rounding: Rounding of shift and mul.  order: "leak_first" or "integrate_first".
+    """
+
+    leak: str = "none"
+    leak_shift: int | None = None
+    leak_mult: int | None = None
+    leak_step: int | None = None
+    leak_rounding: Rounding | str = Rounding.TRN
+    leak_min_step: bool = False
+    order: str = "leak_first"
+
+    _LEAK_FIELDS: ClassVar[dict] = {
+        "none": (),
+        "shift": ("leak_shift",),
+        "mul": ("leak_shift", "leak_mult"),
+        "linear": ("leak_step",),
+    }
+
+    def _validate(self):
+        _check_choice(self, "leak", self.leak, LEAKS)
+        _check_choice(self, "order", self.order, ORDERS)
+        self._set("leak_rounding", _check_mode(self, "leak_rounding", self.leak_rounding, Rounding))
+        needed = self._LEAK_FIELDS[self.leak]
+        for field in ("leak_shift", "leak_mult", "leak_step"):
+            value = getattr(self, field)
+            if field in needed and value is None:
+                _fail(self, field, value, f"is required with leak={self.leak!r}")
+            if field not in needed and value is not None:
+                _fail(self, field, value, f"is not used with leak={self.leak!r}; leave it None")
+        if self.leak == "shift":
+            self._set("leak_shift", _check_int(self, "leak_shift", self.leak_shift, 0, 64))
+        elif self.leak == "mul":
+            n = _check_int(self, "leak_shift", self.leak_shift, 0, 63 - self.vm.bits)
+            self._set("leak_shift", n)
+            self._set("leak_mult", _check_int(self, "leak_mult", self.leak_mult, 0, 2**n))
+        elif self.leak == "linear":
+            self._set("leak_step", _check_int(self, "leak_step", self.leak_step, 0, self.vm.max_int))
+        if not isinstance(self.leak_min_step, (bool, np.bool_)):
+            _fail(self, "leak_min_step", self.leak_min_step, "must be a bool")
+        if self.leak_min_step and self.leak != "shift":
+            _fail(self, "leak_min_step", self.leak_min_step, f"applies to leak='shift' only, not {self.leak!r}")
+
+    def _leak_codes(self):
+        a, b = {
+            "none": (0, 0),
+            "shift": (self.leak_shift, 0),
+            "mul": (self.leak_mult, self.leak_shift),
+            "linear": (self.leak_step, 0),
+        }[self.leak]
+        return _LEAK_CODES[self.leak], a, b, int(self.leak_rounding), int(self.leak_min_step), _ORDER_CODES[self.order]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LIF(_Leaky):
+    """Leaky integrate-and-fire.  leak_first: ``V <- cast(leak(V) + I)``;
+    integrate_first: ``V <- leak(cast(V + I))``; then ``s = V cmp theta``, reset where s.
+
+    threshold: theta, an integer or one per channel.  leak: "shift", "mul" or "linear".
+    """
+
+    threshold: int | tuple
+    leak: str
+
+    def _validate(self):
+        if self.leak == "none":
+            _fail(self, "leak", self.leak, "must be 'shift', 'mul' or 'linear' (use IF for no leak)")
+        super()._validate()
+        self._check_threshold("threshold")
+
+    def _maps(self):
+        return (("threshold", self.threshold),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DualThreshold(_Leaky):
+    """Dual-threshold firing (DT-SCNN): one V per neuron, two spike maps from the same
+    post-integration, pre-reset V: ``s1 = V cmp theta1``, ``s2 = V cmp theta2``; output
+    ``[s1, s2]`` on the channel axis (C -> 2C).  Leak as LIF (default none).
+
+    reset_by: "s1" (V -= theta1 where s1), "s2" (V -= theta2 where s2), or "either"
+    (where s1 or s2; V -= the largest theta among the maps that fired).  No reset: reset="none".
+    """
+
+    theta1: int | tuple
+    theta2: int | tuple
+    reset_by: str = "s1"
+
+    def _validate(self):
+        super()._validate()
+        self._check_threshold("theta1")
+        self._check_threshold("theta2")
+        _check_choice(self, "reset_by", self.reset_by, RESET_BY)
+
+    def _maps(self):
+        return (("theta1", self.theta1), ("theta2", self.theta2))
+
+    def _drive(self):
+        return _DRIVE_CODES[self.reset_by]
+
+
+# --------------------------------------------------------------------------- Loihi preset
+@dataclass(frozen=True, kw_only=True)
+class LoihiLIF:
+    """Loihi CUBA LIF, the equations of Lava's bit-accurate ``PyLifModelBitAcc``::
+
+        u <- wrap24(trunc0(u * (4096 - du - 1) / 2**12) + a_in * 2**6)
+        v <- sat(trunc0(v * (4096 - dv) / 2**12) + u + bias_mant * 2**bias_exp), |v| <= 2**23 - 1
+        s = v > vth * 2**6;  v <- 0 where s  (u is not reset)
+
+    du, dv: 0..4095.  vth: 0..2**17 - 1, bias_mant: -4096..4095, bias_exp: 0..7 (each an
+    integer or one per channel).  The input a_in (``step``'s current) is 16-bit signed.
+    """
+
+    name: str
+    du: int
+    dv: int
+    vth: int | tuple
+    bias_mant: int | tuple = 0
+    bias_exp: int | tuple = 0
+
+    U_FORMAT: ClassVar[QFormat] = QFormat(24)
+    A_IN_FORMAT: ClassVar[QFormat] = QFormat(16)
+    DECAY_SHIFT: ClassVar[int] = 12
+    IN_SHIFT: ClassVar[int] = 6
+    VTH_SHIFT: ClassVar[int] = 6
+
+    def __post_init__(self):
+        _check_name(self)
+        object.__setattr__(self, "du", _check_int(self, "du", self.du, 0, 4095))
+        object.__setattr__(self, "dv", _check_int(self, "dv", self.dv, 0, 4095))
+        for field, lo, hi in (("vth", 0, 2**17 - 1), ("bias_mant", -4096, 4095), ("bias_exp", 0, 7)):
+            object.__setattr__(self, field, _check_channels(self, field, getattr(self, field), lo, hi))
+
+    def _state_ranges(self) -> dict:
+        return {"u": self.U_FORMAT.bounds("WRAP"), "v": self.U_FORMAT.bounds("SAT_SYM")}
+
+    def init_state(self, shape) -> dict:
+        """{"u": zeros, "v": zeros}, int64 of ``shape`` (N, C, ...)."""
+        shape = _check_shape(self, shape)
+        for field in ("vth", "bias_mant", "bias_exp"):
+            _per_channel(self, field, getattr(self, field), shape[1])
+        return {key: np.zeros(shape, np.int64) for key in self._state_ranges()}
+
+    def step(self, state, current) -> NeuronStep:
+        """One Loihi timestep; ``current`` is a_in (int64 in -2**15..2**15 - 1).
+
+        ``overflows`` counts u wraps plus v saturations.
+        """
+        shape = _check_state(self, state, self._state_ranges())
+        _check_array(self, "current", current, shape, self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int)
+        flat = _flat3(shape)
+        n_ch = shape[1]
+        bias = _per_channel(self, "bias_mant", self.bias_mant, n_ch) << _per_channel(self, "bias_exp", self.bias_exp, n_ch)
+        thr = (_per_channel(self, "vth", self.vth, n_ch) << self.VTH_SHIFT)[None, :]
+        u = np.empty(flat, np.int64)
+        i_v = np.empty(flat, np.int64)
+        ovf_u = np.empty(flat[0] * n_ch, np.int64)
+        K.current_filter_step(
+            state["u"].reshape(flat), current.reshape(flat), 4095 - self.du, self.DECAY_SHIFT,
+            int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, u, i_v, ovf_u,
+        )  # fmt: skip
+        codes = (
+            K.CMP_GT, K.RESET_ZERO, 0, K.DRIVE_S1, 0, 0, 0,
+            K.LEAK_MUL, 4096 - self.dv, self.DECAY_SHIFT, int(Rounding.TRN_ZERO), 0, K.ORDER_LEAK_FIRST,
+        )  # fmt: skip
+        spikes, v_pre, v_post, _, ovf_v = _run_neuron_kernel(
+            self, shape, state["v"].reshape(flat), _NO_REFRACTORY, i_v, thr, codes, self.U_FORMAT, Overflow.SAT_SYM
+        )
+        state["u"] = u.reshape(shape)
+        state["v"] = v_post.reshape(shape)
+        return NeuronStep(spikes.reshape(shape), v_pre.reshape(shape), state["v"], int(ovf_u.sum()) + ovf_v)
