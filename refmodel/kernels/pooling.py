@@ -1,0 +1,132 @@
+"""Pooling kernels, specified in ``docs/pooling.md``.
+
+Integers only.  Arrays are C-contiguous ``(N, C, H, W)``: spikes ``uint8`` (0 or 1), membrane
+potentials and counters ``int64``; outputs ``(N, C, Ho, Wo)``.  Window ``(oy, ox)`` covers rows
+``oy*sh .. oy*sh+kh-1`` and columns ``ox*sw .. ox*sw+kw-1``; a position inside it is numbered
+row-major, ``p = ky*kw + kx``.  Modes are integer codes (``int(Overflow.SAT)``, ...).  Every
+kernel loops in parallel over the independent ``(n, c)`` planes only; event counts are kept per
+plane and summed at the end (no cross-thread reduction).
+"""
+
+import numba
+import numpy as np
+
+from refmodel.fixed import cast_int, in_range_int, shift_right_int
+
+__all__ = ["winner_pool", "count_spikes", "pooled_neuron_pool", "or_pool", "sum_pool"]
+
+
+@numba.njit(cache=True, inline="always")
+def _window_argmax(a, n, c, y0, x0, kh, kw):
+    """(p, a[p]) for the first row-major position p holding the window's maximum."""
+    best = a[n, c, y0, x0]
+    arg = 0
+    for ky in range(kh):
+        for kx in range(kw):
+            value = a[n, c, y0 + ky, x0 + kx]
+            if value > best:
+                best = value
+                arg = ky * kw + kx
+    return arg, best
+
+
+@numba.njit(cache=True, inline="always")
+def _window_sum(s, n, c, y0, x0, kh, kw):
+    """Sum of the window's values, int64."""
+    total = np.int64(0)
+    for ky in range(kh):
+        for kx in range(kw):
+            total += np.int64(s[n, c, y0 + ky, x0 + kx])
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def winner_pool(spikes, key, kh, kw, sh, sw, out, index):
+    """``index = argmax_p key`` (first p on ties); ``out = spikes[window p = index]``."""
+    n_, c_, ho, wo = out.shape
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                y0, x0 = oy * sh, ox * sw
+                p, _ = _window_argmax(key, n, c, y0, x0, kh, kw)
+                index[n, c, oy, ox] = p
+                out[n, c, oy, ox] = spikes[n, c, y0 + p // kw, x0 + p % kw]
+
+
+@numba.njit(cache=True, parallel=True)
+def count_spikes(spikes, count, count_max):
+    """``count = min(count + spikes, count_max)`` in place; returns how many increments saturated."""
+    n_, c_, h, w = count.shape
+    saturated = np.zeros(n_ * c_, np.int64)
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for y in range(h):
+            for x in range(w):
+                if spikes[n, c, y, x] != 0:
+                    if count[n, c, y, x] >= count_max:
+                        saturated[nc] += 1
+                    else:
+                        count[n, c, y, x] += 1
+    return saturated.sum()
+
+
+@numba.njit(cache=True, parallel=True)
+def pooled_neuron_pool(v, theta, strict, bits, signed, overflow, kh, kw, sh, sw, out, vmax, index):
+    """Per window: ``m = max_p v`` (``index`` = first argmax), ``out = m > theta`` if ``strict``
+    else ``m >= theta``; on firing every window neuron ``v = cast(v - theta)`` in place.
+
+    Returns the number of casts that changed a value (under ERROR: values left out of range).
+    Windows must not overlap (``sh >= kh``, ``sw >= kw``).
+    """
+    n_, c_, ho, wo = out.shape
+    events = np.zeros(n_ * c_, np.int64)
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                y0, x0 = oy * sh, ox * sw
+                p, m = _window_argmax(v, n, c, y0, x0, kh, kw)
+                fire = m > theta if strict else m >= theta
+                index[n, c, oy, ox] = p
+                vmax[n, c, oy, ox] = m
+                out[n, c, oy, ox] = 1 if fire else 0
+                if fire:
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            x = v[n, c, y0 + ky, x0 + kx] - theta
+                            if not in_range_int(x, bits, signed, overflow):
+                                events[nc] += 1
+                            v[n, c, y0 + ky, x0 + kx] = cast_int(x, bits, signed, overflow)
+    return events.sum()
+
+
+@numba.njit(cache=True, parallel=True)
+def or_pool(spikes, kh, kw, sh, sw, out):
+    """``out = 1`` if any spike of the window is 1, else 0."""
+    n_, c_, ho, wo = out.shape
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                total = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
+                out[n, c, oy, ox] = 1 if total > 0 else 0
+
+
+@numba.njit(cache=True, parallel=True)
+def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out):
+    """``out = cast(shift_right(sum of the window's spikes, shift, rounding))``.
+
+    Returns the number of casts that changed a value (under ERROR: values left out of range).
+    """
+    n_, c_, ho, wo = out.shape
+    events = np.zeros(n_ * c_, np.int64)
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                x = shift_right_int(_window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw), shift, rounding)
+                if not in_range_int(x, bits, signed, overflow):
+                    events[nc] += 1
+                out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
+    return events.sum()

@@ -1,0 +1,360 @@
+"""Pooling layer descriptions (equations and order of operations: ``docs/pooling.md``).
+
+A pooling layer follows a neuron layer and is stepped right after it, every timestep:
+
+    step = pool.step(state, spikes=..., v_pre=..., v_post=..., v_state=...)
+
+with the neuron layer's ``spikes`` (uint8 0/1), ``v_pre`` (int64 Vm after integration, before
+reset), ``v_post`` (after reset) and its mutable Vm array ``v_state`` (int64), all
+``(N, C, H, W)``.  Each variant reads only the arrays it needs (others may be ``None``).
+``state`` comes from ``init_state((N, C, H, W))``.
+
+Windows are ``kernel = (kh, kw)`` with ``stride = (sh, sw)`` (default: the kernel), no padding,
+and only whole windows: ``Ho = (H - kh) // sh + 1`` (PyTorch ``ceil_mode=False``).  Inside a
+window, position ``p = ky*kw + kx`` (row-major); argmax ties go to the smallest ``p``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
+from refmodel.kernels import pooling as kernels
+from refmodel.layers.base import LayerError, check_name, positive_pair
+
+__all__ = [
+    "PoolStep",
+    "WinnerSpikePool",
+    "PooledNeuronPool",
+    "CountGatePool",
+    "OrPool",
+    "SumPool",
+    "AvgPool",
+]
+
+SPIKE_FORMAT = QFormat(1, 0, signed=False)
+
+
+class PoolStep(NamedTuple):
+    """One timestep of a pooling layer, arrays ``(N, C, Ho, Wo)``.
+
+    out: uint8 spikes, or the int64 codes of ``out_format`` for SumPool / AvgPool.
+    index: int64 window position ``p`` of the winner (WinnerSpikePool, CountGatePool,
+        PooledNeuronPool), else None.
+    v: int64 pooled potential ``max_p v`` before any subtraction (PooledNeuronPool), else None.
+    overflows: how many values this step saturated or wrapped (counter increments lost at the
+        counter's maximum, Vm casts, output casts).
+    """
+
+    out: np.ndarray
+    index: np.ndarray | None = None
+    v: np.ndarray | None = None
+    overflows: int = 0
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pool:
+    """Fields shared by every pooling layer: ``name``, ``kernel`` (k or (kh, kw)) and
+    ``stride`` (s or (sh, sw); None = kernel), normalized to int tuples."""
+
+    name: str
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int] | None = None
+
+    kind: ClassVar[str]
+
+    def __post_init__(self):
+        check_name(self.name)
+        self._set("kernel", positive_pair(self.name, "kernel", self.kernel))
+        self._set("stride", self.kernel if self.stride is None else positive_pair(self.name, "stride", self.stride))
+
+    # ------------------------------------------------------------------ helpers
+    def _set(self, field, value):
+        object.__setattr__(self, field, value)
+
+    def _error(self, field, value, reason):
+        return LayerError(self.name, field, value, reason)
+
+    def _mode(self, field, enum):
+        try:
+            self._set(field, enum.of(getattr(self, field)))
+        except ValueError as exc:
+            raise self._error(field, getattr(self, field), str(exc)) from None
+
+    def _choice(self, field, choices):
+        value = getattr(self, field)
+        if value not in choices:
+            raise self._error(field, value, f"must be one of {', '.join(map(repr, choices))}")
+
+    def _format(self, field, max_bits=64):
+        fmt = getattr(self, field)
+        if not isinstance(fmt, QFormat):
+            raise self._error(field, fmt, "must be a QFormat")
+        if fmt.bits > max_bits or (fmt.bits == 64 and not fmt.signed):
+            raise self._error(field, fmt, f"does not fit the int64 datapath (at most {max_bits} bits)")
+
+    @property
+    def area(self) -> int:
+        """Window area ``kh * kw``."""
+        return self.kernel[0] * self.kernel[1]
+
+    def output_shape(self, shape) -> tuple[int, int, int, int]:
+        """``(N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)`` for an input ``(N, C, H, W)``."""
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(_is_int(x) and x >= 1 for x in shape)):
+            raise self._error("shape", shape, "must be 4 integers >= 1 (N, C, H, W)")
+        n, c, h, w = (int(x) for x in shape)
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        if h < kh or w < kw:
+            raise self._error("shape", tuple(shape), f"input smaller than the {kh}x{kw} window")
+        return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+    def init_state(self, shape) -> dict:
+        """The layer's state for an input ``(N, C, H, W)``: empty unless the variant keeps one."""
+        self.output_shape(shape)
+        return {}
+
+    def _array(self, field, arr, dtype, shape=None):
+        """``arr`` checked to be a C-contiguous 4-d ``dtype`` array (of ``shape`` if given)."""
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != 4 or not arr.flags.c_contiguous:
+            described = f"{type(arr).__name__} {getattr(arr, 'dtype', '')} {getattr(arr, 'shape', '')}".strip()
+            raise self._error(field, described, f"must be a C-contiguous 4-d {np.dtype(dtype)} array")
+        if shape is not None and arr.shape != shape:
+            raise self._error(field, arr.shape, f"shape differs from the spikes/Vm shape {shape}")
+        return arr
+
+    def _spikes(self, spikes, shape=None):
+        spikes = self._array("spikes", spikes, np.uint8, shape)
+        if spikes.size and spikes.max() > 1:
+            index = np.unravel_index(int(np.argmax(spikes > 1)), spikes.shape)
+            raise self._error(f"spikes[{', '.join(map(str, index))}]", int(spikes[index]), "spikes must be 0 or 1")
+        return spikes
+
+    def _outputs(self, shape, dtype=np.uint8):
+        out_shape = self.output_shape(shape)
+        return np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
+
+    def _raise_outside(self, arr, fmt, what):
+        """FixedOverflowError naming the first element of ``arr`` outside ``fmt`` (row-major)."""
+        bad = (arr < fmt.min_int) | (arr > fmt.max_int)
+        index = np.unravel_index(int(np.argmax(bad)), arr.shape)
+        value = int(arr[index])
+        raise FixedOverflowError(
+            f"pooling layer {self.name!r}: {what}[{', '.join(map(str, index))}] = {value} overflows {fmt} "
+            f"(range {fmt.min_int}..{fmt.max_int}) under Overflow.ERROR",
+            index=index,
+            value=value,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SpikePool(_Pool):
+    """A pooling layer whose output is a spike."""
+
+    @property
+    def out_format(self) -> QFormat:
+        """Format of ``PoolStep.out``: a 1-bit unsigned spike."""
+        return SPIKE_FORMAT
+
+
+@dataclass(frozen=True, kw_only=True)
+class WinnerSpikePool(_SpikePool):
+    """Vm max-pooling, winner spike:  ``p* = argmax_p V[p]``, ``out = s[p*]``.
+
+    ``V`` is ``v_pre`` (``vm="pre"``: this timestep's Vm after integration, before reset) or
+    ``v_post`` (``vm="post"``, after reset); ties to the first row-major ``p``.  With one
+    threshold shared by the window and ``s = V_pre >= θ`` (or ``>``), ``vm="pre"`` equals OrPool.
+    No memory.
+    """
+
+    vm: str = "pre"
+    kind: ClassVar[str] = "winner_spike"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._choice("vm", ("pre", "post"))
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        spikes = self._spikes(spikes)
+        key = self._array("v_" + self.vm, v_pre if self.vm == "pre" else v_post, np.int64, spikes.shape)
+        out, index = self._outputs(spikes.shape)
+        kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index)
+        return PoolStep(out=out, index=index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountGatePool(_SpikePool):
+    """Spike-count gating (the SNN Toolbox's max-pool), one unsigned ``count_bits`` counter
+    per input neuron, zero at ``init_state``:
+
+        ``c[i] = min(c[i] + s[i], 2**count_bits - 1)``   (every input neuron, this timestep's spike included)
+        ``p* = argmax_p c[p]`` (first on ties),  ``out = s[p*]``
+
+    Increments lost at the maximum are counted in ``PoolStep.overflows``.
+    """
+
+    count_bits: int
+    kind: ClassVar[str] = "count_gate"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (_is_int(self.count_bits) and 1 <= self.count_bits <= 63):
+            raise self._error("count_bits", self.count_bits, "must be an integer in 1..63")
+        self._set("count_bits", int(self.count_bits))
+
+    @property
+    def count_format(self) -> QFormat:
+        """Format of a counter: unsigned ``count_bits``."""
+        return QFormat(self.count_bits, 0, signed=False)
+
+    def init_state(self, shape) -> dict:
+        """``{"count": int64 zeros (N, C, H, W)}``."""
+        self.output_shape(shape)
+        return {"count": np.zeros(tuple(int(x) for x in shape), np.int64)}
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        spikes = self._spikes(spikes)
+        count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
+                            np.int64, spikes.shape)
+        out, index = self._outputs(spikes.shape)
+        saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
+        kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
+        return PoolStep(out=out, index=index, overflows=int(saturated))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PooledNeuronPool(_SpikePool):
+    """Vm max-pooling, pooled neuron, on the Vm the preceding layer stores (``v_state``; that
+    layer only integrates: reset "none", its spikes unused):
+
+        ``m = max_p V[p]`` (``PoolStep.v``; ``index`` = first argmax),  ``out = m ⋄ θ``
+        if out:  ``V[p] = cast(V[p] - θ, vm_format, overflow)`` for every p of the window, in place
+
+    ``⋄`` is ``compare`` (">=" or ">").  Windows may not overlap (stride >= kernel); neurons
+    in no window are never reset.  Constant inputs ``I[p] >= 0`` from ``V = 0`` give exactly
+    ``N_T = min(T, floor(T·max I / θ))`` output spikes with ">=" (see docs/pooling.md).
+    """
+
+    threshold: int
+    vm_format: QFormat
+    overflow: Overflow | str = "ERROR"
+    compare: str = ">="
+    kind: ClassVar[str] = "pooled_neuron"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.stride[0] < self.kernel[0] or self.stride[1] < self.kernel[1]:
+            raise self._error("stride", self.stride, f"windows of {self.kernel} would overlap; "
+                              "the pooled neuron subtracts θ from its whole window, so stride >= kernel")
+        self._format("vm_format", max_bits=63)
+        self._mode("overflow", Overflow)
+        self._choice("compare", (">=", ">"))
+        if not (_is_int(self.threshold) and 1 <= self.threshold <= self.vm_format.max_int):
+            raise self._error("threshold", self.threshold, f"must be an integer in 1..{self.vm_format.max_int}")
+        self._set("threshold", int(self.threshold))
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        v = self._array("v_state", v_state, np.int64)
+        try:
+            self.vm_format.check(v, "v_state")
+        except FixedOverflowError as exc:
+            raise self._error("v_state", exc.value, f"{exc}; the Vm must be in vm_format") from None
+        out, index = self._outputs(v.shape)
+        vmax = np.empty_like(index)
+        fmt = self.vm_format
+        events = kernels.pooled_neuron_pool(v, self.threshold, self.compare == ">", fmt.bits, fmt.signed,
+                                            int(self.overflow), *self.kernel, *self.stride, out, vmax, index)
+        if events and self.overflow == Overflow.ERROR:
+            self._raise_outside(v, fmt, "v_state")
+        return PoolStep(out=out, index=index, v=vmax, overflows=int(events))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrPool(_SpikePool):
+    """OR pooling:  ``out = max_p s[p]`` (1 if any neuron of the window spiked).  No memory."""
+
+    kind: ClassVar[str] = "or"
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        spikes = self._spikes(spikes)
+        out, _ = self._outputs(spikes.shape)
+        kernels.or_pool(spikes, *self.kernel, *self.stride, out)
+        return PoolStep(out=out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SumPool(_Pool):
+    """Sum pooling:  ``out = cast(Σ_p s[p], out_format, overflow)`` (an integer code, not a spike).
+
+    The code stands for ``out * 2**-out_format.frac``; with ``out_format.frac = log2(kh*kw)``
+    it is exactly the window's mean (the 1/area folded into the next layer's weights).
+    """
+
+    out_format: QFormat
+    overflow: Overflow | str = "ERROR"
+    kind: ClassVar[str] = "sum"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._format("out_format")
+        self._mode("overflow", Overflow)
+
+    @property
+    def shift(self) -> int:
+        """Right shift applied to the window sum (0 for the sum)."""
+        return 0
+
+    @property
+    def rounding_code(self) -> int:
+        return int(Rounding.TRN)
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        spikes = self._spikes(spikes)
+        out, _ = self._outputs(spikes.shape, np.int64)
+        fmt = self.out_format
+        events = kernels.sum_pool(spikes, *self.kernel, *self.stride, self.shift, self.rounding_code,
+                                  fmt.bits, fmt.signed, int(self.overflow), out)
+        if events and self.overflow == Overflow.ERROR:
+            self._raise_outside(out, fmt, "out")
+        return PoolStep(out=out, overflows=int(events))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(SumPool):
+    """Average pooling:  ``out = cast(shift_right(Σ_p s[p], log2(kh*kw) - f, rounding), out_format, overflow)``
+    with ``f = out_format.frac`` in ``0..log2(kh*kw)``: the mean rounded to ``f`` fractional bits.
+
+    ``kh*kw`` must be a power of two.  ``f = log2(kh*kw)`` keeps the mean exact (then the code
+    equals SumPool's).
+    """
+
+    rounding: Rounding | str
+    kind: ClassVar[str] = "avg"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._mode("rounding", Rounding)
+        if self.area & (self.area - 1):
+            raise self._error("kernel", self.kernel, f"window area {self.area} is not a power of two; "
+                              "use SumPool and fold 1/area into the next layer's weights")
+        if not 0 <= self.out_format.frac <= self.log2_area:
+            raise self._error("out_format", self.out_format,
+                              f"frac must be in 0..log2(area) = 0..{self.log2_area}")
+
+    @property
+    def log2_area(self) -> int:
+        return self.area.bit_length() - 1
+
+    @property
+    def shift(self) -> int:
+        return self.log2_area - self.out_format.frac
+
+    @property
+    def rounding_code(self) -> int:
+        return int(self.rounding)
