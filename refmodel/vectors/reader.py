@@ -1,0 +1,292 @@
+"""Validating reader of version-1 vector files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from refmodel.fixed import QFormat
+from refmodel.vectors.schema import (
+    COUNT_FORMAT,
+    ENCODINGS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ROOT_ATTRS,
+    ROOT_MEMBERS,
+    SPIKE_FORMAT,
+    VectorFileError,
+    format_of,
+    layer_key,
+    sha256_hex,
+    storage_dtype,
+)
+
+_H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One integer dataset: where it is, what it belongs to, its shape, format and axis names.
+
+    ``kind`` is ``param``, ``input`` (the stimulus input), ``spikes`` (encoded stimulus),
+    ``trace``, ``output`` or ``count``; ``stepped`` when axis 0 is the timestep.
+    """
+
+    path: str
+    kind: str
+    layer: str | None
+    name: str
+    shape: tuple
+    fmt: QFormat
+    axes: tuple
+
+    @property
+    def stepped(self) -> bool:
+        return self.kind in ("spikes", "trace", "count")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer's attributes and the names of its parameters, trace signals and counts."""
+
+    name: str
+    kind: str
+    index: int
+    key: str
+    input_shape: tuple
+    output_shape: tuple
+    attrs: dict
+    params: tuple
+    signals: tuple
+    counts: tuple
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class VectorFile:
+    """Open and validate a vector file: ``with VectorFile(path) as vf: ...``.
+
+    Every problem (missing, not HDF5, truncated or damaged, foreign, other version,
+    missing or malformed member, config hash mismatch) raises VectorFileError naming the
+    path and what is wrong.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise VectorFileError(f"{self.path}: no such file")
+        if not h5py.is_hdf5(self.path):
+            raise VectorFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except _H5_ERRORS as exc:
+            raise VectorFileError(f"{self.path}: damaged or truncated HDF5 file ({exc})") from None
+        try:
+            self._validate()
+        except VectorFileError:
+            self.close()
+            raise
+        except _H5_ERRORS as exc:
+            self.close()
+            raise VectorFileError(f"{self.path}: damaged file ({type(exc).__name__}: {exc})") from None
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if getattr(self, "_h5", None) is not None:
+            self._h5.close()
+            self._h5 = None
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, what):
+        raise VectorFileError(f"{self.path}: {what}")
+
+    def _root_attr(self, name, kind):
+        attrs = self._h5.attrs
+        if name not in attrs:
+            self._fail(f"missing root attribute {name!r}")
+        value = _text(attrs[name])
+        ok = isinstance(value, str) if kind is str else isinstance(value, (int, np.integer)) and value >= 0
+        if not ok:
+            self._fail(f"root attribute {name!r} = {value!r} is not {'a string' if kind is str else 'an integer >= 0'}")
+        return value if kind is str else int(value)
+
+    def _group(self, path):
+        obj = self._h5.get(path)
+        if not isinstance(obj, h5py.Group):
+            self._fail(f"missing group /{path}")
+        return obj
+
+    def _info(self, path, kind, layer, name, shape=None):
+        """Validate the dataset at ``path`` and describe it."""
+        dset = self._h5.get(path)
+        if not isinstance(dset, h5py.Dataset):
+            self._fail(f"missing dataset /{path}")
+        fmt = format_of(dset.attrs, f"{self.path}: /{path}")
+        if dset.dtype != storage_dtype(fmt):
+            self._fail(f"/{path} has dtype {dset.dtype}, but format {fmt} is stored as {storage_dtype(fmt)}")
+        axes = tuple(_text(dset.attrs.get("axes", "")).split())
+        if len(axes) != dset.ndim:
+            self._fail(f"/{path}: axes attribute {axes!r} does not name its {dset.ndim} dimensions")
+        if shape is not None and dset.shape != shape:
+            self._fail(f"/{path} has shape {dset.shape}, expected {shape}")
+        return DatasetInfo(path, kind, layer, name, dset.shape, fmt, axes)
+
+    def _validate(self):
+        fmt_name = _text(self._h5.attrs.get("format"))
+        if fmt_name != FORMAT_NAME:
+            self._fail(f"not a refmodel vector file (root attribute 'format' is {fmt_name!r}, expected {FORMAT_NAME!r})")
+        version = self._root_attr("format_version", int)
+        if version != FORMAT_VERSION:
+            self._fail(f"format version {version} is not supported (this reader reads version {FORMAT_VERSION})")
+        for name in ROOT_ATTRS:
+            self._root_attr(name, str if name in ("format", "refmodel_version", "config_json", "config_sha256") else int)
+        self.refmodel_version = self._root_attr("refmodel_version", str)
+        self.seed = self._root_attr("seed", int)
+        self.timesteps = self._root_attr("timesteps", int)
+        self.batch = self._root_attr("batch", int)
+        self.config_json = self._root_attr("config_json", str)
+        self.config_sha256 = self._root_attr("config_sha256", str)
+        if sha256_hex(self.config_json) != self.config_sha256:
+            self._fail(f"config_sha256 {self.config_sha256} does not match the stored config (SHA-256 {sha256_hex(self.config_json)})")
+        try:
+            self.config = json.loads(self.config_json)
+        except ValueError as exc:
+            self._fail(f"config_json is not valid JSON ({exc})")
+        unknown = sorted(set(self._h5) - set(ROOT_MEMBERS))
+        if unknown:
+            self._fail(f"unknown root members {unknown} (allowed: {', '.join(ROOT_MEMBERS)})")
+        T, N = self.timesteps, self.batch
+        self._datasets = []
+
+        stim = self._group("stimulus")
+        encoding = _text(stim.attrs.get("encoding"))
+        if encoding not in ENCODINGS:
+            self._fail(f"/stimulus attribute 'encoding' is {encoding!r}, expected one of {ENCODINGS}")
+        self.encoding = encoding
+        self.encoding_params = {k: _text(v).item() if isinstance(v, np.generic) else _text(v)
+                                for k, v in stim.attrs.items() if k != "encoding"}
+        info = self._info("stimulus/input", "input", None, "input")
+        if info.shape[:1] != (N,):
+            self._fail(f"/stimulus/input has shape {info.shape}; its first axis must be the batch size {N}")
+        self._datasets.append(info)
+        if encoding != "analog":
+            spikes = self._info("stimulus/spikes", "spikes", None, "spikes", (T,) + info.shape)
+            if spikes.fmt != SPIKE_FORMAT:
+                self._fail(f"/stimulus/spikes has format {spikes.fmt}, expected {SPIKE_FORMAT}")
+            self._datasets.append(spikes)
+
+        layers_group, traces, counts = self._group("layers"), self._group("traces"), self._group("counts")
+        layers = []
+        for index, key in enumerate(layers_group):
+            group = self._group(f"layers/{key}")
+            attrs = {k: _text(v) for k, v in group.attrs.items()}
+            for attr in ("name", "kind", "index", "input_shape", "output_shape"):
+                if attr not in attrs:
+                    self._fail(f"/layers/{key} misses attribute {attr!r}")
+            if attrs["index"] != index or layer_key(index, attrs["name"]) != key:
+                self._fail(f"/layers/{key}: name {attrs['name']!r} and index {attrs['index']} do not match "
+                           f"its place {index} (expected group {layer_key(index, attrs['name'])!r})")
+            name = attrs.pop("name")
+            params = tuple(self._group(f"layers/{key}/params"))
+            signals = tuple(traces[key]) if key in traces else ()
+            events = tuple(counts[key]) if key in counts else ()
+            self._datasets += [self._info(f"layers/{key}/params/{p}", "param", name, p) for p in params]
+            for s in signals:
+                info = self._info(f"traces/{key}/{s}", "trace", name, s)
+                if info.shape[:2] != (T, N):
+                    self._fail(f"/traces/{key}/{s} has shape {info.shape}; it must start with (T, N) = {(T, N)}")
+                self._datasets.append(info)
+            for e in events:
+                info = self._info(f"counts/{key}/{e}", "count", name, e, (T,))
+                if info.fmt != COUNT_FORMAT:
+                    self._fail(f"/counts/{key}/{e} has format {info.fmt}, expected {COUNT_FORMAT}")
+                self._datasets.append(info)
+            layers.append(LayerInfo(
+                name, attrs.pop("kind"), int(attrs.pop("index")), key,
+                tuple(int(d) for d in attrs.pop("input_shape")), tuple(int(d) for d in attrs.pop("output_shape")),
+                {k: v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v
+                 for k, v in attrs.items()},
+                params, signals, events))
+        self.layers = tuple(layers)
+        keys = {layer.key for layer in layers}
+        for group in (traces, counts):
+            stray = sorted(set(group) - keys)
+            if stray:
+                self._fail(f"/{group.name.strip('/')} has groups {stray} that are not layers")
+        self.outputs = tuple(self._group("outputs"))
+        self._datasets += [self._info(f"outputs/{o}", "output", None, o) for o in self.outputs]
+
+    # ------------------------------------------------------------------ accessors
+    def layer(self, name) -> LayerInfo:
+        """The layer called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise VectorFileError(f"{self.path}: no layer {name!r} (layers: {[la.name for la in self.layers]})")
+
+    def datasets(self):
+        """Every integer dataset, in canonical order: stimulus, then per layer params, traces,
+        counts, then outputs."""
+        return tuple(self._datasets)
+
+    def info(self, path) -> DatasetInfo:
+        """The dataset at ``path`` (e.g. ``traces/000_conv1/v_pre``)."""
+        for info in self._datasets:
+            if info.path == path:
+                return info
+        raise VectorFileError(f"{self.path}: no dataset /{path}")
+
+    def read(self, path, t=None) -> np.ndarray:
+        """The dataset at ``path`` (stored dtype), or its timestep ``t`` only."""
+        info = self.info(path)
+        if t is not None and not (info.stepped and 0 <= t < self.timesteps):
+            raise VectorFileError(f"{self.path}: /{path} has no timestep {t!r}")
+        try:
+            dset = self._h5[path]
+            return dset[()] if t is None else dset[t]
+        except _H5_ERRORS as exc:
+            raise VectorFileError(f"{self.path}: cannot read /{path}, the file is damaged ({exc})") from None
+
+    def param(self, layer, name):
+        """``(values, fmt)`` of parameter ``name`` of ``layer``."""
+        info = self.info(f"layers/{self.layer(layer).key}/params/{name}")
+        return self.read(info.path), info.fmt
+
+    def stimulus(self):
+        """``(input values, fmt)``: the integer input before encoding."""
+        info = self.info("stimulus/input")
+        return self.read(info.path), info.fmt
+
+    def stimulus_spikes(self, t=None) -> np.ndarray:
+        """Encoded input spikes (T, N, ...) or of timestep ``t`` (N, ...); spike encodings only."""
+        return self.read("stimulus/spikes", t)
+
+    def trace_info(self, layer, signal) -> DatasetInfo:
+        return self.info(f"traces/{self.layer(layer).key}/{signal}")
+
+    def trace(self, layer, signal, t=None) -> np.ndarray:
+        """Trace (T, N, ...) of ``signal`` in ``layer``, or its timestep ``t`` (N, ...)."""
+        return self.read(self.trace_info(layer, signal).path, t)
+
+    def output(self, name):
+        """``(values, fmt)`` of output ``name``."""
+        info = self.info(f"outputs/{name}")
+        return self.read(info.path), info.fmt
+
+    def counts(self, layer) -> dict:
+        """``{event: (T,) int64 counts}`` of ``layer``."""
+        la = self.layer(layer)
+        return {e: self.read(f"counts/{la.key}/{e}") for e in la.counts}

@@ -1,0 +1,281 @@
+"""Streaming writer of version-1 vector files: one timestep at a time, atomic, byte-deterministic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+from refmodel.fixed import QFormat
+from refmodel.vectors.schema import (
+    COUNT_FORMAT,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    GZIP_LEVEL,
+    SPIKE_FORMAT,
+    TRACE_AXES,
+    VectorFileError,
+    as_codes,
+    canonical_json,
+    chmod_default,
+    check_name,
+    default_axes,
+    format_attrs,
+    format_of,
+    layer_key,
+    sha256_hex,
+    storage_dtype,
+)
+
+_LAYER_ATTRS = ("name", "kind", "index", "input_shape", "output_shape")
+_INT64_MAX = (1 << 63) - 1
+
+
+def _check_int(value, what, lo=0, hi=_INT64_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise VectorFileError(f"{what} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+def _check_shape(shape, what) -> tuple:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise VectorFileError(f"{what} must be a tuple of sizes, got {shape!r}") from None
+    for i, d in enumerate(dims):
+        _check_int(d, f"{what}[{i}]")
+    return dims
+
+
+def _attr_value(value, what):
+    """An attribute value h5py stores portably: int64, str, or a 1-D int64 array; never a float."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return np.uint8(value)
+    if isinstance(value, (int, np.integer)):
+        return np.int64(_check_int(value, what, -_INT64_MAX - 1))
+    if isinstance(value, (tuple, list)) and value:
+        return np.array([_check_int(v, f"{what}[{i}]", -_INT64_MAX - 1) for i, v in enumerate(value)], np.int64)
+    raise VectorFileError(f"{what} = {value!r}: attributes must be integers, strings or non-empty integer lists")
+
+
+class VectorWriter:
+    """Write one vector file; use as a context manager.
+
+    The file is written to a temporary file beside ``path`` and renamed into place by
+    ``close()`` (on leaving the ``with`` block), after checking that every declared trace
+    has all its timesteps; an exception removes the temporary file and leaves ``path`` alone.
+    """
+
+    def __init__(self, path, *, config, seed, timesteps, batch):
+        from refmodel import __version__
+
+        self.path = os.fspath(path)
+        self.timesteps = _check_int(timesteps, "timesteps", 1)
+        self.batch = _check_int(batch, "batch", 1)
+        seed = _check_int(seed, "seed")
+        config_json = canonical_json(config)
+        self._layers = {}  # name -> key
+        self._pending = {}  # dataset path -> bool array of written timesteps
+        self._stimulus = False
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            self._h5 = h5py.File(self._tmp, "w")
+            root = self._h5.attrs
+            root["format"] = FORMAT_NAME
+            root["format_version"] = np.int64(FORMAT_VERSION)
+            root["refmodel_version"] = __version__
+            root["seed"] = np.int64(seed)
+            root["timesteps"] = np.int64(self.timesteps)
+            root["batch"] = np.int64(self.batch)
+            root["config_json"] = config_json
+            root["config_sha256"] = sha256_hex(config_json)
+            for group in ("layers", "traces", "outputs", "counts"):
+                self._h5.create_group(group)
+        except BaseException:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def abort(self):
+        """Discard everything written: close and delete the temporary file."""
+        h5 = getattr(self, "_h5", None)
+        if h5 is not None:
+            self._h5 = None
+            h5.close()
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+
+    def close(self):
+        """Check completeness, then move the finished file to ``path`` (VectorFileError if incomplete)."""
+        try:
+            if not self._stimulus:
+                raise VectorFileError(f"{self.path}: no stimulus was written")
+            for name, done in self._pending.items():
+                if not done.all():
+                    missing = np.flatnonzero(~done)
+                    raise VectorFileError(
+                        f"{self.path}: {name} misses {missing.size} of {done.size} timesteps (first t={missing[0]})"
+                    )
+            self._h5.close()
+            self._h5 = None
+            chmod_default(self._tmp, 0o666)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    # ------------------------------------------------------------------ helpers
+    def _create(self, path, codes, fmt, axes, chunks):
+        """Integer dataset at ``path`` holding ``codes`` (or an empty one of shape ``codes``)."""
+        data = codes if isinstance(codes, np.ndarray) else None
+        shape = data.shape if data is not None else codes
+        compress = len(shape) > 0 and int(np.prod(shape)) > 0
+        dset = self._h5.create_dataset(
+            path,
+            shape=shape,
+            dtype=storage_dtype(fmt),
+            data=data,
+            chunks=(chunks or True) if compress else None,
+            compression="gzip" if compress else None,
+            compression_opts=GZIP_LEVEL if compress else None,
+            fletcher32=compress,
+            fillvalue=0,
+            track_times=False,
+        )
+        axes = default_axes(len(shape)) if axes is None else tuple(axes)
+        if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
+            raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
+        for key, value in format_attrs(fmt, axes).items():
+            dset.attrs[key] = value
+        return dset
+
+    def _layer(self, layer):
+        if layer not in self._layers:
+            raise VectorFileError(f"unknown layer {layer!r}; add_layer() it first (known: {sorted(self._layers)})")
+        return self._layers[layer]
+
+    def _declare_steps(self, path, per_step, fmt, axes):
+        shape = (self.timesteps, self.batch) + per_step
+        if path in self._h5:
+            raise VectorFileError(f"{path} is already declared")
+        self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
+        self._pending[path] = np.zeros(self.timesteps, bool)
+
+    def _write_step(self, path, t, values):
+        if path not in self._pending:
+            raise VectorFileError(f"{path} was not declared")
+        done = self._pending[path]
+        t = _check_int(t, f"{path}: timestep", 0, self.timesteps - 1)
+        if done[t]:
+            raise VectorFileError(f"{path}: timestep {t} is already written")
+        dset = self._h5[path]
+        arr = np.asarray(values)
+        if arr.shape != dset.shape[1:]:
+            raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
+        dset[t] = as_codes(arr, format_of(dset.attrs, path), f"{path}[t={t}]")
+        done[t] = True
+
+    # ------------------------------------------------------------------ public API
+    def add_layer(self, name, kind, *, input_shape, output_shape, attrs=None) -> int:
+        """Append a layer (shapes per sample, without T and N); returns its index."""
+        check_name(name, "layer name")
+        check_name(kind, f"layer {name!r}: kind")
+        if name in self._layers:
+            raise VectorFileError(f"layer {name!r} is already added")
+        index = len(self._layers)
+        if index >= 10**3:
+            raise VectorFileError(f"layer {name!r}: at most 1000 layers per file")
+        values = {"name": name, "kind": kind, "index": index,
+                  "input_shape": _check_shape(input_shape, f"layer {name!r}: input_shape"),
+                  "output_shape": _check_shape(output_shape, f"layer {name!r}: output_shape")}
+        for key, value in (attrs or {}).items():
+            check_name(key, f"layer {name!r}: attribute")
+            if key in _LAYER_ATTRS:
+                raise VectorFileError(f"layer {name!r}: attribute {key!r} is reserved")
+            values[key] = value
+        key = layer_key(index, name)
+        group = self._h5.create_group(f"layers/{key}")
+        group.create_group("params")
+        for attr, value in values.items():
+            group.attrs[attr] = _attr_value(value, f"layer {name!r}: attribute {attr!r}")
+        self._layers[name] = key
+        return index
+
+    def write_param(self, layer, name, values, fmt: QFormat, axes=None):
+        """Store parameter ``name`` of ``layer``: integers that fit ``fmt`` (floats are refused)."""
+        path = f"layers/{self._layer(layer)}/params/{check_name(name, 'parameter name')}"
+        if path in self._h5:
+            raise VectorFileError(f"{path} is already written")
+        codes = as_codes(values, fmt, f"layer {layer!r} parameter {name!r}")
+        self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, ()), None)
+
+    def write_stimulus(self, encoder):
+        """Store the encoder's integer input and settings; spike encodings then need
+        ``write_stimulus_step`` for every timestep (the encoder's ``step()`` output)."""
+        if self._stimulus:
+            raise VectorFileError("the stimulus is already written")
+        x = np.asarray(encoder.x)
+        if x.ndim < 1 or x.shape[0] != self.batch:
+            raise VectorFileError(f"stimulus input shape {x.shape} must start with the batch size {self.batch}")
+        self._h5.create_group("stimulus")
+        self._create("stimulus/input", as_codes(x, encoder.fmt, "stimulus input"), encoder.fmt,
+                     default_axes(x.ndim, TRACE_AXES[1:]), None)
+        group = self._h5["stimulus"]
+        group.attrs["encoding"] = encoder.name
+        for key, value in encoder.params.items():
+            group.attrs[key] = _attr_value(value, f"stimulus attribute {key!r}")
+        if encoder.spiking:
+            self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE_FORMAT, None)
+        self._stimulus = True
+
+    def write_stimulus_step(self, t, spikes):
+        """Store the input spikes (N, ...) of timestep ``t``."""
+        self._write_step("stimulus/spikes", t, spikes)
+
+    def declare_trace(self, layer, signal, shape, fmt: QFormat, axes=None):
+        """Create ``traces/<layer>/<signal>`` of shape (T, N, *shape); fill it with ``write_step``."""
+        key = self._layer(layer)
+        check_name(signal, f"layer {layer!r}: signal")
+        shape = _check_shape(shape, f"trace {layer}/{signal}: shape")
+        self._declare_steps(f"traces/{key}/{signal}", shape, fmt, axes)
+
+    def write_step(self, layer, signal, t, values):
+        """Store timestep ``t`` (an (N, ...) integer array that fits the declared format)."""
+        self._write_step(f"traces/{self._layer(layer)}/{signal}", t, values)
+
+    def write_output(self, name, values, fmt: QFormat, axes=None):
+        """Store output ``name`` (integers of ``fmt``; default axes n, c, y, x)."""
+        path = f"outputs/{check_name(name, 'output name')}"
+        if path in self._h5:
+            raise VectorFileError(f"{path} is already written")
+        codes = as_codes(values, fmt, f"output {name!r}")
+        self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, TRACE_AXES[1:]), None)
+
+    def write_counts(self, layer, event, counts):
+        """Store the per-timestep count (T,) of ``event`` (e.g. ``saturation``) in ``layer``."""
+        path = f"counts/{self._layer(layer)}/{check_name(event, 'count name')}"
+        if path in self._h5:
+            raise VectorFileError(f"{path} is already written")
+        arr = np.asarray(counts)
+        if arr.shape != (self.timesteps,):
+            raise VectorFileError(f"{path}: counts must have shape ({self.timesteps},), got {arr.shape}")
+        if arr.dtype.kind in "iu" and arr.size and arr.min() < 0:
+            raise VectorFileError(f"{path}[{int(np.argmin(arr))}] = {int(arr.min())}: counts cannot be negative")
+        self._create(path, as_codes(arr, COUNT_FORMAT, path), COUNT_FORMAT, ("t",), None)
+

@@ -1,0 +1,382 @@
+"""HDF5 vector files: write/read round trip, determinism, validation errors, compare, hex export."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from refmodel.encode import RateEncoder, make_encoder
+from refmodel.fixed import QFormat
+from refmodel.testing import assert_bit_exact
+from refmodel.vectors import VectorFile, VectorFileError, VectorWriter, compare_files, export_hex, first_mismatch
+from refmodel.vectors import hexport
+
+T, N = 5, 2
+CONFIG = {"layers": [{"name": "conv1", "kind": "conv"}, {"name": "fc", "kind": "linear"}], "timesteps": T}
+S8_4, S16_4, S24_8, U8_8, U1 = QFormat(8, 4), QFormat(16, 4), QFormat(24, 8), QFormat(8, 8, False), QFormat(1, 0, False)
+
+
+def sample_data(seed=0):
+    """Synthetic integer data of a two-layer network (no simulator exists yet)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "input": rng.integers(0, 256, (N, 1, 4, 4)),
+        "conv1/weight": rng.integers(-128, 128, (2, 1, 3, 3)),
+        "conv1/bias": rng.integers(-2000, 2000, (2,)),
+        "conv1/threshold": np.int64(300),
+        "fc/weight": rng.integers(-128, 128, (3, 32)),
+        "conv1/current": rng.integers(-32768, 32768, (T, N, 2, 4, 4)),
+        "conv1/v_pre": rng.integers(-32768, 32768, (T, N, 2, 4, 4)),
+        "conv1/spikes": rng.integers(0, 2, (T, N, 2, 4, 4)),
+        "fc/v_post": rng.integers(-(1 << 23), 1 << 23, (T, N, 3)),
+        "logits": rng.integers(-(1 << 23), 1 << 23, (N, 3)),
+        "saturation": rng.integers(0, 5, (T,)),
+    }
+
+
+def write_sample(path, data=None, config=CONFIG):
+    """Write ``data`` (default sample_data()) as a vector file, streaming traces step by step."""
+    d = sample_data() if data is None else data
+    encoder = RateEncoder(d["input"], U8_8)
+    with VectorWriter(path, config=config, seed=7, timesteps=T, batch=N) as w:
+        w.add_layer("conv1", "conv", input_shape=(1, 4, 4), output_shape=(2, 4, 4), attrs={"stride": 1, "pad": [1, 1]})
+        w.add_layer("fc", "linear", input_shape=(32,), output_shape=(3,), attrs={"reset": "subtract"})
+        w.write_param("conv1", "weight", d["conv1/weight"], S8_4, axes=("co", "ci", "ky", "kx"))
+        w.write_param("conv1", "bias", d["conv1/bias"], S16_4)
+        w.write_param("conv1", "threshold", d["conv1/threshold"], QFormat(12, 0, False))
+        w.write_param("fc", "weight", d["fc/weight"], S8_4)
+        w.write_stimulus(encoder)
+        w.declare_trace("conv1", "current", (2, 4, 4), S16_4)
+        w.declare_trace("conv1", "v_pre", (2, 4, 4), S16_4)
+        w.declare_trace("conv1", "spikes", (2, 4, 4), U1)
+        w.declare_trace("fc", "v_post", (3,), S24_8)
+        for t in range(T):
+            w.write_stimulus_step(t, encoder.step())
+            for name in ("conv1/current", "conv1/v_pre", "conv1/spikes", "fc/v_post"):
+                layer, signal = name.split("/")
+                w.write_step(layer, signal, t, d[name][t])
+        w.write_output("logits", d["logits"], S24_8, axes=("n", "k"))
+        w.write_counts("conv1", "saturation", d["saturation"])
+    return d
+
+
+@pytest.fixture
+def sample(tmp_path):
+    path = tmp_path / "golden.h5"
+    return path, write_sample(path)
+
+
+# ----------------------------------------------------------------------------- round trip
+def test_round_trip(sample):
+    path, d = sample
+    with VectorFile(path) as vf:
+        assert (vf.timesteps, vf.batch, vf.seed, vf.config) == (T, N, 7, CONFIG)
+        assert [(la.name, la.kind, la.index, la.key) for la in vf.layers] == [
+            ("conv1", "conv", 0, "000_conv1"), ("fc", "linear", 1, "001_fc")]
+        conv = vf.layer("conv1")
+        assert (conv.input_shape, conv.output_shape, conv.attrs) == ((1, 4, 4), (2, 4, 4), {"stride": 1, "pad": [1, 1]})
+        assert vf.layer("fc").attrs == {"reset": "subtract"}
+        assert conv.params == ("bias", "threshold", "weight") and conv.signals == ("current", "spikes", "v_pre")
+        for key in ("conv1/weight", "conv1/bias", "conv1/threshold", "fc/weight"):
+            values, fmt = vf.param(*key.split("/"))
+            np.testing.assert_array_equal(values, d[key])
+        values, fmt = vf.param("conv1", "weight")
+        assert (values.dtype, fmt) == (np.int8, S8_4)
+        assert vf.info("layers/000_conv1/params/weight").axes == ("co", "ci", "ky", "kx")
+        assert vf.param("conv1", "threshold")[0].dtype == np.uint16
+        for name in ("conv1/current", "conv1/v_pre", "conv1/spikes", "fc/v_post"):
+            np.testing.assert_array_equal(vf.trace(*name.split("/")), d[name])
+            np.testing.assert_array_equal(vf.trace(*name.split("/"), t=3), d[name][3])
+        assert vf.trace("conv1", "spikes").dtype == np.uint8 and vf.trace("fc", "v_post").dtype == np.int32
+        assert vf.trace_info("conv1", "v_pre").axes == ("t", "n", "c", "y", "x")
+        logits, fmt = vf.output("logits")
+        np.testing.assert_array_equal(logits, d["logits"])
+        assert fmt == S24_8 and vf.outputs == ("logits",)
+        np.testing.assert_array_equal(vf.counts("conv1")["saturation"], d["saturation"])
+        assert vf.counts("fc") == {}
+        x, fmt = vf.stimulus()
+        np.testing.assert_array_equal(x, d["input"])
+        assert (fmt, vf.encoding, vf.encoding_params) == (U8_8, "rate", {"full_scale": 256})
+        again = make_encoder(vf.encoding, x, fmt, **vf.encoding_params).run(T)
+        np.testing.assert_array_equal(vf.stimulus_spikes(), again)
+
+
+def test_identical_inputs_give_identical_bytes(tmp_path):
+    write_sample(tmp_path / "a.h5")
+    time.sleep(1.1)  # any stored timestamp would now differ
+    write_sample(tmp_path / "b.h5")
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+def test_file_is_gzip_chunked_per_timestep(sample):
+    path, _ = sample
+    with h5py.File(path) as f:
+        dset = f["traces/000_conv1/v_pre"]
+        assert dset.compression == "gzip" and dset.chunks == (1, N, 2, 4, 4)
+        assert f["stimulus/spikes"].chunks == (1, N, 1, 4, 4)
+        assert f.attrs["config_json"] == json.dumps(CONFIG, sort_keys=True, separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------- writer refusals
+def _writer(path):
+    w = VectorWriter(path, config={}, seed=0, timesteps=2, batch=1)
+    w.add_layer("l", "conv", input_shape=(2,), output_shape=(2,))
+    return w
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda w: w.write_param("l", "w", np.array([0.5, 1.0]), S8_4), "never store floats"),
+    (lambda w: w.write_param("l", "w", np.array([3, 128]), S8_4), r"w'\[1\] = 128 does not fit s8.4"),
+    (lambda w: w.write_param("nope", "w", np.array([1]), S8_4), "unknown layer 'nope'"),
+    (lambda w: w.add_layer("l", "conv", input_shape=(1,), output_shape=(1,)), "already added"),
+    (lambda w: w.add_layer("m", "conv", input_shape=(1,), output_shape=(1,), attrs={"leak": 0.5}), "leak"),
+    (lambda w: w.add_layer("a/b", "conv", input_shape=(1,), output_shape=(1,)), "not a valid name"),
+    (lambda w: (w.declare_trace("l", "v", (2,), S8_4), w.write_step("l", "v", 0, np.zeros((1, 3), int))),
+     r"shape \(1, 3\) differs from the declared \(1, 2\)"),
+    (lambda w: (w.declare_trace("l", "v", (2,), S8_4), w.write_step("l", "v", 2, np.zeros((1, 2), int))),
+     "timestep must be an integer in 0..1"),
+    (lambda w: (w.declare_trace("l", "v", (2,), S8_4), w.write_step("l", "v", 0, np.array([[0, -200]]))),
+     r"traces/000_l/v\[t=0\]\[0, 1\] = -200"),
+    (lambda w: w.write_counts("l", "sat", np.array([1, -1])), "cannot be negative"),
+])
+def test_writer_refuses_bad_input(tmp_path, call, message):
+    w = _writer(tmp_path / "x.h5")
+    with pytest.raises(VectorFileError, match=message):
+        call(w)
+    w.abort()
+    assert os.listdir(tmp_path) == []
+
+
+def test_incomplete_file_is_refused_and_not_written(tmp_path):
+    w = _writer(tmp_path / "x.h5")
+    w.write_stimulus(RateEncoder(np.array([[1, 2]]), U8_8))
+    w.write_stimulus_step(0, np.zeros((1, 2), np.uint8))
+    with pytest.raises(VectorFileError, match=r"stimulus/spikes misses 1 of 2 timesteps \(first t=1\)"):
+        w.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_exception_mid_write_leaves_nothing(tmp_path):
+    target = tmp_path / "v.h5"
+    with pytest.raises(RuntimeError, match="simulator crashed"):
+        with VectorWriter(target, config={}, seed=0, timesteps=2, batch=1) as w:
+            w.add_layer("l", "conv", input_shape=(2,), output_shape=(2,))
+            raise RuntimeError("simulator crashed")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_rewrite_keeps_the_old_file(sample):
+    path, _ = sample
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with VectorWriter(path, config={}, seed=0, timesteps=2, batch=1):
+            raise RuntimeError("interrupted")
+    assert path.read_bytes() == before and os.listdir(path.parent) == [path.name]
+
+
+# ----------------------------------------------------------------------------- reader errors
+def _edit(path, fn):
+    with h5py.File(path, "r+") as f:
+        fn(f)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.attrs.__setitem__("format_version", np.int64(2)),
+     "format version 2 is not supported .this reader reads version 1."),
+    (lambda f: f.__delitem__("stimulus/input"), "missing dataset /stimulus/input"),
+    (lambda f: f.__delitem__("stimulus/spikes"), "missing dataset /stimulus/spikes"),
+    (lambda f: f.__delitem__("outputs"), "missing group /outputs"),
+    (lambda f: f.attrs.__delitem__("seed"), "missing root attribute 'seed'"),
+    (lambda f: f.attrs.__setitem__("config_json", '{"x":1}'), "config_sha256 .* does not match"),
+    (lambda f: f["layers/001_fc"].attrs.__setitem__("index", np.int64(5)), "do not match its place 1"),
+    (lambda f: f.create_group("extra"), r"unknown root members \['extra'\]"),
+    (lambda f: f["traces/000_conv1/v_pre"].attrs.__delitem__("bits"), "v_pre: missing or invalid format"),
+    (lambda f: f.create_dataset("counts/000_conv1/x", data=np.zeros(3, np.int64)), "counts/000_conv1/x"),
+])
+def test_invalid_files_give_clear_errors(sample, edit, message):
+    path, _ = sample
+    _edit(path, edit)
+    with pytest.raises(VectorFileError, match=message) as err:
+        VectorFile(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_file(sample):
+    path, _ = sample
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VectorFileError, match="damaged or truncated HDF5 file"):
+        VectorFile(path)
+
+
+def test_damaged_chunk_is_detected(sample):
+    path, _ = sample
+    with h5py.File(path) as f:
+        offset = f["traces/000_conv1/v_pre"].id.get_chunk_info(2).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with VectorFile(path) as vf:
+        vf.trace("conv1", "v_pre", t=1)
+        with pytest.raises(VectorFileError, match="cannot read /traces/000_conv1/v_pre, the file is damaged"):
+            vf.trace("conv1", "v_pre", t=2)
+
+
+def test_foreign_and_non_hdf5_files(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(VectorFileError, match="not a refmodel vector file .root attribute 'format' is None"):
+        VectorFile(foreign)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(VectorFileError, match="notes.txt: not an HDF5 file"):
+        VectorFile(text)
+    with pytest.raises(VectorFileError, match="missing.h5: no such file"):
+        VectorFile(tmp_path / "missing.h5")
+
+
+# ----------------------------------------------------------------------------- compare
+def test_equal_files_compare_equal(sample, tmp_path):
+    path, _ = sample
+    write_sample(tmp_path / "other.h5")
+    result = compare_files(path, tmp_path / "other.h5")
+    assert result.equal and result.first is None
+    assert all(c == 0 for c, _ in result.counts.values()) and len(result.counts) == 12
+
+
+def test_single_flipped_bit_is_located(sample, tmp_path):
+    path, d = sample
+    d["conv1/v_pre"][3, 1, 1, 2, 0] ^= 1 << 4
+    expected = int(sample_data()["conv1/v_pre"][3, 1, 1, 2, 0])
+    write_sample(tmp_path / "dut.h5", d)
+    result = compare_files(path, tmp_path / "dut.h5")
+    assert not result.equal and len(result.differences) == 1
+    m = result.first
+    assert (m.kind, m.layer, m.signal, m.location) == ("value", "conv1", "v_pre", dict(t=3, n=1, c=1, y=2, x=0))
+    assert (m.expected, m.got, m.count, m.size) == (expected, expected ^ 16, 1, T * N * 32)
+    assert result.counts["traces/000_conv1/v_pre"] == (1, T * N * 32)
+    assert f"t=3 n=1 c=1 y=2 x=0: expected {expected}, got {expected ^ 16}" in result.report()
+
+
+def test_first_mismatch_is_the_earliest_in_causal_order(sample, tmp_path):
+    path, d = sample
+    d["fc/v_post"][1, 0, 2] += 1  # t = 1, later layer
+    d["conv1/spikes"][2, 0, 0, 0, 0] ^= 1  # t = 2, earlier layer
+    d["conv1/spikes"][4, 1, 1, 3, 3] ^= 1
+    d["logits"][0, 0] += 1
+    write_sample(tmp_path / "dut.h5", d)
+    result = compare_files(path, tmp_path / "dut.h5")
+    assert [(m.signal, m.index[0]) for m in result.differences] == [("v_post", 1), ("spikes", 2), ("logits", 0)]
+    assert result.counts["traces/000_conv1/spikes"] == (2, T * N * 32)
+    d["conv1/bias"][1] += 1
+    write_sample(tmp_path / "dut2.h5", d)
+    assert compare_files(path, tmp_path / "dut2.h5").first.signal == "bias"
+
+
+def test_structural_differences_are_reported(sample, tmp_path):
+    path, d = sample
+    write_sample(tmp_path / "other.h5", d, config={"other": 1})
+    _edit(tmp_path / "other.h5", lambda f: f.__delitem__("traces/001_fc/v_post"))
+    result = compare_files(path, tmp_path / "other.h5")
+    kinds = sorted((m.kind, m.path) for m in result.differences)
+    assert kinds == [("attribute", "config_sha256"), ("missing", "traces/001_fc/v_post")]
+    assert "missing in the other file" in result.report()
+
+
+def test_first_mismatch_on_arrays():
+    a = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    assert first_mismatch(a, a.astype(np.int64)) is None
+    b = a.astype(np.uint8)
+    b[1, 2, 0] = 99
+    b[1, 2, 3] = 98
+    m = first_mismatch(a, b, ("n", "k", "j"))
+    assert (m.location, m.expected, m.got, m.count, m.size) == ({"n": 1, "k": 2, "j": 0}, 20, 99, 2, 24)
+    assert first_mismatch(a, a[:1]).kind == "shape"
+    with pytest.raises(ValueError, match="actual must be an integer array, got dtype float64"):
+        first_mismatch(a, a.astype(float))
+
+
+def test_assert_bit_exact():
+    a = np.array([[[-5, 3]]], np.int8)
+    assert_bit_exact(a, a.astype(np.int64))
+    with pytest.raises(AssertionError, match=r"layer conv1, signal v_post: first mismatch at t=0 n=0 c=1: "
+                                             r"expected 3, got 4 \(1 of 2 values differ\)"):
+        assert_bit_exact(a, np.array([[[-5, 4]]]), layer="conv1", signal="v_post")
+
+
+# ----------------------------------------------------------------------------- hex export
+def _read_hex(path, bits, signed):
+    values = [int(line, 16) for line in path.read_text().split()]
+    return [v - (1 << bits) if signed and v >= 1 << (bits - 1) else v for v in values]
+
+
+def test_hex_lines_twos_complement():
+    assert hexport.hex_lines(np.array([-1, -128, 127, 0, 5]), 8) == b"ff\n80\n7f\n00\n05\n"
+    assert hexport.hex_lines(np.array([-1, 1]), 5) == b"1f\n01\n"
+    assert hexport.hex_lines(np.array([-(1 << 63), (1 << 63) - 1]), 64) == b"8000000000000000\n7fffffffffffffff\n"
+    assert hexport.hex_lines(np.array([1, 0], np.uint8), 1) == b"1\n0\n"
+
+
+def test_export_hex_round_trip(sample, tmp_path):
+    path, d = sample
+    manifest = export_hex(path, tmp_path / "hex")
+    out = tmp_path / "hex"
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    files = {e["file"]: e for e in manifest["files"]}
+    assert len(files) == 4 + 1 + T + 3 * T + T + 1 + 1  # params, input, spikes, traces, v_post, logits, counts
+    with VectorFile(path) as vf:
+        for entry in manifest["files"]:
+            values = vf.read(entry["dataset"].lstrip("/"), entry["timestep"])
+            got = _read_hex(out / entry["file"], entry["bits"], entry["signed"])
+            assert got == values.ravel().tolist() and entry["depth"] == values.size
+            assert entry["shape"] == list(values.shape) and len(entry["axes"]) == values.ndim
+    weight = files["layers/000_conv1/params/weight.hex"]
+    assert (weight["bits"], weight["signed"], weight["digits"], weight["depth"]) == (8, True, 2, 18)
+    lines = (out / "layers/000_conv1/params/weight.hex").read_text().split()
+    first_negative = int(np.flatnonzero(d["conv1/weight"].ravel() < 0)[0])
+    assert lines[first_negative] == f"{d['conv1/weight'].ravel()[first_negative] + 256:02x}"
+    v_pre = files["traces/000_conv1/v_pre/t0003.hex"]
+    assert (v_pre["timestep"], v_pre["digits"], v_pre["shape"]) == (3, 4, [N, 2, 4, 4])
+    assert (out / "traces/001_fc/v_post/t0000.hex").read_text().split()[0] == f"{d['fc/v_post'][0, 0, 0] & 0xFFFFFF:06x}"
+
+
+def test_export_hex_is_atomic(sample, tmp_path, monkeypatch):
+    path, _ = sample
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep").write_text("x")
+    with pytest.raises(VectorFileError, match="exists and is not empty"):
+        export_hex(path, tmp_path / "full")
+    calls = []
+
+    def failing(values, bits):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return b""
+
+    monkeypatch.setattr(hexport, "hex_lines", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_hex(path, tmp_path / "hex")
+    assert sorted(os.listdir(tmp_path)) == ["full", "golden.h5"]
+
+
+# ----------------------------------------------------------------------------- h5dump
+@pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump (Debian hdf5-tools) is not installed")
+def test_h5dump_reads_the_file(sample):
+    path, d = sample
+    subprocess.run(["h5dump", "-H", str(path)], check=True, capture_output=True)
+    out = subprocess.run(["h5dump", "-d", "/layers/000_conv1/params/bias", "-A", "0", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    values = [int(v) for v in out.split("DATA {")[1].split("}")[0].split(":")[1].replace(",", " ").split()]
+    assert values == d["conv1/bias"].tolist()
+    out = subprocess.run(["h5dump", "-d", "/traces/000_conv1/v_pre", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    assert f"(0,0,0,0,0): {', '.join(map(str, d['conv1/v_pre'][0, 0, 0, 0]))}" in out
+    header = subprocess.run(["h5dump", "-p", "-H", str(path)], check=True, capture_output=True, text=True).stdout
+    assert "COMPRESSION DEFLATE" in header and "CHUNKED ( 1, 2, 2, 4, 4 )" in header
