@@ -1,0 +1,311 @@
+"""Integer conv2d and linear, dense and event-driven (docs/arithmetic.md §4).
+
+    out[n, k, oy, ox] = A(... A(A(b[k] + w[k, 0, 0, 0]·x[n, c'(k, 0), iy(0), ix(0)]) + ...) ...)
+
+with ``c'(k, c) = (k // (K/groups))·(C/groups) + c``, ``iy = oy·sh + ky − ph``,
+``ix = ox·sw + kx − pw``, the terms in (c, ky, kx) order, padding terms left out, and
+``A`` the accumulator format ``acc`` with ``overflow``, applied after every addition
+(``acc_apply="each"``) or once to the exact sum (``"once"``).  ``acc=None``: exact.
+
+The wrapper validates, proves the range of every partial sum, and picks a kernel:
+the fast int32 kernel when the exact sum is all that is needed and fits int32, the
+ordered int64 kernels otherwise (dense, or event-driven for sparse spike inputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
+from refmodel.kernels import _conv_kernels as _k
+
+__all__ = ["conv2d", "linear", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
+
+#: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
+#: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
+EVENT_DENSITY_THRESHOLD = 0.15
+
+_I32 = (-(2**31), 2**31 - 1)
+_I16 = (-(2**15), 2**15 - 1)
+_I64_MAX = 2**63 - 1
+
+
+class ShapeError(FixedPointError):
+    """Shapes or geometry (stride, padding, groups) that do not fit together."""
+
+
+def conv2d(
+    x,
+    w,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    groups=1,
+    acc: QFormat | None = None,
+    overflow="WRAP",
+    acc_apply="each",
+    method="auto",
+    return_overflows=False,
+    w_fmt: QFormat | None = None,
+    x_fmt: QFormat | None = None,
+    b_fmt: QFormat | None = None,
+):
+    """2-D convolution (cross-correlation) of integer ``x`` (N, C, H, W) with ``w``
+    (K, C/groups, kh, kw) plus ``bias`` (K,): int64 (N, K, Ho, Wo), see the module doc.
+
+    ``Ho = (H + 2·ph − kh) // sh + 1``.  ``method``: "dense", "event" (adds only the
+    terms of nonzero inputs) or "auto".  ``return_overflows``: also return the number
+    of accumulator writes that left the range.  ``*_fmt``: declared formats checked
+    up front.  Overflow "ERROR" raises FixedOverflowError naming (n, k, oy, ox).
+    """
+    x = _int_array(x, "conv2d: x")
+    w = _int_array(w, "conv2d: w")
+    if x.ndim != 4:
+        raise ShapeError(f"conv2d: x must be 4-D (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ShapeError(f"conv2d: w must be 4-D (K, C/groups, kh, kw), got shape {w.shape}")
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ShapeError(f"conv2d: groups must be an integer >= 1, got {groups!r}")
+    groups = int(groups)
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    if K % groups:
+        raise ShapeError(f"conv2d: K = {K} output channels (w.shape[0]) is not divisible by groups = {groups}")
+    if C != Cg * groups:
+        raise ShapeError(
+            f"conv2d: x has C = {C} channels but w expects C/groups × groups = {Cg} × {groups} = {Cg * groups}"
+        )
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ShapeError(
+            f"conv2d: kernel {kh}×{kw} is larger than the padded image {H + 2 * ph}×{W + 2 * pw} "
+            f"(H×W = {H}×{W}, padding = ({ph}, {pw}))"
+        )
+    out, n_over = _run(
+        "conv2d", x, w, bias, (sh, sw), (ph, pw), groups, acc, overflow, acc_apply, method,
+        return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=4,
+    )
+    return (out, n_over) if return_overflows else out
+
+
+def linear(
+    x,
+    w,
+    bias=None,
+    *,
+    acc: QFormat | None = None,
+    overflow="WRAP",
+    acc_apply="each",
+    method="auto",
+    return_overflows=False,
+    w_fmt: QFormat | None = None,
+    x_fmt: QFormat | None = None,
+    b_fmt: QFormat | None = None,
+):
+    """``out[n, k] = A(... A(b[k] + w[k, 0]·x[n, 0]) ... + w[k, F−1]·x[n, F−1])``: int64 (N, K).
+
+    ``x`` (N, F), ``w`` (K, F); the same contract and options as ``conv2d`` (it is a
+    1×1 convolution of (N, F, 1, 1)); "ERROR" names (n, k).
+    """
+    x = _int_array(x, "linear: x")
+    w = _int_array(w, "linear: w")
+    if x.ndim != 2:
+        raise ShapeError(f"linear: x must be 2-D (N, F), got shape {x.shape}")
+    if w.ndim != 2:
+        raise ShapeError(f"linear: w must be 2-D (K, F), got shape {w.shape}")
+    if x.shape[1] != w.shape[1]:
+        raise ShapeError(f"linear: x has F = {x.shape[1]} features but w has {w.shape[1]} (w.shape = {w.shape})")
+    out, n_over = _run(
+        "linear", x[:, :, None, None], w[:, :, None, None], bias, (1, 1), (0, 0), 1, acc, overflow,
+        acc_apply, method, return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=2,
+    )
+    out = out[:, :, 0, 0]
+    return (out, n_over) if return_overflows else out
+
+
+# --------------------------------------------------------------------------- validation
+def _int_array(a, what):
+    """``a`` as an integer ndarray (bool -> uint8); refuses floats and uint64 beyond int64."""
+    arr = np.asarray(a)
+    if arr.dtype == np.bool_:
+        return arr.view(np.uint8)
+    if arr.dtype.kind not in "iu":
+        raise FixedPointError(f"{what} must be an integer array, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > _I64_MAX:
+        index = np.unravel_index(int(np.argmax(arr > _I64_MAX)), arr.shape)
+        raise FixedPointError(f"{what}[{_fmt_index(index)}] = {int(arr[index])} exceeds int64")
+    return arr
+
+
+def _pair(v, name, minimum):
+    """An int or an (h, w) pair of ints >= minimum."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(vals) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in vals):
+        raise ShapeError(f"conv2d: {name} must be an int or an (h, w) pair of ints, got {v!r}")
+    if any(e < minimum for e in vals):
+        raise ShapeError(f"conv2d: {name} must be >= {minimum}, got {v!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def _fmt_index(index):
+    return ", ".join(str(int(i)) for i in index)
+
+
+def _partial_sum_range(api, x, w, b):
+    """(lo, hi, bound): every partial sum of every output lies in [lo, hi], and
+    ``bound = max_k Σ|w[k]|·max|x| + |b[k]|`` (which must fit int64, so that no int64
+    intermediate of any kernel wraps unintentionally).
+
+    Input values lie in [xmin, xmax] ∋ 0 (0 stands for padding), so each term w·x lies
+    in [min(w·xmin, w·xmax), max(...)] ∋ 0 and a partial sum of output channel k in
+    [b_k + Σ mins, b_k + Σ maxes].
+    """
+    K = w.shape[0]
+    w2 = w.reshape(K, -1)
+    xmin = min(0, int(x.min())) if x.size else 0
+    xmax = max(0, int(x.max())) if x.size else 0
+    xabs = max(-xmin, xmax)
+    wabs = max(-int(w2.min()), int(w2.max())) if w2.size else 0
+    babs = max(-int(b.min()), int(b.max())) if b.size else 0
+    exact_int64 = wabs * xabs * w2.shape[1] + babs <= _I64_MAX
+    w2 = w2.astype(np.int64) if exact_int64 else w2.astype(object)
+    b = b.astype(np.int64) if exact_int64 else b.astype(object)
+    bound = np.abs(w2).sum(axis=1) * xabs + np.abs(b) if K else np.zeros(0, np.int64)
+    if K and max(bound) > _I64_MAX:
+        k = int(np.argmax(bound > _I64_MAX))
+        raise FixedPointError(
+            f"{api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {int(bound[k])} exceeds int64; "
+            f"the exact sum cannot be guaranteed"
+        )
+    t1, t2 = w2 * xmin, w2 * xmax
+    lo = b + np.minimum(t1, t2).sum(axis=1)
+    hi = b + np.maximum(t1, t2).sum(axis=1)
+    if not K:
+        return 0, 0, 0
+    return int(min(lo)), int(max(hi)), int(max(bound))
+
+
+def _check_fmt(fmt, values, what):
+    if fmt is None:
+        return
+    if not isinstance(fmt, QFormat):
+        raise FixedPointError(f"{what}: the declared format must be a QFormat or None, got {fmt!r}")
+    fmt.check(values, what)
+
+
+# --------------------------------------------------------------------------- dispatch
+def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, method, want_count, fmts, index_dims):
+    """Validate the options, pick a kernel, run it: (int64 out (N, K, Ho, Wo), n_overflows)."""
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    if bias is None:
+        bias = np.zeros(K, np.int64)
+    bias = _int_array(bias, f"{api}: bias")
+    if bias.shape != (K,):
+        raise ShapeError(f"{api}: bias must have shape (K,) = ({K},), got {bias.shape}")
+    if acc is not None:
+        if not isinstance(acc, QFormat):
+            raise FixedPointError(f"{api}: acc must be a QFormat or None, got {acc!r}")
+        acc.check_datapath()
+    overflow = Overflow.of(overflow)
+    if acc_apply not in ("each", "once"):
+        raise FixedPointError(f"{api}: acc_apply must be 'each' or 'once', got {acc_apply!r}")
+    if method not in ("auto", "dense", "event"):
+        raise FixedPointError(f"{api}: method must be 'auto', 'dense' or 'event', got {method!r}")
+    w_fmt, x_fmt, b_fmt = fmts
+    _check_fmt(w_fmt, w if index_dims == 4 else w[:, :, 0, 0], f"{api}: w")
+    _check_fmt(x_fmt, x if index_dims == 4 else x[:, :, 0, 0], f"{api}: x")
+    _check_fmt(b_fmt, bias, f"{api}: bias")
+
+    lo, hi, bound = _partial_sum_range(api, x, w, bias)
+    acc_lo, acc_hi = acc.bounds(overflow) if acc is not None else (-_I64_MAX - 1, _I64_MAX)
+    each = acc is not None and acc_apply == "each"
+    if each and bias.size and not (acc_lo <= int(bias.min()) and int(bias.max()) <= acc_hi):
+        k = int(np.argmax((bias < acc_lo) | (bias > acc_hi)))
+        raise FixedOverflowError(
+            f"{api}: bias[{k}] = {int(bias[k])} does not fit the accumulator {acc} "
+            f"(range {acc_lo}..{acc_hi} under {overflow.name}), which starts at the bias with acc_apply='each'",
+            index=(k,),
+            value=int(bias[k]),
+        )
+    # Exact accumulation gives the contract's result when no partial sum can leave the
+    # accumulator's range, when the format is applied once, or under WRAP (modular
+    # arithmetic) unless the per-write overflow count is asked for.
+    in_range = acc_lo <= lo and hi <= acc_hi
+    cast_each = each and not in_range and (overflow != Overflow.WRAP or want_count)
+    fits32 = _I32[0] <= lo and hi <= _I32[1]
+
+    spikes = x.size == 0 or (int(x.min()) >= 0 and int(x.max()) <= 1)
+    if method == "auto":
+        dense = not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLD * x.size)
+    else:
+        dense = method == "dense"
+
+    out = np.empty((N, K, Ho, Wo), np.int64)
+    mode = (bool(cast_each), acc.bits if acc else 64, acc.signed if acc else True, int(overflow))
+    if dense and not cast_each and fits32 and _fits16(x) and _fits16(w):
+        _dense_int32(x, w, bias, groups, stride, padding, out)
+        counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
+    elif dense:
+        xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        counts, err_at, err_val = (np.empty(N * K, np.int64) for _ in range(3))
+        _k.dense_ordered(xp, w.astype(np.int64), bias.astype(np.int64), sh, sw, *mode, out, counts, err_at, err_val)
+    else:
+        G, Kg = groups, K // groups
+        wt = np.ascontiguousarray(w.astype(np.int64).reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1))
+        work = np.empty((N * G, Ho, Wo, Kg), np.int32 if fits32 and not cast_each else np.int64)
+        counts, err_at, err_val = (np.empty(N * G, np.int64) for _ in range(3))
+        _k.event_ordered(
+            x.astype(np.int64), wt, bias.astype(np.int64), sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val
+        )
+
+    if acc is None:
+        return out, 0
+    if cast_each:
+        first = err_at[err_at >= 0]
+        if overflow == Overflow.ERROR and first.size:
+            flat = int(first.min())
+            _raise_overflow(api, out.shape, flat, int(err_val[np.argmax(err_at == flat)]), acc, overflow, index_dims)
+        return out, int(counts.sum())
+    # exact sums: apply the format once (under "each" this is WRAP, or nothing left the range)
+    bad = (out < acc_lo) | (out > acc_hi)
+    n_over = int(np.count_nonzero(bad))
+    if n_over and overflow == Overflow.ERROR:
+        flat = int(np.argmax(bad))
+        _raise_overflow(api, out.shape, flat, int(out.flat[flat]), acc, overflow, index_dims)
+    return (cast(out, acc, overflow) if n_over else out), n_over
+
+
+def _fits16(a):
+    return a.size == 0 or (_I16[0] <= int(a.min()) and int(a.max()) <= _I16[1])
+
+
+def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
+    index = np.unravel_index(flat, shape)[:index_dims]
+    lo, hi = acc.bounds(overflow)
+    raise FixedOverflowError(
+        f"{api}: the accumulator of out[{_fmt_index(index)}] reached {value}, outside {acc} "
+        f"(range {lo}..{hi}) under Overflow.ERROR",
+        index=tuple(int(i) for i in index),
+        value=value,
+    )
+
+
+def _dense_int32(x, w, bias, groups, stride, padding, out):
+    """Lay the operands out for ``dense_int32`` (int16, channel last, zero-padded) and run it."""
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    G, Kg = groups, K // groups
+    xh = np.zeros((N, G, H + 2 * ph, W + 2 * pw, Cg), np.int16)
+    xh[:, :, ph : ph + H, pw : pw + W, :] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
+    R = kh * kw * Cg
+    Rp = -(-R // 32) * 32
+    Kgp = -(-Kg // _k._NR) * _k._NR
+    wq = np.zeros((G, Kgp, Rp), np.int16)
+    wq[:, :Kg, :R] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(G, Kg, R)
+    _k.dense_int32(xh, wq, bias.astype(np.int64), sh, sw, kh, kw, out)

@@ -1,0 +1,267 @@
+"""conv2d / linear against the twin (tests/oracle/conv.py), bit for bit; docs/arithmetic.md §4."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refmodel.fixed import FixedOverflowError, FixedPointError, QFormat
+from refmodel.kernels import conv2d, linear
+from refmodel.kernels.conv import ShapeError
+from tests.oracle import conv as oracle
+
+OVERFLOWS = ("WRAP", "SAT", "SAT_SYM", "ERROR")
+METHODS = ("dense", "event", "auto")
+
+
+# --------------------------------------------------------------------------- helpers
+def run_both(x, w, b, method, *, stride=1, padding=0, groups=1, acc=None, overflow="WRAP", acc_apply="each"):
+    """(kernel result, twin result); each is (out, n_overflows) or ("raise", index, value)."""
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    try:
+        got = conv2d(
+            x, w, b, stride=stride, padding=padding, groups=groups, acc=acc, overflow=overflow,
+            acc_apply=acc_apply, method=method, return_overflows=True,
+        )
+        got = (got[0].tolist(), got[1])
+    except FixedOverflowError as e:
+        got = ("raise", e.index, e.value)
+    try:
+        want = oracle.conv2d(
+            x.tolist(), w.tolist(), None if b is None else b.tolist(), pair(stride), pair(padding), groups,
+            acc, overflow, acc_apply,
+        )
+    except oracle.ConvOverflow as e:
+        want = ("raise", e.index, e.value)
+    return got, want
+
+
+MAGNITUDES = (1, 3, 127, 255, 32767, 2**20)
+
+
+@st.composite
+def conv_cases(draw):
+    """A random small layer: geometry, operands, accumulator and modes."""
+    depthwise = draw(st.booleans())
+    groups = draw(st.integers(1, 3))
+    Cg = 1 if depthwise else draw(st.integers(1, 3))
+    Kg = draw(st.integers(1, 2 if depthwise else 3))
+    N, H, W = draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    kh, kw = draw(st.integers(1, H + 2 * ph)), draw(st.integers(1, W + 2 * pw))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    spikes = draw(st.booleans())
+    shape_x = (N, Cg * groups, H, W)
+    if spikes:
+        x = (rng.random(shape_x) < draw(st.sampled_from([0.05, 0.3, 0.8]))).astype(draw(st.sampled_from([np.uint8, np.bool_, np.int8])))
+    else:
+        xm = draw(st.sampled_from(MAGNITUDES))
+        lo = 0 if draw(st.booleans()) else -xm
+        x = rng.integers(lo, xm + 1, shape_x).astype(np.int64)
+        x[rng.random(shape_x) < 0.5] = 0
+    wm = draw(st.sampled_from(MAGNITUDES))
+    w = rng.integers(-wm, wm + 1, (Kg * groups, Cg, kh, kw))
+    acc_kind = draw(st.sampled_from(["none", "narrow", "wide"]))
+    acc = None
+    if acc_kind != "none":
+        bits = draw(st.integers(2, 8) if acc_kind == "narrow" else st.integers(9, 32))
+        acc = QFormat(bits, draw(st.integers(-2, 4)), draw(st.booleans()))
+    overflow = draw(st.sampled_from(OVERFLOWS))
+    acc_apply = draw(st.sampled_from(["each", "once"]))
+    bias = None
+    if draw(st.booleans()):
+        blo, bhi = acc.bounds(overflow) if acc is not None and acc_apply == "each" else (-(2**20), 2**20)
+        bias = rng.integers(blo, bhi + 1, Kg * groups)
+    return dict(
+        x=x, w=w, b=bias, stride=(sh, sw), padding=(ph, pw), groups=groups, acc=acc, overflow=overflow,
+        acc_apply=acc_apply,
+    )
+
+
+# --------------------------------------------------------------------------- properties
+@given(conv_cases(), st.sampled_from(METHODS))
+def test_conv2d_equals_twin(case, method):
+    got, want = run_both(method=method, **case)
+    assert got == want
+
+
+@given(conv_cases())
+def test_event_equals_dense(case):
+    dense, _ = run_both(method="dense", **case)
+    event, _ = run_both(method="event", **case)
+    assert event == dense
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.integers(1, 6), st.sampled_from(OVERFLOWS),
+       st.sampled_from(["each", "once"]), st.integers(2, 32), st.booleans(), st.sampled_from(METHODS))
+def test_linear_equals_twin(seed, F, K, overflow, acc_apply, bits, signed, method):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-100, 101, (3, F))
+    w = rng.integers(-100, 101, (K, F))
+    acc = QFormat(bits, 0, signed)
+    lo, hi = acc.bounds(overflow)
+    b = rng.integers(max(lo, -1000), min(hi, 1000) + 1, K)
+    try:
+        got = linear(x, w, b, acc=acc, overflow=overflow, acc_apply=acc_apply, method=method, return_overflows=True)
+        got = (got[0].tolist(), got[1])
+    except FixedOverflowError as e:
+        got = ("raise", e.index, e.value)
+    try:
+        want = oracle.linear(x.tolist(), w.tolist(), b.tolist(), acc, overflow, acc_apply)
+    except oracle.ConvOverflow as e:
+        want = ("raise", e.index, e.value)
+    assert got == want
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.sampled_from([np.int8, np.uint8, np.int16]))
+def test_fast_int32_path_equals_twin(seed, stride, C, K, dtype):
+    """Dense, exact, int16-range operands: the int32 (vpdpwssd) kernel; also with padding and groups."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max + 1, (2, 2 * C, 6, 7)).astype(dtype)
+    w = rng.integers(-128, 128, (2 * K, C, 3, 2)).astype(np.int8)
+    b = rng.integers(-1000, 1000, 2 * K)
+    got, want = run_both(x, w, b, "dense", stride=stride, padding=(1, 2), groups=2)
+    assert got == want
+
+
+# --------------------------------------------------------------------------- edge values
+def test_int32_kernel_pair_products_wrap_but_sum_is_exact():
+    # Two products of (-32768)·(-32768) = 2**30 sum to 2**31, which wraps an int32 pair
+    # sum (vpmaddwd); with bias -1 the exact sum 2**31 - 1 fits int32 and must come out.
+    x = np.full((1, 2, 1, 1), -32768, np.int16)
+    w = np.full((1, 2, 1, 1), -32768, np.int16)
+    assert conv2d(x, w, np.array([-1]), method="dense")[0, 0, 0, 0] == 2**31 - 1
+    assert conv2d(x, w, method="dense")[0, 0, 0, 0] == 2**31  # beyond int32: the int64 kernel
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sat_per_addition_depends_on_order(method):
+    # Terms in (c, ky, kx) order: +3, +3, -3 into a signed 3-bit accumulator (max 3).
+    x = np.ones((1, 3, 1, 1), np.uint8)
+    w = np.array([3, 3, -3]).reshape(1, 3, 1, 1)
+    acc = QFormat(3)
+    out, n = conv2d(x, w, acc=acc, overflow="SAT", method=method, return_overflows=True)
+    assert (out[0, 0, 0, 0], n) == (0, 1)  # 3, sat(6) = 3 (one overflow), 3 - 3 = 0
+    out, n = conv2d(x, w, acc=acc, overflow="SAT", acc_apply="once", method=method, return_overflows=True)
+    assert (out[0, 0, 0, 0], n) == (3, 0)  # exact 3 fits
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_wrap_each_equals_once_but_counts_differ(method):
+    x = np.ones((1, 3, 1, 1), np.uint8)
+    w = np.array([3, 3, -3]).reshape(1, 3, 1, 1)
+    each = conv2d(x, w, acc=QFormat(3), method=method, return_overflows=True)
+    once = conv2d(x, w, acc=QFormat(3), acc_apply="once", method=method, return_overflows=True)
+    assert each[0][0, 0, 0, 0] == once[0][0, 0, 0, 0] == 3
+    assert (each[1], once[1]) == (2, 0)  # 6 wraps to -2, then -2 - 3 = -5 wraps to 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sat_sym_never_gives_most_negative(method):
+    x = np.ones((1, 4, 1, 1), np.uint8)
+    w = np.full((1, 4, 1, 1), -3)
+    out = conv2d(x, w, acc=QFormat(4), overflow="SAT_SYM", method=method)
+    assert out[0, 0, 0, 0] == -7
+    assert conv2d(x, w, acc=QFormat(4), overflow="SAT", method=method)[0, 0, 0, 0] == -8
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("acc_apply", ["each", "once"])
+def test_error_names_output_index_and_value(method, acc_apply):
+    x = np.zeros((2, 1, 3, 3), np.uint8)
+    x[1, 0, 2, 1] = 1
+    w = np.full((2, 1, 1, 1), 5)
+    with pytest.raises(FixedOverflowError, match=r"out\[1, 0, 2, 1\] reached 5") as e:
+        conv2d(x, w, acc=QFormat(3), overflow="ERROR", acc_apply=acc_apply, method=method)
+    assert (e.value.index, e.value.value) == ((1, 0, 2, 1), 5)
+
+
+def test_linear_error_names_n_k():
+    with pytest.raises(FixedOverflowError, match=r"out\[0, 1\]") as e:
+        linear(np.array([[1, 1]]), np.array([[1, 1], [2, 2]]), acc=QFormat(3), overflow="ERROR")
+    assert e.value.index == (0, 1)
+
+
+def test_bias_must_fit_accumulator_under_each():
+    x = np.ones((1, 1, 1, 1), np.uint8)
+    w = np.ones((2, 1, 1, 1), np.int8)
+    with pytest.raises(FixedOverflowError, match=r"bias\[1\] = 8"):
+        conv2d(x, w, np.array([0, 8]), acc=QFormat(4))
+    with pytest.raises(FixedOverflowError, match=r"bias\[0\] = -8"):
+        conv2d(x, w, np.array([-8, 0]), acc=QFormat(4), overflow="SAT_SYM")
+    assert conv2d(x, w, np.array([0, 8]), acc=QFormat(4), acc_apply="once", overflow="SAT")[0, 1, 0, 0] == 7
+
+
+def test_exactness_is_checked_up_front():
+    x = np.array([[[[-(2**61), 2**61]]]], np.int64)
+    w = np.array([[[[1, 1]]]])
+    assert conv2d(x, w)[0, 0, 0, 0] == 0
+    with pytest.raises(FixedPointError, match=r"conv2d: output channel 0: .* = 9223372036854775808 exceeds int64"):
+        conv2d(x, 2 * w)
+    with pytest.raises(FixedPointError, match="exceeds int64"):
+        conv2d(np.array([[[[2**63]]]], np.uint64), np.ones((1, 1, 1, 1), np.int8))
+
+
+def test_bool_spikes_and_kernel_as_large_as_padded_image():
+    x = np.array([[[[True, False], [False, True]]]])
+    w = np.arange(16).reshape(1, 1, 4, 4)
+    got, want = run_both(x, w, None, "auto", padding=1)
+    assert got == want and len(got[0][0][0]) == 1
+
+
+def test_declared_formats_are_checked():
+    x = np.ones((1, 1, 2, 2), np.int16)
+    w = np.full((1, 1, 1, 1), 8)
+    with pytest.raises(FixedOverflowError, match=r"conv2d: w\[0, 0, 0, 0\] = 8"):
+        conv2d(x, w, w_fmt=QFormat(4))
+    with pytest.raises(FixedOverflowError, match=r"conv2d: x\[0, 0, 0, 0\] = 1"):
+        conv2d(x, w, x_fmt=QFormat(1, signed=True))
+    with pytest.raises(FixedOverflowError, match=r"linear: bias\[0\] = 9"):
+        linear(np.ones((1, 2), int), np.ones((1, 2), int), np.array([9]), b_fmt=QFormat(4))
+
+
+# --------------------------------------------------------------------------- invalid input
+X = np.zeros((1, 4, 5, 5), np.uint8)
+Wt = np.zeros((2, 4, 3, 3), np.int8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=X.astype(np.float32)), "conv2d: x must be an integer array, got dtype float32"),
+        (dict(w=Wt.astype(float)), "conv2d: w must be an integer array"),
+        (dict(x=X[0]), r"conv2d: x must be 4-D .* shape \(4, 5, 5\)"),
+        (dict(w=Wt[0]), "conv2d: w must be 4-D"),
+        (dict(x=X[:, :3]), "x has C = 3 channels but w expects"),
+        (dict(w=np.zeros((3, 2, 3, 3), np.int8), groups=2), "K = 3 output channels .* not divisible by groups = 2"),
+        (dict(w=np.zeros((2, 4, 8, 3), np.int8), padding=1), r"kernel 8×3 is larger than the padded image 7×7"),
+        (dict(stride=0), "stride must be >= 1, got 0"),
+        (dict(stride=(1, -2)), r"stride must be >= 1, got \(1, -2\)"),
+        (dict(padding=-1), "padding must be >= 0"),
+        (dict(padding=1.5), "padding must be an int"),
+        (dict(groups=0), "groups must be an integer >= 1"),
+        (dict(bias=np.zeros(3, int)), r"bias must have shape \(K,\) = \(2,\), got \(3,\)"),
+        (dict(bias=np.zeros(2)), "conv2d: bias must be an integer array"),
+        (dict(overflow="CLAMP"), "unknown Overflow mode 'CLAMP'"),
+        (dict(acc_apply="never"), "acc_apply must be 'each' or 'once'"),
+        (dict(method="fft"), "method must be 'auto', 'dense' or 'event'"),
+        (dict(acc=16), "acc must be a QFormat or None"),
+        (dict(acc=QFormat(64, signed=False)), "does not fit the int64 datapath"),
+    ],
+)
+def test_invalid_input_names_the_place(kwargs, match):
+    args = dict(x=X, w=Wt, bias=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        conv2d(args.pop("x"), args.pop("w"), args.pop("bias"), **args)
+
+
+def test_linear_invalid_input():
+    with pytest.raises(ShapeError, match=r"linear: x has F = 3 features but w has 2"):
+        linear(np.zeros((1, 3), int), np.zeros((4, 2), int))
+    with pytest.raises(ShapeError, match="linear: x must be 2-D"):
+        linear(np.zeros(3, int), np.zeros((4, 3), int))
+    with pytest.raises(FixedPointError, match="linear: w must be an integer array"):
+        linear(np.zeros((1, 3), int), np.zeros((4, 3)))
