@@ -153,6 +153,7 @@ class VectorFile:
             self._fail(f"format version {version} is not supported (this reader reads version {FORMAT_VERSION})")
         for name in ROOT_ATTRS:
             self._root_attr(name, str if name in ("format", "refmodel_version", "config_json", "config_sha256") else int)
+        self.format_version = version
         self.refmodel_version = self._root_attr("refmodel_version", str)
         self.seed = self._root_attr("seed", int)
         self.timesteps = self._root_attr("timesteps", int)

@@ -1,0 +1,47 @@
+"""Human-readable summary of a vector file (``refmodel inspect``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refmodel.vectors.reader import VectorFile
+from refmodel.vectors.schema import SPIKE_FORMAT
+
+
+def spike_rate(vf: VectorFile, path) -> float:
+    """Mean of a spike dataset (spikes per neuron per timestep), read one timestep at a time."""
+    info = vf.info(path)
+    total = sum(int(np.count_nonzero(vf.read(path, t))) for t in range(vf.timesteps))
+    return total / max(int(np.prod(info.shape)), 1)
+
+
+def _line(info, vf):
+    text = f"{info.name} {info.shape} {info.fmt} [{' '.join(info.axes)}]"
+    if info.fmt == SPIKE_FORMAT and info.stepped:
+        text += f"  spike rate {spike_rate(vf, info.path):.4f}"
+    return text
+
+
+def summarize(vf: VectorFile) -> str:
+    """Layers, shapes, formats, spike rate per spike trace, saturation and other counts."""
+    params = ", ".join(f"{k}={v}" for k, v in sorted(vf.encoding_params.items()))
+    lines = [
+        f"{vf.path}: refmodel-vectors version {vf.format_version} (written by refmodel {vf.refmodel_version})",
+        f"seed {vf.seed}, timesteps {vf.timesteps}, batch {vf.batch}, config sha256 {vf.config_sha256}",
+        f"stimulus: {vf.encoding} encoding{f' ({params})' if params else ''}",
+    ]
+    lines += [f"  {_line(i, vf)}" for i in vf.datasets() if i.kind in ("input", "spikes")]
+    lines.append(f"layers: {len(vf.layers)}")
+    for la in vf.layers:
+        extra = "".join(f" {k}={v}" for k, v in sorted(la.attrs.items()))
+        lines.append(f"  {la.index} {la.name} ({la.kind}) {la.input_shape} -> {la.output_shape}{extra}")
+        for info in vf.datasets():
+            if info.layer == la.name and info.kind == "param":
+                lines.append(f"    param {_line(info, vf)}")
+            elif info.layer == la.name and info.kind == "trace":
+                lines.append(f"    trace {_line(info, vf)}")
+        for event, counts in vf.counts(la.name).items():
+            lines.append(f"    count {event}: total {int(counts.sum())}, max {int(counts.max())} per timestep")
+    lines.append(f"outputs: {len(vf.outputs)}")
+    lines += [f"  {_line(i, vf)}" for i in vf.datasets() if i.kind == "output"]
+    return "\n".join(lines)
