@@ -1,0 +1,285 @@
+"""ANN -> SNN conversion, float side: batch-norm folding, data-based normalization, quantization.
+
+Following Rueckauer et al. 2016 ("Theory and tools for the conversion of analog to spiking
+convolutional neural networks") and the SNN Toolbox.  The steps, each a function (method,
+equations and choices: ``docs/conversion.md``)::
+
+    folded = fold_batchnorm(ann)                                  # W' = W*g/s, b' = beta + (b - mu)*g/s
+    normed, lambdas = normalize(folded, x_calib, percentile=99.9) # W <- W*lam_prev/lam, b <- b/lam
+    formats = choose_formats(normed, input_format, weight_bits=8) # per-layer QFormats
+    layers = quantize_parameters(normed, formats, input_format)   # integer codes + QFormats
+    x_codes = quantize_input(x, input_format)                     # analog input current, per step
+
+or all at once ``layers, lambdas = convert(ann, x_calib, input_format)``.  Floats live only
+here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes with a QFormat.
+
+The network must be a chain of *units*: a weight layer (conv or linear), optionally a batchnorm
+(folded), a relu (the IF neuron's rate approximates it), then any maxpool / avgpool / flatten.
+The last weight layer is the readout and may omit its relu.  Anything else is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refmodel.ann import ANN, ANNError, forward
+from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, quantize
+
+__all__ = [
+    "ConversionError",
+    "SPIKE_FORMAT",
+    "fold_batchnorm",
+    "normalize",
+    "choose_formats",
+    "quantize_parameters",
+    "quantize_input",
+    "convert",
+]
+
+WEIGHT_KINDS = ("conv", "linear")
+PASS_KINDS = ("maxpool", "avgpool", "flatten")
+#: The format of a spike entering a layer: 0 or 1, no fraction.
+SPIKE_FORMAT = QFormat(1, 0, signed=False)
+
+
+class ConversionError(ANNError):
+    """The network or the conversion options cannot be converted; the message says where."""
+
+
+_UNIT = ("conv", "linear", "maxpool", "avgpool", "flatten")
+#: What may follow each kind in a convertible chain (None: the input); the chain may end only
+#: after conv, linear, batchnorm or relu (so after the readout at most a batchnorm and a relu).
+_FOLLOWERS = {
+    None: ("conv", "linear", "flatten"),
+    "conv": ("batchnorm", "relu"),
+    "linear": ("batchnorm", "relu"),
+    "batchnorm": ("relu",),
+    "relu": _UNIT,
+    "maxpool": _UNIT,
+    "avgpool": _UNIT,
+    "flatten": _UNIT,
+}
+_ENDS = ("conv", "linear", "batchnorm", "relu")
+_CHAIN = "conv|linear [batchnorm] relu [maxpool|avgpool|flatten]..., the readout's relu optional"
+
+
+def _weight_indices(ann: ANN) -> list:
+    """Indices of the weight layers, after checking that ``ann`` is a chain of units."""
+    prev = None
+    for layer in ann.layers:
+        if layer["kind"] not in _FOLLOWERS[prev]:
+            raise ConversionError(f"layer {layer['name']!r} ({layer['kind']}) cannot follow {prev or 'the input'}: convertible networks are chains of {_CHAIN}")
+        prev = layer["kind"]
+    if prev not in _ENDS:
+        raise ConversionError(f"the network ends with {prev or 'no layer'}: it must end with its readout conv/linear layer")
+    return [i for i, layer in enumerate(ann.layers) if layer["kind"] in WEIGHT_KINDS]
+
+
+def _rows(weight, gain):
+    """``weight[k] * gain[k]`` for every output channel k."""
+    return weight * np.reshape(gain, (-1,) + (1,) * (weight.ndim - 1))
+
+
+def fold_batchnorm(ann: ANN) -> ANN:
+    """The same function without batchnorm layers: each is folded into the layer before it.
+
+    With ``s = sqrt(var + eps)`` and ``g = gamma / s`` per output channel k:
+    ``W'[k] = W[k] * g[k]`` and ``b'[k] = beta[k] + (b[k] - mean[k]) * g[k]``.
+    """
+    _weight_indices(ann)
+    layers = []
+    for layer in ann.layers:
+        if layer["kind"] != "batchnorm":
+            layers.append(dict(layer))
+            continue
+        g = layer["gamma"] / np.sqrt(layer["var"] + layer["eps"])
+        prev = layers[-1]
+        prev["weight"], prev["bias"] = _rows(prev["weight"], g), layer["beta"] + (prev["bias"] - layer["mean"]) * g
+    return ANN(ann.input_shape, layers, dict(ann.meta))
+
+
+def _activation_scale(z, percentile, name):
+    """lambda: the ``percentile`` of the positive entries of ``z`` (``"max"``: their maximum)."""
+    positive = z[z > 0]
+    if positive.size == 0:
+        raise ConversionError(f"layer {name!r}: no positive activation on the calibration set, cannot normalize")
+    return float(positive.max() if percentile == "max" else np.percentile(positive, percentile))
+
+
+def normalize(ann: ANN, calibration_inputs, percentile=99.9):
+    """Data-based normalization: every unit's activations put on the threshold scale 1.0.
+
+    For each weight layer l (in order), ``lam_l`` is the ``percentile`` (a number in (0, 100],
+    or ``"max"``) of the non-zero post-ReLU activations ``a_l = max(z_l, 0)`` of the float
+    network over ``calibration_inputs`` (N, C, H, W).  Then ``W_l <- W_l * lam_{l-1} / lam_l``
+    and ``b_l <- b_l / lam_l`` with ``lam_0 = 1`` (the input is used as is); max-pool,
+    avg-pool and flatten commute with a positive scale, so they pass lambda through.  The
+    readout layer is normalized the same way (on its positive outputs): a positive scale
+    leaves its argmax unchanged, and its neurons can then also fire at the same threshold.
+
+    Needs a network without batchnorm (``fold_batchnorm`` first).  Returns the normalized
+    network and ``{layer name: lam}``.  Calibration runs on the original network: since every
+    scale is positive, its activations are ``lam_l`` times the normalized ones.
+    """
+    if percentile != "max" and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+        raise ConversionError(f"percentile = {percentile!r} must be in (0, 100] or 'max'")
+    if any(layer["kind"] == "batchnorm" for layer in ann.layers):
+        raise ConversionError("normalize needs a network without batchnorm: call fold_batchnorm first")
+    indices = _weight_indices(ann)
+    _, outputs = forward(ann, calibration_inputs, return_all=True)
+    layers, lambdas, lam_prev = [dict(layer) for layer in ann.layers], {}, 1.0
+    for i in indices:
+        name = ann.layers[i]["name"]
+        lam = _activation_scale(outputs[i], percentile, name)
+        layers[i]["weight"], layers[i]["bias"] = layers[i]["weight"] * (lam_prev / lam), layers[i]["bias"] / lam
+        lambdas[name], lam_prev = lam, lam
+    meta = dict(ann.meta, normalization={"percentile": percentile, "lambdas": lambdas})
+    return ANN(ann.input_shape, layers, meta), lambdas
+
+
+def _input_frac(position, input_format):
+    """Fraction bits of the codes entering the ``position``-th weight layer."""
+    return input_format.frac if position == 0 else SPIKE_FORMAT.frac
+
+
+def _exact_codes(x, frac, rounding):
+    """``round(x * 2**frac)`` without any range limit (int64, saturated only beyond 2**63)."""
+    return quantize(x, QFormat(64, frac), rounding, "SAT")
+
+
+def choose_formats(ann: ANN, input_format: QFormat, weight_bits=8, bias_bits=16, vm_bits=24, weight_frac=None, rounding="RND_CONV"):
+    """Per weight layer ``{"weight", "bias", "vm"}`` QFormats for ``quantize_parameters``.
+
+    weight: signed ``weight_bits``; its frac ``fw`` is ``weight_frac`` if given, else the
+    largest frac at which every rounded weight of the layer fits (most precision, no clipping).
+    vm: signed ``vm_bits`` with frac ``fv = fw + fi``, where ``fi`` is the input code's frac
+    (``input_format.frac`` for the first layer, 0 for spikes); bias: signed ``bias_bits``, frac
+    ``fv``.  The threshold 1.0 is then the code ``2**fv``.
+    """
+    formats = {}
+    for position, i in enumerate(_weight_indices(ann)):
+        layer = ann.layers[i]
+        frac = weight_frac
+        if frac is None:
+            largest = float(np.abs(layer["weight"]).max())
+            fmt = QFormat(weight_bits, 0)
+            frac = int(np.floor(np.log2(max(fmt.max_int, 1) / largest))) + 1 if largest > 0 else 0
+            while True:
+                codes = _exact_codes(layer["weight"], frac, rounding)
+                if codes.min() >= fmt.min_int and codes.max() <= fmt.max_int:
+                    break
+                frac -= 1
+        fv = frac + _input_frac(position, input_format)
+        formats[layer["name"]] = {"weight": QFormat(weight_bits, frac), "bias": QFormat(bias_bits, fv), "vm": QFormat(vm_bits, fv)}
+    return formats
+
+
+def _to_codes(x, fmt, rounding, overflow, what):
+    """``quantize(x, fmt)`` and the number of clipped values; ERROR names ``what`` and the index."""
+    if overflow == Overflow.ERROR:
+        try:
+            return quantize(x, fmt, rounding, overflow), 0
+        except FixedOverflowError as err:
+            index = ", ".join(map(str, err.index))
+            raise FixedOverflowError(
+                f"{what}[{index}] = {err.value!r} does not fit {fmt} (range {fmt.min}..{fmt.max}); "
+                "declare a wider format or a smaller frac, or pass overflow='SAT' to clip",
+                index=err.index,
+                value=err.value,
+            ) from None
+    codes = quantize(x, fmt, rounding, overflow)
+    return codes, int(np.count_nonzero(codes != _exact_codes(x, fmt.frac, rounding)))
+
+
+def _check_overflow(overflow):
+    overflow = Overflow.of(overflow)
+    if overflow == Overflow.WRAP:
+        raise ConversionError("overflow = WRAP would wrap parameters silently; use ERROR, SAT or SAT_SYM")
+    return overflow
+
+
+def quantize_input(x, input_format: QFormat, rounding="RND_CONV", overflow="ERROR"):
+    """Analog input codes ``round(x * 2**fi)`` of ``input_format`` (fi = its frac), int64.
+
+    Applied unchanged at every timestep as the first layer's input (no Poisson coding).
+    Pixels in [0, 1] need 1.0 to fit: ``u(fi+1).fi`` (e.g. u5.4 for digits' pixel/16, u9.8 for
+    pixel/256); u8.8 holds at most 255/256 and refuses 1.0 unless ``overflow`` is SAT.
+    """
+    return _to_codes(np.asarray(x, np.float64), input_format, Rounding.of(rounding), _check_overflow(overflow), "input")[0]
+
+
+def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding="RND_CONV", overflow="ERROR") -> list:
+    """The normalized network as a list of integer layer dicts (threshold 1.0 -> ``2**fv``).
+
+    For weight layer l, with its codes' input frac ``fi`` (``input_format.frac`` for the first
+    layer, 0 for spikes) and declared ``formats[name] = {"weight", "bias", "vm"}``, fw = the
+    weight frac and ``fv = fw + fi`` (required of the bias and vm formats):
+    ``w = round(W * 2**fw)``, ``b = round(b * 2**fv)``, ``threshold = 2**fv``, so the integer
+    current ``I = b + sum w * s`` is the float ``W s + b`` in units of ``2**-fv``: V, I, b and
+    the threshold share one scale.  A value outside its format raises FixedOverflowError naming
+    the layer, field and index (``overflow="ERROR"``), or is clipped (``"SAT"``/``"SAT_SYM"``)
+    and counted in the layer's ``"clipped"``.
+
+    Entries, in network order (batchnorm must be folded; relu disappears into the neuron):
+
+    * conv / linear: ``kind, name, weight`` (int64, (K, C, kh, kw) or (K, F)), ``weight_format,
+      bias`` (int64 (K,)), ``bias_format, vm_format, threshold`` (int, code of vm_format),
+      ``input`` ("analog" for the first layer, else "spikes"), ``input_format``
+      (``input_format`` or SPIKE_FORMAT), ``readout`` (True for the last weight layer),
+      ``clipped`` ({"weight": n, "bias": n}); conv also ``stride, padding``.
+    * maxpool / avgpool: ``kind, name, k, stride`` (float pooling of the ANN; the spiking variant
+      is chosen when mapping).  flatten: ``kind, name`` (row-major C, H, W).
+    """
+    rounding, overflow = Rounding.of(rounding), _check_overflow(overflow)
+    indices = _weight_indices(ann)
+    if any(layer["kind"] == "batchnorm" for layer in ann.layers):
+        raise ConversionError("quantize_parameters needs a network without batchnorm: call fold_batchnorm first")
+    unknown = sorted(set(formats) - {ann.layers[i]["name"] for i in indices})
+    if unknown:
+        raise ConversionError(f"formats given for layers {unknown}, which are not conv/linear layers of the network")
+    out = []
+    for i, layer in enumerate(ann.layers):
+        kind, name = layer["kind"], layer["name"]
+        if kind in PASS_KINDS:
+            out.append({k: layer[k] for k in ("kind", "name", "k", "stride") if k in layer})
+        if kind not in WEIGHT_KINDS:
+            continue
+        position = indices.index(i)
+        fmts = formats.get(name)
+        if not isinstance(fmts, dict) or set(fmts) != {"weight", "bias", "vm"}:
+            raise ConversionError(f"layer {name!r}: formats[{name!r}] = {fmts!r} must be a dict of QFormats with keys weight, bias, vm")
+        fw, fv = fmts["weight"].frac, fmts["weight"].frac + _input_frac(position, input_format)
+        for field in ("bias", "vm"):
+            if fmts[field].frac != fv:
+                raise ConversionError(
+                    f"layer {name!r}: {field} format {fmts[field]} must have frac {fv} "
+                    f"(weight frac {fw} + input frac {fv - fw}), the scale of the membrane potential"
+                )
+        threshold = 1 << fv if fv >= 0 else None
+        if threshold is None or threshold > fmts["vm"].max_int:
+            raise ConversionError(f"layer {name!r}: threshold 1.0 = 2**{fv} does not fit the vm format {fmts['vm']}")
+        weight, clipped_w = _to_codes(layer["weight"], fmts["weight"], rounding, overflow, f"layer {name!r}: weight")
+        bias, clipped_b = _to_codes(layer["bias"], fmts["bias"], rounding, overflow, f"layer {name!r}: bias")
+        entry = {
+            "kind": kind, "name": name,
+            "weight": weight, "weight_format": fmts["weight"],
+            "bias": bias, "bias_format": fmts["bias"],
+            "vm_format": fmts["vm"], "threshold": threshold,
+            "input": "analog" if position == 0 else "spikes",
+            "input_format": input_format if position == 0 else SPIKE_FORMAT,
+            "readout": position == len(indices) - 1,
+            "clipped": {"weight": clipped_w, "bias": clipped_b},
+        }  # fmt: skip
+        if kind == "conv":
+            entry.update(stride=layer["stride"], padding=layer["padding"])
+        out.append(entry)
+    return out
+
+
+def convert(ann: ANN, calibration_inputs, input_format: QFormat, *, percentile=99.9, weight_bits=8, bias_bits=16, vm_bits=24,
+            weight_frac=None, rounding="RND_CONV", overflow="ERROR"):  # fmt: skip
+    """fold_batchnorm -> normalize -> choose_formats -> quantize_parameters; returns
+    ``(layers, lambdas)`` (the integer layer list and the normalization scales)."""
+    normed, lambdas = normalize(fold_batchnorm(ann), calibration_inputs, percentile)
+    formats = choose_formats(normed, input_format, weight_bits, bias_bits, vm_bits, weight_frac, rounding)
+    return quantize_parameters(normed, formats, input_format, rounding, overflow), lambdas
