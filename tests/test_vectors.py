@@ -9,6 +9,8 @@ import time
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from refmodel.encode import RateEncoder, make_encoder
 from refmodel.fixed import QFormat
@@ -143,6 +145,7 @@ def _writer(path):
     (lambda w: (w.declare_trace("l", "v", (2,), S8_4), w.write_step("l", "v", 0, np.array([[0, -200]]))),
      r"traces/000_l/v\[t=0\]\[0, 1\] = -200"),
     (lambda w: w.write_counts("l", "sat", np.array([1, -1])), "cannot be negative"),
+    (lambda w: w.write_param("l", "w", np.array([1, 2]), S8_4, axes=("a", "b")), "axes .* must be 1 identifiers"),
 ])
 def test_writer_refuses_bad_input(tmp_path, call, message):
     w = _writer(tmp_path / "x.h5")
@@ -321,6 +324,30 @@ def test_hex_lines_twos_complement():
     assert hexport.hex_lines(np.array([-1, 1]), 5) == b"1f\n01\n"
     assert hexport.hex_lines(np.array([-(1 << 63), (1 << 63) - 1]), 64) == b"8000000000000000\n7fffffffffffffff\n"
     assert hexport.hex_lines(np.array([1, 0], np.uint8), 1) == b"1\n0\n"
+
+
+@st.composite
+def formats_and_values(draw):
+    fmt = QFormat(draw(st.integers(1, 64)), draw(st.integers(-8, 8)), draw(st.booleans()))
+    values = draw(st.lists(st.integers(fmt.min_int, fmt.max_int), min_size=1, max_size=20))
+    return fmt, np.array(values, np.uint64 if fmt.bits == 64 and not fmt.signed else np.int64)
+
+
+@given(formats_and_values())
+def test_any_format_round_trips_through_file_and_hex(tmp_path_factory, fv):
+    fmt, values = fv
+    path = tmp_path_factory.mktemp("rt") / "v.h5"
+    w = _writer(path)
+    w.write_param("l", "p", values, fmt)
+    w.write_stimulus(make_encoder("analog", np.zeros((1, 1), np.int64), S8_4))
+    w.close()
+    with VectorFile(path) as vf:
+        got, got_fmt = vf.param("l", "p")
+    assert got_fmt == fmt and got.dtype.itemsize * 8 == next(b for b in (8, 16, 32, 64) if b >= fmt.bits)
+    assert got.tolist() == values.tolist()
+    lines = hexport.hex_lines(values, fmt.bits).decode().split()
+    assert all(len(line) == -(-fmt.bits // 4) for line in lines)
+    assert [int(h, 16) - (1 << fmt.bits) * (fmt.signed and int(h, 16) >> (fmt.bits - 1)) for h in lines] == values.tolist()
 
 
 def test_export_hex_round_trip(sample, tmp_path):

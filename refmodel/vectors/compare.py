@@ -134,45 +134,41 @@ def _compare_dataset(a: VectorFile, b: VectorFile, ia, ib):
     return None if first is None else Mismatch(**{**first.__dict__, "count": count})
 
 
-def _causal_key(item):
-    position, m = item
-    if m.kind != "value":
-        return (0, 0, position)
-    if m.path.startswith("outputs/"):
-        return (3, 0, position)
-    stepped = m.axes[:1] == ("t",) and not m.path.startswith("counts/")
-    return (2, m.index[0], position) if stepped else (1, 0, position)
-
-
 def compare_files(golden, other) -> Comparison:
-    """Compare two vector files: header, layers, then every dataset value by value."""
+    """Compare two vector files: header, layers, then every dataset value by value.
+
+    Structural differences come first in ``differences``, then value mismatches in causal
+    order: parameters and input, then by timestep (stimulus spikes, layers in order, counts),
+    then outputs.
+    """
     with VectorFile(golden) as a, VectorFile(other) as b:
         result = Comparison(a.path, b.path)
-        found = []
-        for attr in ("timesteps", "batch", "seed", "config_sha256", "encoding", "encoding_params"):
-            if getattr(a, attr) != getattr(b, attr):
-                found.append(Mismatch("attribute", path=attr, expected=getattr(a, attr), got=getattr(b, attr)))
+        structure = [Mismatch("attribute", path=attr, expected=getattr(a, attr), got=getattr(b, attr))
+                     for attr in ("timesteps", "batch", "seed", "config_sha256", "encoding", "encoding_params")
+                     if getattr(a, attr) != getattr(b, attr)]
         layers_b = {la.key: la for la in b.layers}
         for la in a.layers:
             lb = layers_b.pop(la.key, None)
             if lb is None:
-                found.append(Mismatch("missing", path=f"layers/{la.key}", layer=la.name))
-            elif la != lb:
-                found += [Mismatch("attribute", path=f"layers/{la.key}", layer=la.name, signal=f,
+                structure.append(Mismatch("missing", path=f"layers/{la.key}", layer=la.name))
+                continue
+            structure += [Mismatch("attribute", path=f"layers/{la.key}", layer=la.name, signal=f,
                                    expected=getattr(la, f), got=getattr(lb, f))
                           for f in ("kind", "input_shape", "output_shape", "attrs") if getattr(la, f) != getattr(lb, f)]
-        found += [Mismatch("extra", path=f"layers/{key}", layer=lb.name) for key, lb in layers_b.items()]
+        structure += [Mismatch("extra", path=f"layers/{key}", layer=lb.name) for key, lb in layers_b.items()]
+        values = []  # (causal order, Mismatch)
         infos_b = {i.path: i for i in b.datasets()}
         for ia in a.datasets():
             ib = infos_b.pop(ia.path, None)
-            if ib is None:
-                found.append(Mismatch("missing", path=ia.path, layer=ia.layer, signal=ia.name))
-                continue
-            m = _compare_dataset(a, b, ia, ib)
+            m = Mismatch("missing", path=ia.path, layer=ia.layer, signal=ia.name) if ib is None \
+                else _compare_dataset(a, b, ia, ib)
             if m is None or m.kind == "value":
                 result.counts[ia.path] = (m.count if m else 0, int(np.prod(ia.shape)))
-            if m is not None:
-                found.append(m)
-        found += [Mismatch("extra", path=p, layer=i.layer, signal=i.name) for p, i in infos_b.items()]
-        result.differences = [m for _, m in sorted(enumerate(found), key=_causal_key)]
+            if m is not None and m.kind != "value":
+                structure.append(m)
+            elif m is not None:
+                order = (2, m.index[0]) if ia.stepped else (3, 0) if ia.kind == "output" else (1, 0)
+                values.append((order, len(values), m))
+        structure += [Mismatch("extra", path=p, layer=i.layer, signal=i.name) for p, i in infos_b.items()]
+        result.differences = structure + [m for *_, m in sorted(values, key=lambda v: v[:2])]
         return result

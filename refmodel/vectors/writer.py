@@ -145,6 +145,9 @@ class VectorWriter:
         """Integer dataset at ``path`` holding ``codes`` (or an empty one of shape ``codes``)."""
         data = codes if isinstance(codes, np.ndarray) else None
         shape = data.shape if data is not None else codes
+        axes = default_axes(len(shape)) if axes is None else tuple(axes)
+        if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
+            raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
         compress = len(shape) > 0 and int(np.prod(shape)) > 0
         dset = self._h5.create_dataset(
             path,
@@ -158,9 +161,6 @@ class VectorWriter:
             fillvalue=0,
             track_times=False,
         )
-        axes = default_axes(len(shape)) if axes is None else tuple(axes)
-        if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
-            raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
         for key, value in format_attrs(fmt, axes).items():
             dset.attrs[key] = value
         return dset
