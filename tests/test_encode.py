@@ -91,7 +91,8 @@ def test_c_reference_in_docs_reproduces_the_encoder(tmp_path):
     (tmp_path / "enc.c").write_text(source)
     subprocess.run(["cc", "-std=c99", "-Wall", "-o", str(tmp_path / "enc"), str(tmp_path / "enc.c")], check=True)
     lines = subprocess.run([str(tmp_path / "enc")], check=True, capture_output=True, text=True).stdout.split("\n")
-    rows = [[(int(h, 16), int(z)) for h, z in re.findall(r"([0-9a-f]{8})->(\d)", line)] for line in lines if "->" in line]
+    rows = [[(int(h, 16), int(z)) for h, z in re.findall(r"([0-9a-f]{8})->(\d)", line)]
+            for line in lines if "->" in line]
     assert [h for row in rows for h, _ in row] == C_STATES
     assert [[z for _, z in row] for row in rows] == C_SPIKES
 

@@ -347,7 +347,8 @@ def test_any_format_round_trips_through_file_and_hex(tmp_path_factory, fv):
     assert got.tolist() == values.tolist()
     lines = hexport.hex_lines(values, fmt.bits).decode().split()
     assert all(len(line) == -(-fmt.bits // 4) for line in lines)
-    assert [int(h, 16) - (1 << fmt.bits) * (fmt.signed and int(h, 16) >> (fmt.bits - 1)) for h in lines] == values.tolist()
+    codes = [int(h, 16) for h in lines]
+    assert [c - (1 << fmt.bits) * (fmt.signed and c >> (fmt.bits - 1)) for c in codes] == values.tolist()
 
 
 def test_export_hex_round_trip(sample, tmp_path):
@@ -370,7 +371,8 @@ def test_export_hex_round_trip(sample, tmp_path):
     assert lines[first_negative] == f"{d['conv1/weight'].ravel()[first_negative] + 256:02x}"
     v_pre = files["traces/000_conv1/v_pre/t0003.hex"]
     assert (v_pre["timestep"], v_pre["digits"], v_pre["shape"]) == (3, 4, [N, 2, 4, 4])
-    assert (out / "traces/001_fc/v_post/t0000.hex").read_text().split()[0] == f"{d['fc/v_post'][0, 0, 0] & 0xFFFFFF:06x}"
+    first_line = (out / "traces/001_fc/v_post/t0000.hex").read_text().split()[0]
+    assert first_line == f"{d['fc/v_post'][0, 0, 0] & 0xFFFFFF:06x}"
 
 
 def test_export_hex_is_atomic(sample, tmp_path, monkeypatch):

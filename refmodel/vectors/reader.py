@@ -15,7 +15,6 @@ from refmodel.vectors.schema import (
     ENCODINGS,
     FORMAT_NAME,
     FORMAT_VERSION,
-    ROOT_ATTRS,
     ROOT_MEMBERS,
     SPIKE_FORMAT,
     VectorFileError,
@@ -147,12 +146,11 @@ class VectorFile:
     def _validate(self):
         fmt_name = _text(self._h5.attrs.get("format"))
         if fmt_name != FORMAT_NAME:
-            self._fail(f"not a refmodel vector file (root attribute 'format' is {fmt_name!r}, expected {FORMAT_NAME!r})")
+            self._fail(f"not a refmodel vector file (root attribute 'format' is {fmt_name!r}, "
+                       f"expected {FORMAT_NAME!r})")
         version = self._root_attr("format_version", int)
         if version != FORMAT_VERSION:
             self._fail(f"format version {version} is not supported (this reader reads version {FORMAT_VERSION})")
-        for name in ROOT_ATTRS:
-            self._root_attr(name, str if name in ("format", "refmodel_version", "config_json", "config_sha256") else int)
         self.format_version = version
         self.refmodel_version = self._root_attr("refmodel_version", str)
         self.seed = self._root_attr("seed", int)
@@ -161,7 +159,8 @@ class VectorFile:
         self.config_json = self._root_attr("config_json", str)
         self.config_sha256 = self._root_attr("config_sha256", str)
         if sha256_hex(self.config_json) != self.config_sha256:
-            self._fail(f"config_sha256 {self.config_sha256} does not match the stored config (SHA-256 {sha256_hex(self.config_json)})")
+            self._fail(f"config_sha256 {self.config_sha256} does not match the stored config "
+                       f"(SHA-256 {sha256_hex(self.config_json)})")
         try:
             self.config = json.loads(self.config_json)
         except ValueError as exc:

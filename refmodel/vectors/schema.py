@@ -14,9 +14,6 @@ from refmodel.fixed import FixedPointError, QFormat
 FORMAT_NAME = "refmodel-vectors"
 FORMAT_VERSION = 1
 
-#: Root attributes every version-1 file carries.
-ROOT_ATTRS = ("format", "format_version", "refmodel_version", "seed", "timesteps", "batch",
-              "config_json", "config_sha256")
 #: Members allowed at the root; ``cost`` is reserved for a later minor addition and not validated.
 ROOT_MEMBERS = ("layers", "stimulus", "traces", "outputs", "counts", "cost")
 #: Encodings of the stimulus (see docs/encoding.md); all but ``analog`` store spikes.
