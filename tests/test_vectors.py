@@ -115,6 +115,14 @@ def test_identical_inputs_give_identical_bytes(tmp_path):
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
 
+def test_attribute_order_does_not_change_the_bytes(tmp_path):
+    for name, attrs in (("a.h5", {"stride": 1, "pad": 0}), ("b.h5", {"pad": 0, "stride": 1})):
+        with VectorWriter(tmp_path / name, config={"b": 1, "a": [2]}, seed=0, timesteps=1, batch=1) as w:
+            w.add_layer("l", "conv", input_shape=(1,), output_shape=(1,), attrs=attrs)
+            w.write_stimulus(make_encoder("analog", np.array([[3]]), S8_4))
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
 def test_file_is_gzip_chunked_per_timestep(sample):
     path, _ = sample
     with h5py.File(path) as f:

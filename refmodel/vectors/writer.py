@@ -212,7 +212,7 @@ class VectorWriter:
         key = layer_key(index, name)
         group = self._h5.create_group(f"layers/{key}")
         group.create_group("params")
-        for attr, value in values.items():
+        for attr, value in sorted(values.items()):  # sorted: the bytes do not depend on dict order
             group.attrs[attr] = _attr_value(value, f"layer {name!r}: attribute {attr!r}")
         self._layers[name] = key
         return index
@@ -238,7 +238,7 @@ class VectorWriter:
                      default_axes(x.ndim, TRACE_AXES[1:]), None)
         group = self._h5["stimulus"]
         group.attrs["encoding"] = encoder.name
-        for key, value in encoder.params.items():
+        for key, value in sorted(encoder.params.items()):
             group.attrs[key] = _attr_value(value, f"stimulus attribute {key!r}")
         if encoder.spiking:
             self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE_FORMAT, None)
