@@ -99,12 +99,17 @@ class ANN:
 
     def copy(self) -> ANN:
         """A deep copy (arrays copied)."""
-        layers = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in layer.items()} for layer in self.layers]
+        layers = [
+            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in layer.items()}
+            for layer in self.layers
+        ]
         return ANN(self.input_shape, layers, json.loads(json.dumps(self.meta)))
 
 
 def _err(layer, fld, value, reason):
-    return ANNError(f"layer {layer.get('name', '?')!r} ({layer.get('kind', '?')}): {fld} = {value!r} {reason}")
+    return ANNError(
+        f"layer {layer.get('name', '?')!r} ({layer.get('kind', '?')}): {fld} = {value!r} {reason}"
+    )
 
 
 def _checked_layer(index, layer) -> dict:
@@ -163,7 +168,9 @@ def _output_shape(layer, shape) -> tuple:
     if kind == "batchnorm":
         for name in ARRAYS[kind]:
             if layer[name].shape != (shape[0],):
-                raise _err(layer, f"{name}.shape", layer[name].shape, f"must be ({shape[0]},), one per channel")
+                raise _err(
+                    layer, f"{name}.shape", layer[name].shape, f"must be ({shape[0]},), one per channel"
+                )
         if (layer["var"] < 0).any():
             raise _err(layer, "var", float(layer["var"].min()), "must be >= 0")
         return shape
@@ -195,7 +202,13 @@ def save(ann: ANN, path) -> None:
         specs.append({k: v for k, v in layer.items() if k not in ARRAYS.get(layer["kind"], ())})
         for name in ARRAYS.get(layer["kind"], ()):
             arrays[f"{layer['name']}.{name}"] = layer[name]
-    arch = {"format": FORMAT, "version": VERSION, "input_shape": list(ann.input_shape), "layers": specs, "meta": ann.meta}
+    arch = {
+        "format": FORMAT,
+        "version": VERSION,
+        "input_shape": list(ann.input_shape),
+        "layers": specs,
+        "meta": ann.meta,
+    }
     arrays[ARCH_KEY] = np.array(json.dumps(arch, sort_keys=True))
     np.savez_compressed(path, **arrays)
 
@@ -207,7 +220,9 @@ def load(path) -> ANN:
             raise ANNError(f"{path}: no {ARCH_KEY!r} entry (the JSON architecture)")
         arch = json.loads(str(data[ARCH_KEY]))
         if arch.get("format") != FORMAT or arch.get("version") != VERSION:
-            raise ANNError(f"{path}: format {arch.get('format')!r} v{arch.get('version')!r}, expected {FORMAT!r} v{VERSION}")
+            raise ANNError(
+                f"{path}: format {arch.get('format')!r} v{arch.get('version')!r}, expected {FORMAT!r} v{VERSION}"
+            )
         layers, used = [], {ARCH_KEY}
         for spec in arch["layers"]:
             layer = dict(spec)
@@ -259,7 +274,9 @@ def forward(ann: ANN, x, return_all=False):
     list of every layer's output (aligned with ``ann.layers``), for calibration."""
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1:] != ann.input_shape:
-        raise ANNError(f"input batch shape {x.shape} does not match (N, {', '.join(map(str, ann.input_shape))})")
+        raise ANNError(
+            f"input batch shape {x.shape} does not match (N, {', '.join(map(str, ann.input_shape))})"
+        )
     outputs = []
     for layer in ann.layers:
         x = _layer_forward(layer, x)

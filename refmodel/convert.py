@@ -68,10 +68,15 @@ def _weight_indices(ann: ANN) -> list:
     prev = None
     for layer in ann.layers:
         if layer["kind"] not in _FOLLOWERS[prev]:
-            raise ConversionError(f"layer {layer['name']!r} ({layer['kind']}) cannot follow {prev or 'the input'}: convertible networks are chains of {_CHAIN}")
+            raise ConversionError(
+                f"layer {layer['name']!r} ({layer['kind']}) cannot follow {prev or 'the input'}: "
+                f"convertible networks are chains of {_CHAIN}"
+            )
         prev = layer["kind"]
     if prev not in _ENDS:
-        raise ConversionError(f"the network ends with {prev or 'no layer'}: it must end with its readout conv/linear layer")
+        raise ConversionError(
+            f"the network ends with {prev or 'no layer'}: it must end with its readout conv/linear layer"
+        )
     return [i for i, layer in enumerate(ann.layers) if layer["kind"] in WEIGHT_KINDS]
 
 
@@ -94,7 +99,10 @@ def fold_batchnorm(ann: ANN) -> ANN:
             continue
         g = layer["gamma"] / np.sqrt(layer["var"] + layer["eps"])
         prev = layers[-1]
-        prev["weight"], prev["bias"] = _rows(prev["weight"], g), layer["beta"] + (prev["bias"] - layer["mean"]) * g
+        prev["weight"], prev["bias"] = (
+            _rows(prev["weight"], g),
+            layer["beta"] + (prev["bias"] - layer["mean"]) * g,
+        )
     return ANN(ann.input_shape, layers, dict(ann.meta))
 
 
@@ -102,7 +110,9 @@ def _activation_scale(z, percentile, name):
     """lambda: the ``percentile`` of the positive entries of ``z`` (``"max"``: their maximum)."""
     positive = z[z > 0]
     if positive.size == 0:
-        raise ConversionError(f"layer {name!r}: no positive activation on the calibration set, cannot normalize")
+        raise ConversionError(
+            f"layer {name!r}: no positive activation on the calibration set, cannot normalize"
+        )
     return float(positive.max() if percentile == "max" else np.percentile(positive, percentile))
 
 
@@ -131,7 +141,10 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
     for i in indices:
         name = ann.layers[i]["name"]
         lam = _activation_scale(outputs[i], percentile, name)
-        layers[i]["weight"], layers[i]["bias"] = layers[i]["weight"] * (lam_prev / lam), layers[i]["bias"] / lam
+        layers[i]["weight"], layers[i]["bias"] = (
+            layers[i]["weight"] * (lam_prev / lam),
+            layers[i]["bias"] / lam,
+        )
         lambdas[name], lam_prev = lam, lam
     meta = dict(ann.meta, normalization={"percentile": percentile, "lambdas": lambdas})
     return ANN(ann.input_shape, layers, meta), lambdas
@@ -147,7 +160,15 @@ def _exact_codes(x, frac, rounding):
     return quantize(x, QFormat(64, frac), rounding, "SAT")
 
 
-def choose_formats(ann: ANN, input_format: QFormat, weight_bits=8, bias_bits=16, vm_bits=24, weight_frac=None, rounding="RND_CONV"):
+def choose_formats(
+    ann: ANN,
+    input_format: QFormat,
+    weight_bits=8,
+    bias_bits=16,
+    vm_bits=24,
+    weight_frac=None,
+    rounding="RND_CONV",
+):
     """Per weight layer ``{"weight", "bias", "vm"}`` QFormats for ``quantize_parameters``.
 
     weight: signed ``weight_bits``; its frac ``fw`` is ``weight_frac`` if given, else the
@@ -170,7 +191,11 @@ def choose_formats(ann: ANN, input_format: QFormat, weight_bits=8, bias_bits=16,
                     break
                 frac -= 1
         fv = frac + _input_frac(position, input_format)
-        formats[layer["name"]] = {"weight": QFormat(weight_bits, frac), "bias": QFormat(bias_bits, fv), "vm": QFormat(vm_bits, fv)}
+        formats[layer["name"]] = {
+            "weight": QFormat(weight_bits, frac),
+            "bias": QFormat(bias_bits, fv),
+            "vm": QFormat(vm_bits, fv),
+        }
     return formats
 
 
@@ -205,10 +230,14 @@ def quantize_input(x, input_format: QFormat, rounding="RND_CONV", overflow="ERRO
     Pixels in [0, 1] need 1.0 to fit: ``u(fi+1).fi`` (e.g. u5.4 for digits' pixel/16, u9.8 for
     pixel/256); u8.8 holds at most 255/256 and refuses 1.0 unless ``overflow`` is SAT.
     """
-    return _to_codes(np.asarray(x, np.float64), input_format, Rounding.of(rounding), _check_overflow(overflow), "input")[0]
+    return _to_codes(
+        np.asarray(x, np.float64), input_format, Rounding.of(rounding), _check_overflow(overflow), "input"
+    )[0]
 
 
-def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding="RND_CONV", overflow="ERROR") -> list:
+def quantize_parameters(
+    ann: ANN, formats: dict, input_format: QFormat, rounding="RND_CONV", overflow="ERROR"
+) -> list:
     """The normalized network as a list of integer layer dicts (threshold 1.0 -> ``2**fv``).
 
     For weight layer l, with its codes' input frac ``fi`` (``input_format.frac`` for the first
@@ -233,10 +262,14 @@ def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding
     rounding, overflow = Rounding.of(rounding), _check_overflow(overflow)
     indices = _weight_indices(ann)
     if any(layer["kind"] == "batchnorm" for layer in ann.layers):
-        raise ConversionError("quantize_parameters needs a network without batchnorm: call fold_batchnorm first")
+        raise ConversionError(
+            "quantize_parameters needs a network without batchnorm: call fold_batchnorm first"
+        )
     unknown = sorted(set(formats) - {ann.layers[i]["name"] for i in indices})
     if unknown:
-        raise ConversionError(f"formats given for layers {unknown}, which are not conv/linear layers of the network")
+        raise ConversionError(
+            f"formats given for layers {unknown}, which are not conv/linear layers of the network"
+        )
     out = []
     for i, layer in enumerate(ann.layers):
         kind, name = layer["kind"], layer["name"]
@@ -247,7 +280,9 @@ def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding
         position = indices.index(i)
         fmts = formats.get(name)
         if not isinstance(fmts, dict) or set(fmts) != {"weight", "bias", "vm"}:
-            raise ConversionError(f"layer {name!r}: formats[{name!r}] = {fmts!r} must be a dict of QFormats with keys weight, bias, vm")
+            raise ConversionError(
+                f"layer {name!r}: formats[{name!r}] = {fmts!r} must be a dict of QFormats with keys weight, bias, vm"
+            )
         fw, fv = fmts["weight"].frac, fmts["weight"].frac + _input_frac(position, input_format)
         for field in ("bias", "vm"):
             if fmts[field].frac != fv:
@@ -257,8 +292,12 @@ def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding
                 )
         threshold = 1 << fv if fv >= 0 else None
         if threshold is None or threshold > fmts["vm"].max_int:
-            raise ConversionError(f"layer {name!r}: threshold 1.0 = 2**{fv} does not fit the vm format {fmts['vm']}")
-        weight, clipped_w = _to_codes(layer["weight"], fmts["weight"], rounding, overflow, f"layer {name!r}: weight")
+            raise ConversionError(
+                f"layer {name!r}: threshold 1.0 = 2**{fv} does not fit the vm format {fmts['vm']}"
+            )
+        weight, clipped_w = _to_codes(
+            layer["weight"], fmts["weight"], rounding, overflow, f"layer {name!r}: weight"
+        )
         bias, clipped_b = _to_codes(layer["bias"], fmts["bias"], rounding, overflow, f"layer {name!r}: bias")
         entry = {
             "kind": kind, "name": name,
@@ -276,8 +315,19 @@ def quantize_parameters(ann: ANN, formats: dict, input_format: QFormat, rounding
     return out
 
 
-def convert(ann: ANN, calibration_inputs, input_format: QFormat, *, percentile=99.9, weight_bits=8, bias_bits=16, vm_bits=24,
-            weight_frac=None, rounding="RND_CONV", overflow="ERROR"):  # fmt: skip
+def convert(
+    ann: ANN,
+    calibration_inputs,
+    input_format: QFormat,
+    *,
+    percentile=99.9,
+    weight_bits=8,
+    bias_bits=16,
+    vm_bits=24,
+    weight_frac=None,
+    rounding="RND_CONV",
+    overflow="ERROR",
+):
     """fold_batchnorm -> normalize -> choose_formats -> quantize_parameters; returns
     ``(layers, lambdas)`` (the integer layer list and the normalization scales)."""
     normed, lambdas = normalize(fold_batchnorm(ann), calibration_inputs, percentile)

@@ -81,7 +81,15 @@ def bn_backward(dy, cache, gamma):
     xhat, inv = cache
     m = dy.shape[0] * dy.shape[2] * dy.shape[3]
     dxhat = dy * gamma[:, None, None]
-    dx = inv / m * (m * dxhat - dxhat.sum(axis=(0, 2, 3), keepdims=True) - xhat * (dxhat * xhat).sum(axis=(0, 2, 3), keepdims=True))
+    dx = (
+        inv
+        / m
+        * (
+            m * dxhat
+            - dxhat.sum(axis=(0, 2, 3), keepdims=True)
+            - xhat * (dxhat * xhat).sum(axis=(0, 2, 3), keepdims=True)
+        )
+    )
     return dx, (dy * xhat).sum(axis=(0, 2, 3)), dy.sum(axis=(0, 2, 3))
 
 
@@ -141,7 +149,9 @@ def loss_and_grads(p, x, y):
         cols, a_shape, bn_cache, z, mask, _ = stack[i - 1]
         dz = pool_backward(dh, mask) * (z > 0)
         da, grads[f"bn{i}.gamma"], grads[f"bn{i}.beta"] = bn_backward(dz, bn_cache, p[f"bn{i}.gamma"])
-        dh, grads[f"conv{i}.weight"], grads[f"conv{i}.bias"] = conv_backward(da, cols, (a_shape[0], p[f"conv{i}.weight"].shape[1], *a_shape[2:]), p[f"conv{i}.weight"], 1)
+        dh, grads[f"conv{i}.weight"], grads[f"conv{i}.bias"] = conv_backward(
+            da, cols, (a_shape[0], p[f"conv{i}.weight"].shape[1], *a_shape[2:]), p[f"conv{i}.weight"], 1
+        )
     return loss, grads
 
 
@@ -150,14 +160,29 @@ def to_ann(p, x_train):
     layers = []
     h = x_train
     for i in (1, 2):
-        conv = {"kind": "conv", "name": f"conv{i}", "weight": p[f"conv{i}.weight"], "bias": p[f"conv{i}.bias"], "stride": 1, "padding": 1}
+        conv = {
+            "kind": "conv",
+            "name": f"conv{i}",
+            "weight": p[f"conv{i}.weight"],
+            "bias": p[f"conv{i}.bias"],
+            "stride": 1,
+            "padding": 1,
+        }
         a = annlib.forward(annlib.ANN(h.shape[1:], [conv]), h)
         bn = {"kind": "batchnorm", "name": f"bn{i}", "gamma": p[f"bn{i}.gamma"], "beta": p[f"bn{i}.beta"],
               "mean": a.mean(axis=(0, 2, 3)), "var": a.var(axis=(0, 2, 3)), "eps": EPS}  # fmt: skip
-        block = [conv, bn, {"kind": "relu", "name": f"relu{i}"}, {"kind": "maxpool", "name": f"pool{i}", "k": 2, "stride": 2}]
+        block = [
+            conv,
+            bn,
+            {"kind": "relu", "name": f"relu{i}"},
+            {"kind": "maxpool", "name": f"pool{i}", "k": 2, "stride": 2},
+        ]
         h = annlib.forward(annlib.ANN(h.shape[1:], block), h)
         layers += block
-    layers += [{"kind": "flatten", "name": "flatten"}, {"kind": "linear", "name": "fc", "weight": p["fc.weight"], "bias": p["fc.bias"]}]
+    layers += [
+        {"kind": "flatten", "name": "flatten"},
+        {"kind": "linear", "name": "fc", "weight": p["fc.weight"], "bias": p["fc.bias"]},
+    ]
     return annlib.ANN((1, 8, 8), layers)
 
 
@@ -200,7 +225,9 @@ def main():
         "trained_by": "examples/digits/train.py",
     }
     annlib.save(model, OUT)
-    print(f"float train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(load_split()[3])} images)")
+    print(
+        f"float train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(load_split()[3])} images)"
+    )
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 
 
