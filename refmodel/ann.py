@@ -97,14 +97,6 @@ class ANN:
                 return layer
         raise ANNError(f"no layer named {name!r}")
 
-    def copy(self) -> ANN:
-        """A deep copy (arrays copied)."""
-        layers = [
-            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in layer.items()}
-            for layer in self.layers
-        ]
-        return ANN(self.input_shape, layers, json.loads(json.dumps(self.meta)))
-
 
 def _err(layer, fld, value, reason):
     return ANNError(

@@ -20,6 +20,8 @@ The last weight layer is the readout and may omit its relu.  Anything else is re
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from refmodel.ann import ANN, ANNError, forward
@@ -80,11 +82,6 @@ def _weight_indices(ann: ANN) -> list:
     return [i for i, layer in enumerate(ann.layers) if layer["kind"] in WEIGHT_KINDS]
 
 
-def _rows(weight, gain):
-    """``weight[k] * gain[k]`` for every output channel k."""
-    return weight * np.reshape(gain, (-1,) + (1,) * (weight.ndim - 1))
-
-
 def fold_batchnorm(ann: ANN) -> ANN:
     """The same function without batchnorm layers: each is folded into the layer before it.
 
@@ -99,10 +96,8 @@ def fold_batchnorm(ann: ANN) -> ANN:
             continue
         g = layer["gamma"] / np.sqrt(layer["var"] + layer["eps"])
         prev = layers[-1]
-        prev["weight"], prev["bias"] = (
-            _rows(prev["weight"], g),
-            layer["beta"] + (prev["bias"] - layer["mean"]) * g,
-        )
+        prev["weight"] = prev["weight"] * g.reshape((-1,) + (1,) * (prev["weight"].ndim - 1))
+        prev["bias"] = layer["beta"] + (prev["bias"] - layer["mean"]) * g
     return ANN(ann.input_shape, layers, dict(ann.meta))
 
 
@@ -131,7 +126,7 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
     network and ``{layer name: lam}``.  Calibration runs on the original network: since every
     scale is positive, its activations are ``lam_l`` times the normalized ones.
     """
-    if percentile != "max" and not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+    if percentile != "max" and not (isinstance(percentile, numbers.Real) and 0 < percentile <= 100):
         raise ConversionError(f"percentile = {percentile!r} must be in (0, 100] or 'max'")
     if any(layer["kind"] == "batchnorm" for layer in ann.layers):
         raise ConversionError("normalize needs a network without batchnorm: call fold_batchnorm first")
