@@ -172,6 +172,13 @@ def test_incomplete_file_is_refused_and_not_written(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_closed_writer_refuses_writes(tmp_path):
+    w = _writer(tmp_path / "x.h5")
+    w.abort()
+    with pytest.raises(VectorFileError, match="x.h5: the writer is closed"):
+        w.add_layer("m", "conv", input_shape=(1,), output_shape=(1,))
+
+
 def test_exception_mid_write_leaves_nothing(tmp_path):
     target = tmp_path / "v.h5"
     with pytest.raises(RuntimeError, match="simulator crashed"):

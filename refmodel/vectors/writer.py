@@ -132,7 +132,7 @@ class VectorWriter:
                     raise VectorFileError(
                         f"{self.path}: {name} misses {missing.size} of {done.size} timesteps (first t={missing[0]})"
                     )
-            self._h5.close()
+            self._file.close()
             self._h5 = None
             chmod_default(self._tmp, 0o666)
             os.replace(self._tmp, self.path)
@@ -141,6 +141,12 @@ class VectorWriter:
             raise
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def _file(self):
+        if self._h5 is None:
+            raise VectorFileError(f"{self.path}: the writer is closed")
+        return self._h5
+
     def _create(self, path, codes, fmt, axes, chunks):
         """Integer dataset at ``path`` holding ``codes`` (or an empty one of shape ``codes``)."""
         data = codes if isinstance(codes, np.ndarray) else None
@@ -149,7 +155,7 @@ class VectorWriter:
         if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
             raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
         compress = len(shape) > 0 and int(np.prod(shape)) > 0
-        dset = self._h5.create_dataset(
+        dset = self._file.create_dataset(
             path,
             shape=shape,
             dtype=storage_dtype(fmt),
@@ -172,7 +178,7 @@ class VectorWriter:
 
     def _declare_steps(self, path, per_step, fmt, axes):
         shape = (self.timesteps, self.batch) + per_step
-        if path in self._h5:
+        if path in self._file:
             raise VectorFileError(f"{path} is already declared")
         self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
         self._pending[path] = np.zeros(self.timesteps, bool)
@@ -184,7 +190,7 @@ class VectorWriter:
         t = _check_int(t, f"{path}: timestep", 0, self.timesteps - 1)
         if done[t]:
             raise VectorFileError(f"{path}: timestep {t} is already written")
-        dset = self._h5[path]
+        dset = self._file[path]
         arr = np.asarray(values)
         if arr.shape != dset.shape[1:]:
             raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
@@ -210,7 +216,7 @@ class VectorWriter:
                 raise VectorFileError(f"layer {name!r}: attribute {key!r} is reserved")
             values[key] = value
         key = layer_key(index, name)
-        group = self._h5.create_group(f"layers/{key}")
+        group = self._file.create_group(f"layers/{key}")
         group.create_group("params")
         for attr, value in sorted(values.items()):  # sorted: the bytes do not depend on dict order
             group.attrs[attr] = _attr_value(value, f"layer {name!r}: attribute {attr!r}")
@@ -220,7 +226,7 @@ class VectorWriter:
     def write_param(self, layer, name, values, fmt: QFormat, axes=None):
         """Store parameter ``name`` of ``layer``: integers that fit ``fmt`` (floats are refused)."""
         path = f"layers/{self._layer(layer)}/params/{check_name(name, 'parameter name')}"
-        if path in self._h5:
+        if path in self._file:
             raise VectorFileError(f"{path} is already written")
         codes = as_codes(values, fmt, f"layer {layer!r} parameter {name!r}")
         self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, ()), None)
@@ -233,10 +239,10 @@ class VectorWriter:
         x = np.asarray(encoder.x)
         if x.ndim < 1 or x.shape[0] != self.batch:
             raise VectorFileError(f"stimulus input shape {x.shape} must start with the batch size {self.batch}")
-        self._h5.create_group("stimulus")
+        self._file.create_group("stimulus")
         self._create("stimulus/input", as_codes(x, encoder.fmt, "stimulus input"), encoder.fmt,
                      default_axes(x.ndim, TRACE_AXES[1:]), None)
-        group = self._h5["stimulus"]
+        group = self._file["stimulus"]
         group.attrs["encoding"] = encoder.name
         for key, value in sorted(encoder.params.items()):
             group.attrs[key] = _attr_value(value, f"stimulus attribute {key!r}")
@@ -262,7 +268,7 @@ class VectorWriter:
     def write_output(self, name, values, fmt: QFormat, axes=None):
         """Store output ``name`` (integers of ``fmt``; default axes n, c, y, x)."""
         path = f"outputs/{check_name(name, 'output name')}"
-        if path in self._h5:
+        if path in self._file:
             raise VectorFileError(f"{path} is already written")
         codes = as_codes(values, fmt, f"output {name!r}")
         self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, TRACE_AXES[1:]), None)
@@ -270,7 +276,7 @@ class VectorWriter:
     def write_counts(self, layer, event, counts):
         """Store the per-timestep count (T,) of ``event`` (e.g. ``saturation``) in ``layer``."""
         path = f"counts/{self._layer(layer)}/{check_name(event, 'count name')}"
-        if path in self._h5:
+        if path in self._file:
             raise VectorFileError(f"{path} is already written")
         arr = np.asarray(counts)
         if arr.shape != (self.timesteps,):
