@@ -26,7 +26,7 @@ SPIKE_FORMAT = QFormat(1, 0, False)
 COUNT_FORMAT = QFormat(64, 0, True)
 #: Digits of the layer index in group names (``layers/000_conv1``): names sort in layer order.
 INDEX_DIGITS = 3
-GZIP_LEVEL = 4
+GZIP_LEVEL = 1  # fastest deflate: half the time of level 4 for ~3% larger trace files
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
