@@ -59,13 +59,20 @@ def assert_same_overflow(kernel_error, twin_error):
 
 
 # ---------------------------------------------------------------------------- kernel == twin
-@given(geometries(), st.sampled_from(["pre", "post"]), st.data())
-def test_winner_spike_matches_twin(geometry, vm, data):
-    shape, kernel, stride = geometry
-    layer = WinnerSpikePool(name="pool", kernel=kernel, stride=stride, vm=vm)
+def dual(shape):
+    """The spike shape of a dual-threshold layer whose Vm has ``shape``: [s1, s2], 2C channels."""
+    n, c, h, w = shape
+    return n, 2 * c, h, w
+
+
+@given(geometries(), st.sampled_from(["pre", "post"]), st.booleans(), st.data())
+def test_winner_spike_matches_twin(geometry, vm, after_dual_threshold, data):
+    vm_shape, kernel, stride = geometry
+    shape = dual(vm_shape) if after_dual_threshold else vm_shape
+    layer = WinnerSpikePool(name="pool", kernel=kernel, stride=stride, vm_stage=vm)
     state = layer.init_state(shape)
     for spikes in data.draw(spike_seqs(shape, (1, 3))):
-        v_pre, v_post = data.draw(vm_arrays(shape)), data.draw(vm_arrays(shape))
+        v_pre, v_post = data.draw(vm_arrays(vm_shape)), data.draw(vm_arrays(vm_shape))
         step = layer.step(state, spikes=spikes, v_pre=v_pre, v_post=v_post)
         out, index = oracle.winner_spike(spikes.tolist(), (v_pre if vm == "pre" else v_post).tolist(),
                                          layer.kernel, layer.stride)
@@ -100,7 +107,7 @@ def test_pooled_neuron_matches_twin(geometry, fmt, data):
     shape, kernel, stride = geometry
     overflow = data.draw(st.sampled_from(OVERFLOWS))
     layer = PooledNeuronPool(
-        name="vmpool", kernel=kernel, stride=stride, vm_format=fmt, overflow=overflow,
+        name="vmpool", kernel=kernel, stride=stride, vm=fmt, overflow=overflow,
         threshold=data.draw(st.integers(1, fmt.max_int)), compare=data.draw(st.sampled_from([">=", ">"])),
     )
     state = layer.init_state(shape)
@@ -112,9 +119,11 @@ def test_pooled_neuron_matches_twin(geometry, fmt, data):
             out, vmax, index, events = oracle.pooled_neuron(twin_v, layer.threshold, layer.compare, fmt, overflow,
                                                             layer.kernel, layer.stride)
         except oracle.OracleOverflowAt as twin_error:
+            before = v.copy()
             with pytest.raises(FixedOverflowError) as kernel_error:
                 layer.step(state, v_state=v)
             assert_same_overflow(kernel_error.value, twin_error)
+            assert (v == before).all(), "a step that raises leaves v_state unchanged"
             return
         step = layer.step(state, v_state=v)
         assert step.out.dtype == np.uint8
@@ -166,16 +175,22 @@ def test_sum_and_avg_pool_match_twin(geometry, fmt, overflow, data):
 
 
 # ---------------------------------------------------------------------------- properties
-@given(geometries(), st.integers(-5, 5), st.sampled_from([">=", ">"]), st.data())
-def test_winner_on_pre_reset_vm_with_shared_threshold_is_or_pooling(geometry, theta, compare, data):
+def fire(v, theta, compare):
+    return (v >= theta if compare == ">=" else v > theta).astype(np.uint8)
+
+
+@given(geometries(), st.integers(-5, 5), st.integers(-5, 5), st.sampled_from([">=", ">"]), st.data())
+def test_winner_on_pre_reset_vm_with_shared_threshold_is_or_pooling(geometry, theta1, theta2, compare, data):
+    """Also after a dual-threshold layer: each map [s1, s2] has its own shared threshold."""
     shape, kernel, stride = geometry
-    winner = WinnerSpikePool(name="winner", kernel=kernel, stride=stride, vm="pre")
+    winner = WinnerSpikePool(name="winner", kernel=kernel, stride=stride, vm_stage="pre")
     either = OrPool(name="orpool", kernel=kernel, stride=stride)
     for _ in range(data.draw(st.integers(1, 3))):
         v_pre = data.draw(vm_arrays(shape))
-        spikes = (v_pre >= theta if compare == ">=" else v_pre > theta).astype(np.uint8)
-        got = winner.step({}, spikes=spikes, v_pre=v_pre).out
-        assert got.tolist() == either.step({}, spikes=spikes).out.tolist()
+        for spikes in (fire(v_pre, theta1, compare),
+                       np.concatenate((fire(v_pre, theta1, compare), fire(v_pre, theta2, compare)), axis=1)):
+            got = winner.step({}, spikes=spikes, v_pre=v_pre).out
+            assert got.tolist() == either.step({}, spikes=spikes).out.tolist()
 
 
 @given(geometries(overlap=False), st.integers(1, 12), st.sampled_from([">=", ">"]), st.integers(1, 40), st.data())
@@ -183,7 +198,7 @@ def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, comp
     """N_T = min(T, #{n >= 1 : n·θ ⋄ T·M}) with M = max current of the window (docs/pooling.md)."""
     shape, kernel, stride = geometry
     fmt = QFormat(32)
-    layer = PooledNeuronPool(name="vmpool", kernel=kernel, stride=stride, vm_format=fmt, threshold=theta, compare=compare)
+    layer = PooledNeuronPool(name="vmpool", kernel=kernel, stride=stride, vm=fmt, threshold=theta, compare=compare)
     currents = data.draw(arrays(np.int64, shape, elements=st.integers(0, 2 * theta)))
     v = np.zeros(shape, np.int64)
     count = np.zeros(layer.output_shape(shape), np.int64)
@@ -237,17 +252,17 @@ S16 = QFormat(16)
 INVALID = [
     (WinnerSpikePool, dict(kernel=0), "kernel", 0),
     (WinnerSpikePool, dict(kernel=2, stride=(1, 0)), "stride", (1, 0)),
-    (WinnerSpikePool, dict(kernel=2, vm="mid"), "vm", "mid"),
+    (WinnerSpikePool, dict(kernel=2, vm_stage="mid"), "vm_stage", "mid"),
     (CountGatePool, dict(kernel=2, count_bits=0), "count_bits", 0),
     (CountGatePool, dict(kernel=2, count_bits=64), "count_bits", 64),
-    (PooledNeuronPool, dict(kernel=2, stride=1, threshold=4, vm_format=S16), "stride", (1, 1)),
-    (PooledNeuronPool, dict(kernel=(2, 3), stride=(2, 2), threshold=4, vm_format=S16), "stride", (2, 2)),
-    (PooledNeuronPool, dict(kernel=2, threshold=0, vm_format=S16), "threshold", 0),
-    (PooledNeuronPool, dict(kernel=2, threshold=2**15, vm_format=S16), "threshold", 2**15),
-    (PooledNeuronPool, dict(kernel=2, threshold=4, vm_format=QFormat(64)), "vm_format", QFormat(64)),
-    (PooledNeuronPool, dict(kernel=2, threshold=4, vm_format=16), "vm_format", 16),
-    (PooledNeuronPool, dict(kernel=2, threshold=4, vm_format=S16, compare="<"), "compare", "<"),
-    (PooledNeuronPool, dict(kernel=2, threshold=4, vm_format=S16, overflow="CLAMP"), "overflow", "CLAMP"),
+    (PooledNeuronPool, dict(kernel=2, stride=1, threshold=4, vm=S16), "stride", (1, 1)),
+    (PooledNeuronPool, dict(kernel=(2, 3), stride=(2, 2), threshold=4, vm=S16), "stride", (2, 2)),
+    (PooledNeuronPool, dict(kernel=2, threshold=0, vm=S16), "threshold", 0),
+    (PooledNeuronPool, dict(kernel=2, threshold=2**15, vm=S16), "threshold", 2**15),
+    (PooledNeuronPool, dict(kernel=2, threshold=4, vm=QFormat(64)), "vm", QFormat(64)),
+    (PooledNeuronPool, dict(kernel=2, threshold=4, vm=16), "vm", 16),
+    (PooledNeuronPool, dict(kernel=2, threshold=4, vm=S16, compare="<"), "compare", "<"),
+    (PooledNeuronPool, dict(kernel=2, threshold=4, vm=S16, overflow="CLAMP"), "overflow", "CLAMP"),
     (SumPool, dict(kernel=3, out_format=QFormat(64, signed=False)), "out_format", QFormat(64, signed=False)),
     (AvgPool, dict(kernel=3, out_format=U8, rounding="RND"), "kernel", (3, 3)),
     (AvgPool, dict(kernel=2, out_format=QFormat(8, 3, False), rounding="RND"), "out_format", QFormat(8, 3, False)),
@@ -271,13 +286,13 @@ def test_modes_are_normalized_from_names():
 BAD_STEPS = [
     (OrPool(name="p", kernel=2), dict(spikes=np.zeros((1, 1, 4, 4), np.int64)), "spikes"),
     (OrPool(name="p", kernel=2), dict(spikes=np.full((1, 1, 4, 4), 2, np.uint8)), "spikes[0, 0, 0, 0]"),
-    (WinnerSpikePool(name="p", kernel=2, vm="post"),
+    (WinnerSpikePool(name="p", kernel=2, vm_stage="post"),
      dict(spikes=np.zeros((1, 1, 4, 4), np.uint8), v_post=np.zeros((1, 1, 4, 5), np.int64)), "v_post"),
     (WinnerSpikePool(name="p", kernel=2), dict(spikes=np.zeros((1, 1, 4, 4), np.uint8)), "v_pre"),
     (CountGatePool(name="p", kernel=2, count_bits=4), dict(spikes=np.zeros((1, 1, 4, 4), np.uint8)), 'state["count"]'),
-    (PooledNeuronPool(name="p", kernel=2, threshold=3, vm_format=QFormat(4)),
+    (PooledNeuronPool(name="p", kernel=2, threshold=3, vm=QFormat(4)),
      dict(v_state=np.full((1, 1, 4, 4), 8, np.int64)), "v_state"),
-    (PooledNeuronPool(name="p", kernel=2, threshold=3, vm_format=QFormat(4)),
+    (PooledNeuronPool(name="p", kernel=2, threshold=3, vm=QFormat(4)),
      dict(v_state=np.zeros((1, 1, 4, 4), np.int64)[..., ::2]), "v_state"),
     (SumPool(name="p", kernel=2, out_format=U8), dict(spikes=np.zeros((1, 1, 1, 4), np.uint8)), "shape"),
 ]

@@ -167,22 +167,30 @@ class _SpikePool(_Pool):
 class WinnerSpikePool(_SpikePool):
     """Vm max-pooling, winner spike:  ``p* = argmax_p V[p]``, ``out = s[p*]``.
 
-    ``V`` is ``v_pre`` (``vm="pre"``: this timestep's Vm after integration, before reset) or
-    ``v_post`` (``vm="post"``, after reset); ties to the first row-major ``p``.  With one
-    threshold shared by the window and ``s = V_pre >= θ`` (or ``>``), ``vm="pre"`` equals OrPool.
-    No memory.
+    ``V`` is ``v_pre`` (``vm_stage="pre"``: this timestep's Vm after integration, before reset) or
+    ``v_post`` (``vm_stage="post"``, after reset); ties to the first row-major ``p``.  With one
+    threshold shared by the window and ``s = V_pre >= θ`` (or ``>``), ``vm_stage="pre"`` equals OrPool.
+    After a dual-threshold layer (spikes ``[s1, s2]``, 2C channels; Vm C channels) spike channel
+    ``k`` is ranked by Vm channel ``k mod C``.  No memory.
     """
 
-    vm: str = "pre"
+    vm_stage: str = "pre"
     kind: ClassVar[str] = "winner_spike"
 
     def __post_init__(self):
         super().__post_init__()
-        self._choice("vm", ("pre", "post"))
+        self._choice("vm_stage", ("pre", "post"))
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         spikes = self._spikes(spikes)
-        key = self._array("v_" + self.vm, v_pre if self.vm == "pre" else v_post, np.int64, spikes.shape)
+        field = "v_" + self.vm_stage
+        key = self._array(field, v_pre if self.vm_stage == "pre" else v_post, np.int64)
+        n, c, h, w = key.shape
+        if spikes.shape == (n, 2 * c, h, w):  # after a dual-threshold layer: [s1, s2] of one Vm map
+            key = np.concatenate((key, key), axis=1)
+        elif spikes.shape != key.shape:
+            raise self._error(field, key.shape, f"must be the spikes' shape {spikes.shape} "
+                              "(or have half its channels, after a dual-threshold layer)")
         out, index = self._outputs(spikes.shape)
         kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index)
         return PoolStep(out=out, index=index)
@@ -234,7 +242,7 @@ class PooledNeuronPool(_SpikePool):
     layer only integrates: reset "none", its spikes unused):
 
         ``m = max_p V[p]`` (``PoolStep.v``; ``index`` = first argmax),  ``out = m ⋄ θ``
-        if out:  ``V[p] = cast(V[p] - θ, vm_format, overflow)`` for every p of the window, in place
+        if out:  ``V[p] = cast(V[p] - θ, vm, overflow)`` for every p of the window, in ``v_state``
 
     ``⋄`` is ``compare`` (">=" or ">").  Windows may not overlap (stride >= kernel); neurons
     in no window are never reset.  Constant inputs ``I[p] >= 0`` from ``V = 0`` give exactly
@@ -242,7 +250,7 @@ class PooledNeuronPool(_SpikePool):
     """
 
     threshold: int
-    vm_format: QFormat
+    vm: QFormat
     overflow: Overflow | str = "ERROR"
     compare: str = ">="
     kind: ClassVar[str] = "pooled_neuron"
@@ -252,26 +260,30 @@ class PooledNeuronPool(_SpikePool):
         if self.stride[0] < self.kernel[0] or self.stride[1] < self.kernel[1]:
             raise self._error("stride", self.stride, f"windows of {self.kernel} would overlap; "
                               "the pooled neuron subtracts θ from its whole window, so stride >= kernel")
-        self._format("vm_format", max_bits=63)
+        self._format("vm", max_bits=63)
         self._mode("overflow", Overflow)
         self._choice("compare", (">=", ">"))
-        if not (_is_int(self.threshold) and 1 <= self.threshold <= self.vm_format.max_int):
-            raise self._error("threshold", self.threshold, f"must be an integer in 1..{self.vm_format.max_int}")
+        if not (_is_int(self.threshold) and 1 <= self.threshold <= self.vm.max_int):
+            raise self._error("threshold", self.threshold, f"must be an integer in 1..{self.vm.max_int}")
         self._set("threshold", int(self.threshold))
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
         try:
-            self.vm_format.check(v, "v_state")
+            self.vm.check(v, "v_state")
         except FixedOverflowError as exc:
-            raise self._error("v_state", exc.value, f"{exc}; the Vm must be in vm_format") from None
+            raise self._error("v_state", exc.value, f"{exc}; the Vm must fit vm = {self.vm}") from None
         out, index = self._outputs(v.shape)
         vmax = np.empty_like(index)
-        fmt = self.vm_format
-        events = kernels.pooled_neuron_pool(v, self.threshold, self.compare == ">", fmt.bits, fmt.signed,
+        fmt = self.vm
+        checked = self.overflow == Overflow.ERROR
+        work = v.copy() if checked else v  # under ERROR, v_state changes only if nothing overflows
+        events = kernels.pooled_neuron_pool(work, self.threshold, self.compare == ">", fmt.bits, fmt.signed,
                                             int(self.overflow), *self.kernel, *self.stride, out, vmax, index)
-        if events and self.overflow == Overflow.ERROR:
-            self._raise_outside(v, fmt, "v_state")
+        if checked:
+            if events:
+                self._raise_outside(work, fmt, "v_state")
+            v[...] = work
         return PoolStep(out=out, index=index, v=vmax, overflows=int(events))
 
 

@@ -58,10 +58,14 @@ def _first_argmax(values):
 
 
 def winner_spike(spikes, vm, kernel, stride):
-    """out = s[p*], p* = first argmax of vm over the window.  Returns (out, index)."""
+    """out = s[p*], p* = first argmax of vm over the window.  Returns (out, index).
+
+    vm may have half the channels of spikes (after a dual-threshold layer): spike channel c is
+    ranked by vm channel c mod C."""
     out, index = _output(_shape(spikes), kernel, stride), _output(_shape(spikes), kernel, stride)
+    vm_channels = len(vm[0])
     for n, c, oy, ox, pos in _windows(_shape(spikes), kernel, stride):
-        p = _first_argmax([vm[n][c][y][x] for y, x in pos])
+        p = _first_argmax([vm[n][c % vm_channels][y][x] for y, x in pos])
         y, x = pos[p]
         out[n][c][oy][ox] = spikes[n][c][y][x]
         index[n][c][oy][ox] = p
