@@ -156,6 +156,7 @@ def _run_neuron_kernel(layer, shape, v, refr, current, thr, codes, fmt: QFormat,
 
     Returns spikes, v_pre, v_post, refractory counters (or the placeholder) and the count.
     """
+    v, refr, current = (np.ascontiguousarray(a) for a in (v, refr, current))  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
     v_pre, v_post = np.empty_like(current), np.empty_like(current)
@@ -461,12 +462,13 @@ class LoihiLIF:
         flat = _flat3(shape)
         n_ch = shape[1]
         bias = _per_channel(self, "bias_mant", self.bias_mant, n_ch) << _per_channel(self, "bias_exp", self.bias_exp, n_ch)
-        thr = (_per_channel(self, "vth", self.vth, n_ch) << self.VTH_SHIFT)[None, :]
+        thr = np.stack([_per_channel(self, "vth", self.vth, n_ch) << self.VTH_SHIFT])
         u = np.empty(flat, np.int64)
         i_v = np.empty(flat, np.int64)
         ovf_u = np.empty(flat[0] * n_ch, np.int64)
         K.current_filter_step(
-            state["u"].reshape(flat), current.reshape(flat), 4095 - self.du, self.DECAY_SHIFT,
+            np.ascontiguousarray(state["u"].reshape(flat)), np.ascontiguousarray(current.reshape(flat)),
+            4095 - self.du, self.DECAY_SHIFT,
             int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, u, i_v, ovf_u,
         )  # fmt: skip
         codes = (
