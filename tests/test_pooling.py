@@ -42,10 +42,6 @@ def qformats(max_bits=12, signed=None):
     )
 
 
-def stride_of(layer):
-    return layer.stride
-
-
 def windows(a, layer):
     """``a`` (N, C, H, W) -> (N, C, Ho, Wo, kh*kw), positions row-major; numpy, independent of the twin."""
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
@@ -208,9 +204,13 @@ def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, comp
     total = steps * windows(currents, layer).max(axis=-1)
     multiples = total // theta if compare == ">=" else np.maximum(0, -(-total // theta) - 1)
     assert count.tolist() == np.minimum(steps, multiples).tolist()
-    # the corollary stated in the docs: T·M/θ - 1 < N_T <= T·M/θ whenever M <= θ
+    # the corollary stated in the docs, for windows with M <= θ
     small = total <= steps * theta
-    assert (count[small] * theta <= total[small]).all() and ((count[small] + 1) * theta > total[small] - (compare == ">")).all()
+    n_theta, tm = count[small] * theta, total[small]
+    if compare == ">=":  # N·θ <= T·M < (N + 1)·θ
+        assert ((n_theta <= tm) & (tm < n_theta + theta)).all()
+    else:  # N·θ < T·M <= (N + 1)·θ, or N = T·M = 0
+        assert (((n_theta < tm) & (tm <= n_theta + theta)) | ((n_theta == 0) & (tm == 0))).all()
 
 
 @given(geometries(), st.integers(1, 3), st.data())
