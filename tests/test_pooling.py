@@ -294,6 +294,8 @@ BAD_STEPS = [
      dict(v_state=np.full((1, 1, 4, 4), 8, np.int64)), "v_state"),
     (PooledNeuronPool(name="p", kernel=2, threshold=3, vm=QFormat(4)),
      dict(v_state=np.zeros((1, 1, 4, 4), np.int64)[..., ::2]), "v_state"),
+    (PooledNeuronPool(name="p", kernel=2, threshold=3, vm=QFormat(4)),
+     dict(spikes=np.zeros((1, 2, 4, 4), np.uint8), v_state=np.zeros((1, 1, 4, 4), np.int64)), "spikes"),
     (SumPool(name="p", kernel=2, out_format=U8), dict(spikes=np.zeros((1, 1, 1, 4), np.uint8)), "shape"),
 ]
 

@@ -129,8 +129,9 @@ class _Pool:
             raise self._error(field, arr.shape, f"shape differs from the spikes/Vm shape {shape}")
         return arr
 
-    def _spikes(self, spikes, shape=None):
-        spikes = self._array("spikes", spikes, np.uint8, shape)
+    def _spikes(self, spikes):
+        """``spikes`` checked: a C-contiguous 4-d uint8 array of 0s and 1s."""
+        spikes = self._array("spikes", spikes, np.uint8)
         if spikes.size and spikes.max() > 1:
             index = np.unravel_index(int(np.argmax(spikes > 1)), spikes.shape)
             raise self._error(f"spikes[{', '.join(map(str, index))}]", int(spikes[index]), "spikes must be 0 or 1")
@@ -239,7 +240,7 @@ class CountGatePool(_SpikePool):
 @dataclass(frozen=True, kw_only=True)
 class PooledNeuronPool(_SpikePool):
     """Vm max-pooling, pooled neuron, on the Vm the preceding layer stores (``v_state``; that
-    layer only integrates: reset "none", its spikes unused):
+    layer only integrates: reset "none"; its spikes, if given, only have their shape checked):
 
         ``m = max_p V[p]`` (``PoolStep.v``; ``index`` = first argmax),  ``out = m ⋄ θ``
         if out:  ``V[p] = cast(V[p] - θ, vm, overflow)`` for every p of the window, in ``v_state``
@@ -269,6 +270,9 @@ class PooledNeuronPool(_SpikePool):
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
+        if spikes is not None and np.shape(spikes) != v.shape:
+            raise self._error("spikes", np.shape(spikes), f"must have the Vm's shape {v.shape}: the pooled "
+                              "neuron pools one Vm map (not after a dual-threshold layer)")
         try:
             self.vm.check(v, "v_state")
         except FixedOverflowError as exc:
