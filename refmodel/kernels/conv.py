@@ -18,6 +18,7 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
 from refmodel.kernels import _conv_kernels as _k
+from refmodel.kernels import _conv_simd
 
 __all__ = ["conv2d", "linear", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
 
@@ -247,8 +248,8 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
 
     out = np.empty((N, K, Ho, Wo), np.int64)
     mode = (bool(cast_each), acc.bits if acc else 64, acc.signed if acc else True, int(overflow))
-    if dense and not cast_each and fits32 and _fits16(x) and _fits16(w):
-        _dense_int32(x, w, bias, groups, stride, padding, out)
+    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and _fits16(x) and _fits16(w):
+        _dense_simd(x, w, bias, groups, stride, padding, out)
         counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     elif dense:
         xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -256,12 +257,12 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
         _k.dense_ordered(xp, w.astype(np.int64), bias.astype(np.int64), sh, sw, *mode, out, counts, err_at, err_val)
     else:
         G, Kg = groups, K // groups
-        wt = np.ascontiguousarray(w.astype(np.int64).reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1))
-        work = np.empty((N * G, Ho, Wo, Kg), np.int32 if fits32 and not cast_each else np.int64)
+        acc_t = np.int32 if fits32 and not cast_each else np.int64
+        wt = np.ascontiguousarray(w.reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1), dtype=acc_t)
+        work = np.empty((N * G, Ho, Wo, Kg), acc_t)
         counts, err_at, err_val = (np.empty(N * G, np.int64) for _ in range(3))
-        _k.event_ordered(
-            x.astype(np.int64), wt, bias.astype(np.int64), sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val
-        )
+        xe = x.astype(np.uint8, copy=False) if spikes else x.astype(np.int64)
+        _k.event_ordered(xe, wt, bias.astype(np.int64), sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val)
 
     if acc is None:
         return out, 0
@@ -295,17 +296,23 @@ def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
     )
 
 
-def _dense_int32(x, w, bias, groups, stride, padding, out):
-    """Lay the operands out for ``dense_int32`` (int16, channel last, zero-padded) and run it."""
+def _dense_simd(x, w, bias, groups, stride, padding, out):
+    """Lay the operands out for ``_conv_simd.dense_simd`` (see its module doc) and run it."""
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
+    _, _, Ho, Wo = out.shape
     (sh, sw), (ph, pw) = stride, padding
     G, Kg = groups, K // groups
-    xh = np.zeros((N, G, H + 2 * ph, W + 2 * pw, Cg), np.int16)
-    xh[:, :, ph : ph + H, pw : pw + W, :] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
-    R = kh * kw * Cg
-    Rp = -(-R // 32) * 32
-    Kgp = -(-Kg // _k._NR) * _k._NR
-    wq = np.zeros((G, Kgp, Rp), np.int16)
-    wq[:, :Kg, :R] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(G, Kg, R)
-    _k.dense_int32(xh, wq, bias.astype(np.int64), sh, sw, kh, kw, out)
+    Cp = Cg + Cg % 2
+    Wq = max(W + 2 * pw, (-(-Wo // _conv_simd.MR) * _conv_simd.MR - 1) * sw + kw)
+    xh = np.zeros((N, G, H + 2 * ph, Wq, Cp), np.int16)
+    xh[:, :, ph : ph + H, pw : pw + W, :Cg] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
+    chunk = 16 * _conv_simd.NB_MAX
+    nchunk = -(-Kg // chunk)
+    R2 = kh * kw * Cp // 2
+    wk = np.zeros((G, nchunk * chunk, kh, kw, Cp), np.int16)
+    wk[:, :Kg, :, :, :Cg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2)
+    # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel 64q + 16j + m, r = 2i + t
+    wp = wk.reshape(G, nchunk, _conv_simd.NB_MAX, 16, R2, 2).transpose(0, 1, 4, 2, 3, 5)
+    wp = np.ascontiguousarray(wp).reshape(G, nchunk, R2, _conv_simd.NB_MAX, 32)
+    _conv_simd.dense_simd(xh, wp, bias.astype(np.int64), sh, sw, kh, kw, out)
