@@ -11,7 +11,9 @@ the identity (exact accumulation; the wrapper then applies the format once):
   and scatters ``w * x`` into the outputs they reach.  For a fixed output, the inputs
   it sees in that walk come in (c, ky, kx) order (``iy = oy*sh + ky - ph`` grows with
   ``ky`` for fixed ``c``, ``ix`` with ``kx`` for fixed ``iy``), so this is the same
-  sequence of additions as ``dense_ordered``, output by output.
+  sequence of additions as ``dense_ordered``, output by output.  (The events of one
+  input row are scattered tap by tap; an output receives one term per tap, so its
+  order is unchanged.)
 
 Overflow reporting: ``counts[job]`` is the number of writes that left the range,
 ``err_at[job]`` the flat index into ``out`` of the first output (C order) that left it
@@ -100,29 +102,35 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
         bad = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.bool_)
         bad_val = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.int64)
         count = 0
+        ev_q = np.empty(W, np.int64)  # the events of one input row: ix + pw = q*sw + r
+        ev_r = np.empty(W, np.int64)
+        ev_v = np.empty(W, np.int64)
         for c in range(Cg):
             for iy in range(H):
-                # kernel rows reaching output rows from input row iy: ky = ry + j*sh, oy = qy - j
-                ry, qy = (iy + ph) % sh, (iy + ph) // sh
+                m = 0
                 for ix in range(W):
                     v = x[n, g * Cg + c, iy, ix]
-                    if v == 0:
+                    if v != 0:
+                        ev_q[m], ev_r[m], ev_v[m] = (ix + pw) // sw, (ix + pw) % sw, v
+                        m += 1
+                if m == 0:
+                    continue
+                # kernel rows reaching output rows from input row iy: ky = ry + j*sh, oy = qy - j
+                ry, qy = (iy + ph) % sh, (iy + ph) // sh
+                oy = qy + 1
+                for ky in range(ry, kh, sh):
+                    oy -= 1
+                    if oy < 0:
+                        break
+                    if oy >= Ho:
                         continue
-                    rx, qx = (ix + pw) % sw, (ix + pw) // sw
-                    oy = qy + 1
-                    for ky in range(ry, kh, sh):
-                        oy -= 1
-                        if oy < 0:
-                            break
-                        if oy >= Ho:
-                            continue
-                        ox = qx + 1
-                        for kx in range(rx, kw, sw):
-                            ox -= 1
-                            if ox < 0:
-                                break
-                            if ox >= Wo:
+                    for kx in range(kw):
+                        r, d = kx % sw, kx // sw
+                        for e in range(m):  # one tap for all events of the row: no store->load chains
+                            ox = ev_q[e] - d
+                            if ev_r[e] != r or ox < 0 or ox >= Wo:
                                 continue
+                            v = ev_v[e]
                             # (indexing, not row views: a view costs two atomic refcount updates)
                             if not cast_each:
                                 if v == 1:  # a spike: add the weights
@@ -141,13 +149,16 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
                                         bad[oy, ox, k] = True
                                         bad_val[oy, ox, k] = s
                                 acc[oy, ox, k] = new
-        first = -1
-        first_val = np.int64(0)
-        for k in range(Kg):
-            for oy in range(Ho):
+        for oy in range(Ho):  # transpose one output row at a time (it stays in L1)
+            for k in range(Kg):
                 for ox in range(Wo):
                     out[n, g * Kg + k, oy, ox] = acc[oy, ox, k]
-                    if track and first < 0 and bad[oy, ox, k]:
+        first = -1
+        first_val = np.int64(0)
+        for k in range(Kg if track else 0):  # the first output (C order) that left the range
+            for oy in range(Ho):
+                for ox in range(Wo):
+                    if first < 0 and bad[oy, ox, k]:
                         first = ((n * G * Kg + g * Kg + k) * Ho + oy) * Wo + ox
                         first_val = bad_val[oy, ox, k]
         counts[job] = count
