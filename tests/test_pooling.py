@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from refmodel.fixed import FixedOverflowError, QFormat, shift_right
 from refmodel.layers.base import LayerError
+from refmodel.layers.neurons import IF, DualThreshold
 from refmodel.layers.pooling import AvgPool, CountGatePool, OrPool, PooledNeuronPool, SumPool, WinnerSpikePool
 from tests.oracle import pooling as oracle
 from tests.oracle.fixed import OVERFLOWS, ROUNDINGS
@@ -29,14 +30,18 @@ def spike_seqs(shape, steps):
 
 
 def vm_arrays(shape, lo=-6, hi=6):
-    """Small ranges make ties frequent."""
-    return arrays(np.int64, shape, elements=st.integers(lo, hi))
+    """Values in [lo, hi]: mostly within ±6 of 0 or of a bound (ties are frequent), some anywhere."""
+    near = [st.integers(max(lo, -6), min(hi, 6)), st.integers(lo, min(hi, lo + 6)), st.integers(max(lo, hi - 6), hi)]
+    return arrays(np.int64, shape, elements=st.one_of(*near, st.integers(lo, hi)))
+
+
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def qformats(max_bits=12, signed=None):
     return st.builds(
         QFormat,
-        bits=st.integers(1, max_bits),
+        bits=st.integers(1, min(max_bits, 12)) | st.integers(1, max_bits),
         frac=st.integers(-2, 4),
         signed=st.booleans() if signed is None else st.just(signed),
     )
@@ -68,7 +73,7 @@ def test_winner_spike_matches_twin(geometry, vm, after_dual_threshold, data):
     layer = WinnerSpikePool(name="pool", kernel=kernel, stride=stride, vm_stage=vm)
     state = layer.init_state(shape)
     for spikes in data.draw(spike_seqs(shape, (1, 3))):
-        v_pre, v_post = data.draw(vm_arrays(vm_shape)), data.draw(vm_arrays(vm_shape))
+        v_pre, v_post = data.draw(vm_arrays(vm_shape, *INT64)), data.draw(vm_arrays(vm_shape, *INT64))
         step = layer.step(state, spikes=spikes, v_pre=v_pre, v_post=v_post)
         out, index = oracle.winner_spike(spikes.tolist(), (v_pre if vm == "pre" else v_post).tolist(),
                                          layer.kernel, layer.stride)
@@ -95,16 +100,17 @@ def test_count_gate_matches_twin(geometry, count_bits, data):
 
 def integrate(v, currents, fmt):
     """The preceding layer integrates only (reset "none") and keeps its Vm in ``fmt`` by saturating."""
-    v[...] = np.clip(v + currents, fmt.min_int, fmt.max_int)
+    v[...] = np.clip(v.astype(object) + currents, fmt.min_int, fmt.max_int).astype(np.int64)  # exact sum
 
 
-@given(geometries(overlap=False), qformats(max_bits=10).filter(lambda f: f.max_int >= 1), st.data())
+@given(geometries(overlap=False), qformats(max_bits=63).filter(lambda f: f.max_int >= 1), st.data())
 def test_pooled_neuron_matches_twin(geometry, fmt, data):
     shape, kernel, stride = geometry
     overflow = data.draw(st.sampled_from(OVERFLOWS))
     layer = PooledNeuronPool(
         name="vmpool", kernel=kernel, stride=stride, vm=fmt, overflow=overflow,
-        threshold=data.draw(st.integers(1, fmt.max_int)), compare=data.draw(st.sampled_from([">=", ">"])),
+        threshold=data.draw(st.integers(1, min(fmt.max_int, 6)) | st.integers(1, fmt.max_int)),
+        compare=data.draw(st.sampled_from([">=", ">"])),
     )
     state = layer.init_state(shape)
     v = np.zeros(shape, np.int64)
@@ -189,18 +195,47 @@ def test_winner_on_pre_reset_vm_with_shared_threshold_is_or_pooling(geometry, th
             assert got.tolist() == either.step({}, spikes=spikes).out.tolist()
 
 
-@given(geometries(overlap=False), st.integers(1, 12), st.sampled_from([">=", ">"]), st.integers(1, 40), st.data())
-def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, compare, steps, data):
-    """N_T = min(T, #{n >= 1 : n·θ ⋄ T·M}) with M = max current of the window (docs/pooling.md)."""
+@given(geometries(), st.sampled_from([">=", ">"]), st.booleans(), st.data())
+def test_winner_on_pre_reset_vm_is_or_pooling_after_refmodel_neuron_layers(geometry, compare, dual_threshold, data):
+    """Through refmodel's IF (reset by subtraction) or DualThreshold layers, per-channel thresholds."""
+    shape, kernel, stride = geometry
+    thresholds = st.lists(st.integers(-4, 8), min_size=shape[1], max_size=shape[1]).map(tuple)
+    if dual_threshold:
+        neuron = DualThreshold(name="dt", vm=QFormat(16), theta1=data.draw(thresholds), theta2=data.draw(thresholds),
+                               compare=compare, overflow="SAT")
+    else:
+        neuron = IF(name="if1", vm=QFormat(16), threshold=data.draw(thresholds), compare=compare, overflow="SAT")
+    winner = WinnerSpikePool(name="winner", kernel=kernel, stride=stride, vm_stage="pre")
+    either = OrPool(name="orpool", kernel=kernel, stride=stride)
+    neuron_state = neuron.init_state(shape)
+    for _ in range(data.draw(st.integers(1, 6))):
+        out = neuron.step(neuron_state, data.draw(vm_arrays(shape)))
+        got = winner.step({}, spikes=out.spikes, v_pre=out.v_pre, v_post=out.v_post, v_state=neuron_state["v"])
+        assert got.out.tolist() == either.step({}, spikes=out.spikes).out.tolist()
+
+
+@given(geometries(overlap=False), st.integers(1, 12), st.sampled_from([">=", ">"]), st.integers(1, 40),
+       st.booleans(), st.data())
+def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, compare, steps, if_layer, data):
+    """N_T = min(T, #{n >= 1 : n·θ ⋄ T·M}) with M = max current of the window (docs/pooling.md).
+
+    The integrator is the test's own or refmodel's IF layer with reset "none" (the interface of §1)."""
     shape, kernel, stride = geometry
     fmt = QFormat(32)
     layer = PooledNeuronPool(name="vmpool", kernel=kernel, stride=stride, vm=fmt, threshold=theta, compare=compare)
+    neuron = IF(name="if1", vm=fmt, threshold=theta, reset="none")
     currents = data.draw(arrays(np.int64, shape, elements=st.integers(0, 2 * theta)))
     v = np.zeros(shape, np.int64)
+    neuron_state = neuron.init_state(shape)
     count = np.zeros(layer.output_shape(shape), np.int64)
     for _ in range(steps):
-        integrate(v, currents, fmt)
-        count += layer.step({}, v_state=v).out
+        if if_layer:
+            out = neuron.step(neuron_state, currents)
+            step = layer.step({}, spikes=out.spikes, v_pre=out.v_pre, v_post=out.v_post, v_state=neuron_state["v"])
+        else:
+            integrate(v, currents, fmt)
+            step = layer.step({}, v_state=v)
+        count += step.out
     total = steps * windows(currents, layer).max(axis=-1)
     multiples = total // theta if compare == ">=" else np.maximum(0, -(-total // theta) - 1)
     assert count.tolist() == np.minimum(steps, multiples).tolist()
