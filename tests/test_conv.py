@@ -126,6 +126,18 @@ def test_fast_int32_path_equals_twin(seed, stride, C, K, dtype):
     assert got == want
 
 
+@pytest.mark.parametrize("method", ["dense", "event"])
+@pytest.mark.parametrize("wmax", [127, 40000])
+def test_fast_paths_many_channels(method, wmax):
+    """Kg = 65 output channels per group: channel blocks of 64 + 1 in the SIMD kernels."""
+    rng = np.random.default_rng(7)
+    x = (rng.random((2, 4, 5, 6)) < 0.4).astype(np.uint8)
+    w = rng.integers(-wmax, wmax + 1, (130, 2, 3, 2))
+    b = rng.integers(-1000, 1000, 130)
+    got, want = run_both(x, w, b, method, stride=(2, 1), padding=1, groups=2)
+    assert got == want
+
+
 # --------------------------------------------------------------------------- edge values
 def test_int32_kernel_pair_products_wrap_but_sum_is_exact():
     # Two products of (-32768)·(-32768) = 2**30 sum to 2**31, which wraps an int32 pair

@@ -129,3 +129,126 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
                 kk = g * Kg + k
                 for p in range(min(MR, Wo - ox0)):
                     out[n, kk, oy, ox0 + p] = np.int32(out32[p, k] + bias[kk])  # mod 2**32
+
+
+def _make_rowsum(nb, ebits):
+    """An intrinsic storing at ``oaddr`` the int32 sum of ``m`` rows of ``16·nb`` signed
+    ``ebits``-bit integers, the i-th row at address ``addrs[i] + off`` (portable vector IR:
+    loads, sign extensions and adds)."""
+
+    @intrinsic
+    def rowsum(typingctx, addrs, m, off, oaddr):
+        sig = types.void(types.int64, types.int64, types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            addrs, m, off, oaddr = args
+            i64 = ir.IntType(64)
+            v16i32, v16e = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(ebits), 16)
+            acc = [cgutils.alloca_once_value(builder, ir.Constant(v16i32, None)) for _ in range(nb)]
+            table = builder.inttoptr(addrs, i64.as_pointer())
+            with cgutils.for_range(builder, m) as loop:
+                base = builder.add(builder.load(builder.gep(table, [loop.index])), off)
+                for j in range(nb):
+                    row = builder.inttoptr(builder.add(base, i64(2 * ebits * j)), v16e.as_pointer())
+                    term = builder.load(row, align=1)
+                    if ebits < 32:
+                        term = builder.sext(term, v16i32)
+                    builder.store(builder.add(builder.load(acc[j]), term), acc[j])
+            for j in range(nb):
+                dst = builder.inttoptr(builder.add(oaddr, i64(64 * j)), v16i32.as_pointer())
+                builder.store(builder.load(acc[j]), dst, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return rowsum
+
+
+_rs8_1, _rs8_2, _rs8_3, _rs8_4 = (_make_rowsum(nb, 8) for nb in range(1, NB_MAX + 1))
+_rs32_1, _rs32_2, _rs32_3, _rs32_4 = (_make_rowsum(nb, 32) for nb in range(1, NB_MAX + 1))
+
+
+@numba.njit(cache=True, inline="always")
+def _rowsum(ebytes, nb, addrs, m, off, oaddr):
+    """Dispatch to the rowsum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
+    if ebytes == 1:
+        if nb == 4:
+            _rs8_4(addrs, m, off, oaddr)
+        elif nb == 3:
+            _rs8_3(addrs, m, off, oaddr)
+        elif nb == 2:
+            _rs8_2(addrs, m, off, oaddr)
+        else:
+            _rs8_1(addrs, m, off, oaddr)
+    elif nb == 4:
+        _rs32_4(addrs, m, off, oaddr)
+    elif nb == 3:
+        _rs32_3(addrs, m, off, oaddr)
+    elif nb == 2:
+        _rs32_2(addrs, m, off, oaddr)
+    else:
+        _rs32_1(addrs, m, off, oaddr)
+
+
+@numba.njit(cache=True, parallel=True)
+def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
+    """Exact ``out`` from a 0/1 spike map ``x`` (N, C, H, W) uint8 when every sum fits int32:
+    ``out[n, k, oy, ox] = (bias[k] + Σ_{ky, kx} Σ_{c: x = 1} w[k, c, ky, kx]) mod 2**32``.
+
+    Gathers instead of scattering: per (n, group) it lists the active channels of every
+    input pixel, then for each output pixel sums the weight rows of its active taps in
+    registers (any order: the sum is exact).  ``wt`` is (G, kh·kw·Cg, Kgp) int8 (when the
+    weights fit: the table then stays in L1) or int32, row ``(ky·kw + kx)·Cg + c`` holding
+    ``w[g·Kg + k, c, ky, kx]`` for k < Kg, zero-padded to ``Kgp``, a multiple of 16.
+    """
+    N, C, H, W = x.shape
+    G, _, Kgp = wt.shape
+    _, K, Ho, Wo = out.shape
+    Kg, Cg = K // G, C // G
+    nvec = Kgp // 16
+    ebytes = wt.itemsize
+    row_bytes = Kgp * ebytes
+    for job in prange(N * G):
+        n = job // G
+        g = job % G
+        # active channels of input pixel p = iy*W + ix: chans[start[p] : start[p + 1]]
+        start = np.zeros(H * W + 1, np.int64)
+        for c in range(Cg):
+            for iy in range(H):
+                for ix in range(W):
+                    if x[n, g * Cg + c, iy, ix] != 0:
+                        start[iy * W + ix + 1] += 1
+        for p in range(H * W):
+            start[p + 1] += start[p]
+        chans = np.empty(start[H * W], np.int64)
+        fill = start[: H * W].copy()
+        for c in range(Cg):
+            for iy in range(H):
+                for ix in range(W):
+                    if x[n, g * Cg + c, iy, ix] != 0:
+                        chans[fill[iy * W + ix]] = c
+                        fill[iy * W + ix] += 1
+        addrs = np.empty(kh * kw * Cg, np.int64)
+        row32 = np.empty((Wo, Kgp), np.int32)
+        wbase = wt[g].ctypes.data
+        for oy in range(Ho):
+            for ox in range(Wo):
+                m = 0
+                for ky in range(kh):
+                    iy = oy * sh + ky - ph
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw + kx - pw
+                        if ix < 0 or ix >= W:
+                            continue
+                        tap = wbase + (ky * kw + kx) * Cg * row_bytes
+                        for e in range(start[iy * W + ix], start[iy * W + ix + 1]):
+                            addrs[m] = tap + chans[e] * row_bytes
+                            m += 1
+                for q in range(0, nvec, NB_MAX):
+                    nb = min(NB_MAX, nvec - q)
+                    _rowsum(ebytes, nb, addrs.ctypes.data, m, q * 16 * ebytes, row32[ox].ctypes.data + q * 64)
+            for k in range(Kg):
+                for ox in range(Wo):
+                    out[n, g * Kg + k, oy, ox] = np.int32(row32[ox, k] + bias[g * Kg + k])  # mod 2**32

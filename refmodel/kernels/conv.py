@@ -24,10 +24,9 @@ __all__ = ["conv2d", "linear", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
 
 #: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
 #: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
-EVENT_DENSITY_THRESHOLD = 0.15
+EVENT_DENSITY_THRESHOLD = 0.06
 
 _I32 = (-(2**31), 2**31 - 1)
-_I16 = (-(2**15), 2**15 - 1)
 _I64_MAX = 2**63 - 1
 
 
@@ -248,13 +247,16 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
 
     out = np.empty((N, K, Ho, Wo), np.int64)
     mode = (bool(cast_each), acc.bits if acc else 64, acc.signed if acc else True, int(overflow))
-    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and _fits16(x) and _fits16(w):
+    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and _fits(x, np.int16) and _fits(w, np.int16):
         _dense_simd(x, w, bias, groups, stride, padding, out)
         counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     elif dense:
         xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         counts, err_at, err_val = (np.empty(N * K, np.int64) for _ in range(3))
         _k.dense_ordered(xp, w.astype(np.int64), bias.astype(np.int64), sh, sw, *mode, out, counts, err_at, err_val)
+    elif spikes and not cast_each and fits32:
+        _event_spikes(x, w, bias, groups, stride, padding, out)
+        counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     else:
         G, Kg = groups, K // groups
         acc_t = np.int32 if fits32 and not cast_each else np.int64
@@ -281,8 +283,10 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
     return (cast(out, acc, overflow) if n_over else out), n_over
 
 
-def _fits16(a):
-    return a.size == 0 or (_I16[0] <= int(a.min()) and int(a.max()) <= _I16[1])
+def _fits(a, dtype):
+    """Whether every value of ``a`` fits ``dtype``."""
+    info = np.iinfo(dtype)
+    return a.size == 0 or (info.min <= int(a.min()) and int(a.max()) <= info.max)
 
 
 def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
@@ -293,6 +297,18 @@ def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
         f"(range {lo}..{hi}) under Overflow.ERROR",
         index=tuple(int(i) for i in index),
         value=value,
+    )
+
+
+def _event_spikes(x, w, bias, groups, stride, padding, out):
+    """Lay the weights out for ``_conv_simd.event_spikes`` (see its doc) and run it."""
+    K, Cg, kh, kw = w.shape
+    G, Kg = groups, K // groups
+    wt = np.zeros((G, kh, kw, Cg, -(-Kg // 16) * 16), np.int8 if _fits(w, np.int8) else np.int32)
+    wt[..., :Kg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
+    _conv_simd.event_spikes(
+        x.astype(np.uint8, copy=False), wt.reshape(G, kh * kw * Cg, -1), bias.astype(np.int64), *stride, *padding,
+        kh, kw, out,
     )
 
 
