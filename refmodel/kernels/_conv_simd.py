@@ -132,31 +132,30 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
 
 
 def _make_rowsum(nb, ebits):
-    """An intrinsic storing at ``oaddr`` the int32 sum of ``m`` rows of ``16·nb`` signed
-    ``ebits``-bit integers, the i-th row at address ``addrs[i] + off`` (portable vector IR:
-    loads, sign extensions and adds)."""
+    """An intrinsic adding to the int32 vectors at ``oaddr`` (16·nb lanes) ``m`` rows of signed
+    ``ebits``-bit integers, the i-th at address ``base + offsets[i]`` (``offsets``: int64 at
+    ``oaddr_offsets``).  Portable vector IR: loads, sign extensions and adds in registers."""
 
     @intrinsic
-    def rowsum(typingctx, addrs, m, off, oaddr):
+    def rowsum(typingctx, offsets, m, base, oaddr):
         sig = types.void(types.int64, types.int64, types.int64, types.int64)
 
         def codegen(context, builder, signature, args):
-            addrs, m, off, oaddr = args
+            offsets, m, base, oaddr = args
             i64 = ir.IntType(64)
             v16i32, v16e = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(ebits), 16)
-            acc = [cgutils.alloca_once_value(builder, ir.Constant(v16i32, None)) for _ in range(nb)]
-            table = builder.inttoptr(addrs, i64.as_pointer())
+            dst = [builder.inttoptr(builder.add(oaddr, i64(64 * j)), v16i32.as_pointer()) for j in range(nb)]
+            acc = [cgutils.alloca_once_value(builder, builder.load(d, align=4)) for d in dst]
+            table = builder.inttoptr(offsets, i64.as_pointer())
             with cgutils.for_range(builder, m) as loop:
-                base = builder.add(builder.load(builder.gep(table, [loop.index])), off)
+                row = builder.add(base, builder.load(builder.gep(table, [loop.index])))
                 for j in range(nb):
-                    row = builder.inttoptr(builder.add(base, i64(2 * ebits * j)), v16e.as_pointer())
-                    term = builder.load(row, align=1)
+                    term = builder.load(builder.inttoptr(builder.add(row, i64(2 * ebits * j)), v16e.as_pointer()), align=1)
                     if ebits < 32:
                         term = builder.sext(term, v16i32)
                     builder.store(builder.add(builder.load(acc[j]), term), acc[j])
             for j in range(nb):
-                dst = builder.inttoptr(builder.add(oaddr, i64(64 * j)), v16i32.as_pointer())
-                builder.store(builder.load(acc[j]), dst, align=4)
+                builder.store(builder.load(acc[j]), dst[j], align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -169,25 +168,25 @@ _rs32_1, _rs32_2, _rs32_3, _rs32_4 = (_make_rowsum(nb, 32) for nb in range(1, NB
 
 
 @numba.njit(cache=True, inline="always")
-def _rowsum(ebytes, nb, addrs, m, off, oaddr):
+def _rowsum(ebytes, nb, offsets, m, base, oaddr):
     """Dispatch to the rowsum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
     if ebytes == 1:
         if nb == 4:
-            _rs8_4(addrs, m, off, oaddr)
+            _rs8_4(offsets, m, base, oaddr)
         elif nb == 3:
-            _rs8_3(addrs, m, off, oaddr)
+            _rs8_3(offsets, m, base, oaddr)
         elif nb == 2:
-            _rs8_2(addrs, m, off, oaddr)
+            _rs8_2(offsets, m, base, oaddr)
         else:
-            _rs8_1(addrs, m, off, oaddr)
+            _rs8_1(offsets, m, base, oaddr)
     elif nb == 4:
-        _rs32_4(addrs, m, off, oaddr)
+        _rs32_4(offsets, m, base, oaddr)
     elif nb == 3:
-        _rs32_3(addrs, m, off, oaddr)
+        _rs32_3(offsets, m, base, oaddr)
     elif nb == 2:
-        _rs32_2(addrs, m, off, oaddr)
+        _rs32_2(offsets, m, base, oaddr)
     else:
-        _rs32_1(addrs, m, off, oaddr)
+        _rs32_1(offsets, m, base, oaddr)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -195,60 +194,61 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
     """Exact ``out`` from a 0/1 spike map ``x`` (N, C, H, W) uint8 when every sum fits int32:
     ``out[n, k, oy, ox] = (bias[k] + Σ_{ky, kx} Σ_{c: x = 1} w[k, c, ky, kx]) mod 2**32``.
 
-    Gathers instead of scattering: per (n, group) it lists the active channels of every
-    input pixel, then for each output pixel sums the weight rows of its active taps in
-    registers (any order: the sum is exact).  ``wt`` is (G, kh·kw·Cg, Kgp) int8 (when the
-    weights fit: the table then stays in L1) or int32, row ``(ky·kw + kx)·Cg + c`` holding
-    ``w[g·Kg + k, c, ky, kx]`` for k < Kg, zero-padded to ``Kgp``, a multiple of 16.
+    Gathers instead of scattering (any order: the sum is exact).  Per (n, group) it lists
+    the spikes of every input row, pixel by pixel, as byte offsets ``(ix·Cg + c)·row`` into
+    ``wt`` (G, kh, kw·Cg, Kgp): row ``kx·Cg + c`` of kernel row ky holds
+    ``w[g·Kg + k, c, ky, kx]`` (k < Kg, zero-padded to Kgp, a multiple of 16; int8 when the
+    weights fit, so that the table stays in L1, else int32).  For output pixel (oy, ox) and
+    kernel row ky, the spikes of input pixels ix0 .. ix0 + kw − 1 (ix0 = ox·sw − pw) are one
+    contiguous run of that list, and spike (ix, c) needs the weight row at
+    ``wt[g, ky] + (ix − ix0)·Cg + c``: one register-accumulated run per kernel row.
     """
     N, C, H, W = x.shape
-    G, _, Kgp = wt.shape
+    G, _, _, Kgp = wt.shape
     _, K, Ho, Wo = out.shape
     Kg, Cg = K // G, C // G
     nvec = Kgp // 16
     ebytes = wt.itemsize
-    row_bytes = Kgp * ebytes
+    row = Kgp * ebytes
     for job in prange(N * G):
         n = job // G
         g = job % G
-        # active channels of input pixel p = iy*W + ix: chans[start[p] : start[p + 1]]
+        # spikes of input pixel p = iy*W + ix: offsets[start[p] : start[p + 1]]
+        # (branch-free: at low density an `if spike` would mispredict on every spike)
         start = np.zeros(H * W + 1, np.int64)
         for c in range(Cg):
             for iy in range(H):
                 for ix in range(W):
-                    if x[n, g * Cg + c, iy, ix] != 0:
-                        start[iy * W + ix + 1] += 1
+                    start[iy * W + ix + 1] += x[n, g * Cg + c, iy, ix] != 0
         for p in range(H * W):
             start[p + 1] += start[p]
-        chans = np.empty(start[H * W], np.int64)
+        nspikes = start[H * W]
+        offsets = np.empty(nspikes + 1, np.int64)  # the last slot takes the writes of non-spikes
         fill = start[: H * W].copy()
         for c in range(Cg):
             for iy in range(H):
                 for ix in range(W):
-                    if x[n, g * Cg + c, iy, ix] != 0:
-                        chans[fill[iy * W + ix]] = c
-                        fill[iy * W + ix] += 1
-        addrs = np.empty(kh * kw * Cg, np.int64)
-        row32 = np.empty((Wo, Kgp), np.int32)
-        wbase = wt[g].ctypes.data
+                    spike = x[n, g * Cg + c, iy, ix] != 0
+                    p = iy * W + ix
+                    offsets[fill[p] if spike else nspikes] = (ix * Cg + c) * row
+                    fill[p] += spike
+        acc = np.empty((Wo, Kgp), np.int32)
         for oy in range(Ho):
             for ox in range(Wo):
-                m = 0
+                for k in range(Kg):
+                    acc[ox, k] = bias[g * Kg + k]
+                ix0 = ox * sw - pw
+                lo, hi = max(ix0, 0), min(ix0 + kw, W)
                 for ky in range(kh):
                     iy = oy * sh + ky - ph
-                    if iy < 0 or iy >= H:
+                    if iy < 0 or iy >= H or lo >= hi:
                         continue
-                    for kx in range(kw):
-                        ix = ox * sw + kx - pw
-                        if ix < 0 or ix >= W:
-                            continue
-                        tap = wbase + (ky * kw + kx) * Cg * row_bytes
-                        for e in range(start[iy * W + ix], start[iy * W + ix + 1]):
-                            addrs[m] = tap + chans[e] * row_bytes
-                            m += 1
-                for q in range(0, nvec, NB_MAX):
-                    nb = min(NB_MAX, nvec - q)
-                    _rowsum(ebytes, nb, addrs.ctypes.data, m, q * 16 * ebytes, row32[ox].ctypes.data + q * 64)
+                    e0, e1 = start[iy * W + lo], start[iy * W + hi]
+                    base = wt[g, ky].ctypes.data - ix0 * Cg * row
+                    for q in range(0, nvec, NB_MAX):
+                        nb = min(NB_MAX, nvec - q)
+                        dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
+                        _rowsum(ebytes, nb, offsets.ctypes.data + e0 * 8, e1 - e0, base + q * 16 * ebytes, dst)
             for k in range(Kg):
                 for ox in range(Wo):
-                    out[n, g * Kg + k, oy, ox] = np.int32(row32[ox, k] + bias[g * Kg + k])  # mod 2**32
+                    out[n, g * Kg + k, oy, ox] = acc[ox, k]

@@ -307,7 +307,7 @@ def _event_spikes(x, w, bias, groups, stride, padding, out):
     wt = np.zeros((G, kh, kw, Cg, -(-Kg // 16) * 16), np.int8 if _fits(w, np.int8) else np.int32)
     wt[..., :Kg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
     _conv_simd.event_spikes(
-        x.astype(np.uint8, copy=False), wt.reshape(G, kh * kw * Cg, -1), bias.astype(np.int64), *stride, *padding,
+        x.astype(np.uint8, copy=False), wt.reshape(G, kh, kw * Cg, -1), bias.astype(np.int64), *stride, *padding,
         kh, kw, out,
     )
 
