@@ -131,62 +131,85 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
                     out[n, kk, oy, ox0 + p] = np.int32(out32[p, k] + bias[kk])  # mod 2**32
 
 
-def _make_rowsum(nb, ebits):
-    """An intrinsic adding to the int32 vectors at ``oaddr`` (16·nb lanes) ``m`` rows of signed
-    ``ebits``-bit integers, the i-th at address ``base + offsets[i]`` (``offsets``: int64 at
-    ``oaddr_offsets``).  Portable vector IR: loads, sign extensions and adds in registers."""
+def _make_spikesum(nb, ebits):
+    """An intrinsic adding to the 16·nb int32 lanes at ``oaddr`` the weight rows of the spikes
+    of ``npix`` consecutive input pixels.
+
+    Spikes are bit masks: bit ``b`` of word ``wd`` (int64 at ``masks + wd·wstride + 8·j``)
+    set means channel ``c = 64·wd + b`` of pixel j spiked; its row of signed ``ebits``-bit
+    weights is at ``base + j·pix + c·row``.  The bits are walked with count-trailing-zeros
+    and the sums kept in registers (portable vector IR).
+    """
 
     @intrinsic
-    def rowsum(typingctx, offsets, m, base, oaddr):
-        sig = types.void(types.int64, types.int64, types.int64, types.int64)
+    def spikesum(typingctx, masks, wstride, nwords, npix, base, pix, row, oaddr):
+        i64t = types.int64
+        sig = types.void(i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
 
         def codegen(context, builder, signature, args):
-            offsets, m, base, oaddr = args
+            masks, wstride, nwords, npix, base, pix, row, oaddr = args
             i64 = ir.IntType(64)
             v16i32, v16e = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(ebits), 16)
+            cttz = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64"
+            )
             dst = [builder.inttoptr(builder.add(oaddr, i64(64 * j)), v16i32.as_pointer()) for j in range(nb)]
             acc = [cgutils.alloca_once_value(builder, builder.load(d, align=4)) for d in dst]
-            table = builder.inttoptr(offsets, i64.as_pointer())
-            with cgutils.for_range(builder, m) as loop:
-                row = builder.add(base, builder.load(builder.gep(table, [loop.index])))
-                for j in range(nb):
-                    term = builder.load(builder.inttoptr(builder.add(row, i64(2 * ebits * j)), v16e.as_pointer()), align=1)
-                    if ebits < 32:
-                        term = builder.sext(term, v16i32)
-                    builder.store(builder.add(builder.load(acc[j]), term), acc[j])
+            with cgutils.for_range(builder, npix) as pixel:
+                with cgutils.for_range(builder, nwords) as word:
+                    addr = builder.add(masks, builder.add(builder.mul(word.index, wstride), builder.mul(pixel.index, i64(8))))
+                    m0 = builder.load(builder.inttoptr(addr, i64.as_pointer()))
+                    rowbase = builder.add(builder.add(base, builder.mul(pixel.index, pix)), builder.mul(word.index, builder.mul(row, i64(64))))
+                    entry = builder.block
+                    bits = builder.append_basic_block("spike")
+                    done = builder.append_basic_block("spikes_done")
+                    builder.cbranch(builder.icmp_unsigned("!=", m0, i64(0)), bits, done)
+                    builder.position_at_end(bits)
+                    m = builder.phi(i64)
+                    m.add_incoming(m0, entry)
+                    r = builder.add(rowbase, builder.mul(builder.call(cttz, [m, ir.IntType(1)(1)]), row))
+                    for j in range(nb):
+                        term = builder.load(builder.inttoptr(builder.add(r, i64(2 * ebits * j)), v16e.as_pointer()), align=1)
+                        if ebits < 32:
+                            term = builder.sext(term, v16i32)
+                        builder.store(builder.add(builder.load(acc[j]), term), acc[j])
+                    m_next = builder.and_(m, builder.sub(m, i64(1)))  # clear the lowest set bit
+                    m.add_incoming(m_next, builder.block)
+                    builder.cbranch(builder.icmp_unsigned("!=", m_next, i64(0)), bits, done)
+                    builder.position_at_end(done)
             for j in range(nb):
                 builder.store(builder.load(acc[j]), dst[j], align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return rowsum
+    return spikesum
 
 
-_rs8_1, _rs8_2, _rs8_3, _rs8_4 = (_make_rowsum(nb, 8) for nb in range(1, NB_MAX + 1))
-_rs32_1, _rs32_2, _rs32_3, _rs32_4 = (_make_rowsum(nb, 32) for nb in range(1, NB_MAX + 1))
+_ss8_1, _ss8_2, _ss8_3, _ss8_4 = (_make_spikesum(nb, 8) for nb in range(1, NB_MAX + 1))
+_ss32_1, _ss32_2, _ss32_3, _ss32_4 = (_make_spikesum(nb, 32) for nb in range(1, NB_MAX + 1))
 
 
 @numba.njit(cache=True, inline="always")
-def _rowsum(ebytes, nb, offsets, m, base, oaddr):
-    """Dispatch to the rowsum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
+def _spikesum(ebytes, nb, masks, wstride, nwords, npix, base, pix, row, oaddr):
+    """Dispatch to the spikesum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
     if ebytes == 1:
         if nb == 4:
-            _rs8_4(offsets, m, base, oaddr)
+            _ss8_4(masks, wstride, nwords, npix, base, pix, row, oaddr)
         elif nb == 3:
-            _rs8_3(offsets, m, base, oaddr)
+            _ss8_3(masks, wstride, nwords, npix, base, pix, row, oaddr)
         elif nb == 2:
-            _rs8_2(offsets, m, base, oaddr)
+            _ss8_2(masks, wstride, nwords, npix, base, pix, row, oaddr)
         else:
-            _rs8_1(offsets, m, base, oaddr)
+            _ss8_1(masks, wstride, nwords, npix, base, pix, row, oaddr)
     elif nb == 4:
-        _rs32_4(offsets, m, base, oaddr)
+        _ss32_4(masks, wstride, nwords, npix, base, pix, row, oaddr)
     elif nb == 3:
-        _rs32_3(offsets, m, base, oaddr)
+        _ss32_3(masks, wstride, nwords, npix, base, pix, row, oaddr)
     elif nb == 2:
-        _rs32_2(offsets, m, base, oaddr)
+        _ss32_2(masks, wstride, nwords, npix, base, pix, row, oaddr)
     else:
-        _rs32_1(offsets, m, base, oaddr)
+        _ss32_1(masks, wstride, nwords, npix, base, pix, row, oaddr)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -194,44 +217,31 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
     """Exact ``out`` from a 0/1 spike map ``x`` (N, C, H, W) uint8 when every sum fits int32:
     ``out[n, k, oy, ox] = (bias[k] + Σ_{ky, kx} Σ_{c: x = 1} w[k, c, ky, kx]) mod 2**32``.
 
-    Gathers instead of scattering (any order: the sum is exact).  Per (n, group) it lists
-    the spikes of every input row, pixel by pixel, as byte offsets ``(ix·Cg + c)·row`` into
-    ``wt`` (G, kh, kw·Cg, Kgp): row ``kx·Cg + c`` of kernel row ky holds
-    ``w[g·Kg + k, c, ky, kx]`` (k < Kg, zero-padded to Kgp, a multiple of 16; int8 when the
-    weights fit, so that the table stays in L1, else int32).  For output pixel (oy, ox) and
-    kernel row ky, the spikes of input pixels ix0 .. ix0 + kw − 1 (ix0 = ox·sw − pw) are one
-    contiguous run of that list, and spike (ix, c) needs the weight row at
-    ``wt[g, ky] + (ix − ix0)·Cg + c``: one register-accumulated run per kernel row.
+    Gathers instead of scattering (any order: the sum is exact).  Per (n, group) the
+    spikes become one bit mask per input pixel and 64 channels.  ``wt`` is (G, kh, kw·Cg,
+    Kgp): row ``kx·Cg + c`` of kernel row ky holds ``w[g·Kg + k, c, ky, kx]`` (k < Kg,
+    zero-padded to Kgp, a multiple of 16; int8 when the weights fit, so that the table
+    stays in L1, else int32).  Output pixel (oy, ox) takes, for each kernel row ky, the
+    spikes of input pixels ix0 .. ix0 + kw − 1 (ix0 = ox·sw − pw): spike (ix, c) adds the
+    row ``(ix − ix0)·Cg + c`` of ``wt[g, ky]``.
     """
     N, C, H, W = x.shape
     G, _, _, Kgp = wt.shape
     _, K, Ho, Wo = out.shape
     Kg, Cg = K // G, C // G
     nvec = Kgp // 16
+    nwords = (Cg + 63) // 64
     ebytes = wt.itemsize
     row = Kgp * ebytes
     for job in prange(N * G):
         n = job // G
         g = job % G
-        # spikes of input pixel p = iy*W + ix: offsets[start[p] : start[p + 1]]
-        # (branch-free: at low density an `if spike` would mispredict on every spike)
-        start = np.zeros(H * W + 1, np.int64)
+        masks = np.zeros((nwords, H * W), np.int64)  # bit c % 64 of masks[c // 64, iy*W + ix]
         for c in range(Cg):
+            bit = np.int64(1) << np.int64(c % 64)
             for iy in range(H):
                 for ix in range(W):
-                    start[iy * W + ix + 1] += x[n, g * Cg + c, iy, ix] != 0
-        for p in range(H * W):
-            start[p + 1] += start[p]
-        nspikes = start[H * W]
-        offsets = np.empty(nspikes + 1, np.int64)  # the last slot takes the writes of non-spikes
-        fill = start[: H * W].copy()
-        for c in range(Cg):
-            for iy in range(H):
-                for ix in range(W):
-                    spike = x[n, g * Cg + c, iy, ix] != 0
-                    p = iy * W + ix
-                    offsets[fill[p] if spike else nspikes] = (ix * Cg + c) * row
-                    fill[p] += spike
+                    masks[c // 64, iy * W + ix] |= bit & -np.int64(x[n, g * Cg + c, iy, ix] != 0)
         acc = np.empty((Wo, Kgp), np.int32)
         for oy in range(Ho):
             for ox in range(Wo):
@@ -243,12 +253,12 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                     iy = oy * sh + ky - ph
                     if iy < 0 or iy >= H or lo >= hi:
                         continue
-                    e0, e1 = start[iy * W + lo], start[iy * W + hi]
-                    base = wt[g, ky].ctypes.data - ix0 * Cg * row
+                    base = wt[g, ky].ctypes.data + (lo - ix0) * Cg * row
+                    mask0 = masks.ctypes.data + (iy * W + lo) * 8
                     for q in range(0, nvec, NB_MAX):
-                        nb = min(NB_MAX, nvec - q)
                         dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
-                        _rowsum(ebytes, nb, offsets.ctypes.data + e0 * 8, e1 - e0, base + q * 16 * ebytes, dst)
+                        nb = min(NB_MAX, nvec - q)
+                        _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, dst)
             for k in range(Kg):
                 for ox in range(Wo):
                     out[n, g * Kg + k, oy, ox] = acc[ox, k]
