@@ -153,38 +153,33 @@ def _fmt_index(index):
     return ", ".join(str(int(i)) for i in index)
 
 
-def _partial_sum_range(api, x, w, b):
-    """(lo, hi, bound): every partial sum of every output lies in [lo, hi], and
-    ``bound = max_k Σ|w[k]|·max|x| + |b[k]|`` (which must fit int64, so that no int64
-    intermediate of any kernel wraps unintentionally).
+def _partial_sum_range(api, xmin, xmax, w, b):
+    """[lo, hi] holding every partial sum of every output, for inputs in [xmin, xmax] ∋ 0.
 
-    Input values lie in [xmin, xmax] ∋ 0 (0 stands for padding), so each term w·x lies
-    in [min(w·xmin, w·xmax), max(...)] ∋ 0 and a partial sum of output channel k in
-    [b_k + Σ mins, b_k + Σ maxes].
+    0 is in the input range (it stands for padding), so each term w·x lies in
+    [min(w·xmin, w·xmax), max(...)] ∋ 0 and a partial sum of output channel k in
+    [b_k + Σ mins, b_k + Σ maxes].  Refuses when ``max_k Σ|w[k]|·max|x| + |b[k]|`` does not
+    fit int64: below that bound no int64 intermediate of any kernel wraps unintentionally.
     """
     K = w.shape[0]
+    if K == 0:
+        return 0, 0
     w2 = w.reshape(K, -1)
-    xmin = min(0, int(x.min())) if x.size else 0
-    xmax = max(0, int(x.max())) if x.size else 0
     xabs = max(-xmin, xmax)
     wabs = max(-int(w2.min()), int(w2.max())) if w2.size else 0
-    babs = max(-int(b.min()), int(b.max())) if b.size else 0
-    exact_int64 = wabs * xabs * w2.shape[1] + babs <= _I64_MAX
-    w2 = w2.astype(np.int64) if exact_int64 else w2.astype(object)
-    b = b.astype(np.int64) if exact_int64 else b.astype(object)
-    bound = np.abs(w2).sum(axis=1) * xabs + np.abs(b) if K else np.zeros(0, np.int64)
-    if K and max(bound) > _I64_MAX:
+    babs = max(-int(b.min()), int(b.max()))
+    small = wabs * xabs * w2.shape[1] + babs <= _I64_MAX  # then int64 numpy arithmetic is exact
+    w2 = w2.astype(np.int64 if small else object)
+    b = b.astype(np.int64 if small else object)
+    bound = np.abs(w2).sum(axis=1) * xabs + np.abs(b)
+    if max(bound) > _I64_MAX:
         k = int(np.argmax(bound > _I64_MAX))
         raise FixedPointError(
             f"{api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {int(bound[k])} exceeds int64; "
             f"the exact sum cannot be guaranteed"
         )
     t1, t2 = w2 * xmin, w2 * xmax
-    lo = b + np.minimum(t1, t2).sum(axis=1)
-    hi = b + np.maximum(t1, t2).sum(axis=1)
-    if not K:
-        return 0, 0, 0
-    return int(min(lo)), int(max(hi)), int(max(bound))
+    return int(min(b + np.minimum(t1, t2).sum(axis=1))), int(max(b + np.maximum(t1, t2).sum(axis=1)))
 
 
 def _check_fmt(fmt, values, what):
@@ -221,7 +216,9 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
     _check_fmt(x_fmt, x if index_dims == 4 else x[:, :, 0, 0], f"{api}: x")
     _check_fmt(b_fmt, bias, f"{api}: bias")
 
-    lo, hi, bound = _partial_sum_range(api, x, w, bias)
+    xmin = min(0, int(x.min())) if x.size else 0
+    xmax = max(0, int(x.max())) if x.size else 0
+    lo, hi = _partial_sum_range(api, xmin, xmax, w, bias)
     acc_lo, acc_hi = acc.bounds(overflow) if acc is not None else (-_I64_MAX - 1, _I64_MAX)
     each = acc is not None and acc_apply == "each"
     if each and bias.size and not (acc_lo <= int(bias.min()) and int(bias.max()) <= acc_hi):
@@ -236,18 +233,19 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
     # accumulator's range, when the format is applied once, or under WRAP (modular
     # arithmetic) unless the per-write overflow count is asked for.
     in_range = acc_lo <= lo and hi <= acc_hi
-    cast_each = each and not in_range and (overflow != Overflow.WRAP or want_count)
+    cast_each = bool(each and not in_range and (overflow != Overflow.WRAP or want_count))
     fits32 = _I32[0] <= lo and hi <= _I32[1]
 
-    spikes = x.size == 0 or (int(x.min()) >= 0 and int(x.max()) <= 1)
+    spikes = xmin == 0 and xmax <= 1
     if method == "auto":
         dense = not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLD * x.size)
     else:
         dense = method == "dense"
 
     out = np.empty((N, K, Ho, Wo), np.int64)
-    mode = (bool(cast_each), acc.bits if acc else 64, acc.signed if acc else True, int(overflow))
-    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and _fits(x, np.int16) and _fits(w, np.int16):
+    mode = (cast_each, acc.bits if acc is not None else 64, acc is None or acc.signed, int(overflow))
+    x16 = -(2**15) <= xmin and xmax < 2**15
+    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and x16 and _fits(w, np.int16):
         _dense_simd(x, w, bias, groups, stride, padding, out)
         counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     elif dense:
