@@ -1,10 +1,14 @@
-"""The fast exact conv kernel: int16 operands, int32 accumulators, AVX-512 ``vpmaddwd``.
+"""The fast exact conv kernels, with micro-kernels written in LLVM IR (numba intrinsics).
 
 Used only for exact sums that the wrapper has proved to fit int32 (docs/arithmetic.md
 §4): every operation is modulo 2**32, which gives the exact sum once it is known to fit,
 whatever the order and whatever the intermediate wrap-arounds.
 
-Layout (built by ``conv._dense_simd``):
+* ``dense_simd``: int16 operands, int32 accumulators, AVX-512 ``vpmaddwd`` (below);
+* ``event_spikes``: 0/1 spike maps, the weight rows of the spikes summed in registers
+  (portable vector IR, see its doc).
+
+Layout for ``dense_simd`` (built by ``conv._dense_simd``):
 
 * ``xh`` (N, G, Hp, Wq, Cp) int16: the input, zero-padded, channel last, ``Cp`` = C/groups
   rounded up to even, ``Wq`` >= the padded width plus room for 3 extra output pixels;
@@ -108,15 +112,16 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
         n = job // (G * Ho)
         g = (job // Ho) % G
         oy = job % Ho
-        out32 = np.empty((MR, nchunk * NB_MAX * 16), np.int32)
+        out32 = np.empty(((Wo + MR - 1) // MR * MR, nchunk * NB_MAX * 16), np.int32)  # one output row
+        orow = out32.shape[1] * 4
         row0 = xh[n, g, oy * sh]
         for ox0 in range(0, Wo, MR):
             xaddr = row0.ctypes.data + ox0 * sw * Cp * e
             for q in range(nchunk):
                 nb = min(NB_MAX, nvec - q * NB_MAX)
                 waddr = wp[g, q].ctypes.data
-                oaddr = out32.ctypes.data + q * NB_MAX * 16 * 4
-                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, npairs, waddr, NB_MAX * 64, oaddr, out32.shape[1] * 4)
+                oaddr = out32.ctypes.data + ox0 * orow + q * NB_MAX * 16 * 4
+                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, npairs, waddr, NB_MAX * 64, oaddr, orow)
                 if nb == 4:
                     _mk4(*args)
                 elif nb == 3:
@@ -125,10 +130,10 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
                     _mk2(*args)
                 else:
                     _mk1(*args)
-            for k in range(Kg):
-                kk = g * Kg + k
-                for p in range(min(MR, Wo - ox0)):
-                    out[n, kk, oy, ox0 + p] = np.int32(out32[p, k] + bias[kk])  # mod 2**32
+        for k in range(Kg):  # out[n, k, oy, :] is contiguous: write channel by channel
+            kk = g * Kg + k
+            for ox in range(Wo):
+                out[n, kk, oy, ox] = np.int32(out32[ox, k] + bias[kk])  # mod 2**32
 
 
 def _make_spikesum(nb, ebits):
