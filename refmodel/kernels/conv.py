@@ -24,7 +24,7 @@ __all__ = ["conv2d", "linear", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
 
 #: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
 #: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
-EVENT_DENSITY_THRESHOLD = 0.5
+EVENT_DENSITY_THRESHOLD = 0.4
 
 _I32 = (-(2**31), 2**31 - 1)
 _I64_MAX = 2**63 - 1
