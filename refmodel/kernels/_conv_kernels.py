@@ -1,6 +1,6 @@
 """Numba kernels behind ``refmodel.kernels.conv`` (see docs/arithmetic.md §4).
 
-Two kernels (the fast exact one is in ``_conv_simd``), all computing, for every output,
+Two kernels (the fast exact ones are in ``_conv_simd``), both computing, for every output,
 ``acc = b[k]; for (c, ky, kx): acc = A(acc + w[k, c, ky, kx] * x[n, c', iy, ix])``
 where ``A`` is the accumulator format applied after each addition (``cast_each``) or
 the identity (exact accumulation; the wrapper then applies the format once):

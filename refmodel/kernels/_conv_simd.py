@@ -101,8 +101,8 @@ _mk1, _mk2, _mk3, _mk4 = (_make_microkernel(nb) for nb in range(1, NB_MAX + 1))
 @numba.njit(cache=True, parallel=True)
 def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
     """Exact ``out`` (N, K, Ho, Wo) int64 = (Σ w·x + bias) mod 2**32, sign-extended."""
-    N, G, Hp, Wq, Cp = xh.shape
-    _, nchunk, R2, _, _ = wp.shape
+    N, G, _, Wq, Cp = xh.shape
+    _, nchunk, _, _, _ = wp.shape
     _, K, Ho, Wo = out.shape
     Kg = K // G
     nvec = (Kg + 15) // 16
