@@ -136,52 +136,63 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
                 out[n, kk, oy, ox] = np.int32(out32[ox, k] + bias[kk])  # mod 2**32
 
 
+_LANES = 3  # masks walked side by side in spikesum
+
+
 def _make_spikesum(nb, ebits):
     """An intrinsic adding to the 16·nb int32 lanes at ``oaddr`` the weight rows of the spikes
     of ``npix`` consecutive input pixels.
 
     Spikes are bit masks: bit ``b`` of word ``wd`` (int64 at ``masks + wd·wstride + 8·j``)
     set means channel ``c = 64·wd + b`` of pixel j spiked; its row of signed ``ebits``-bit
-    weights is at ``base + j·pix + c·row``.  The bits are walked with count-trailing-zeros
-    and the sums kept in registers (portable vector IR).
+    weights is at ``base + j·pix + c·row``.  The (pixel, word) masks are walked 3 at a time,
+    one set bit of each per step (count-trailing-zeros; an exhausted mask adds the zero row
+    at ``zero``), for max(popcounts) steps: one unpredictable loop end per 3 masks instead of
+    one per mask, which is what limits this kernel.  Sums stay in registers (portable IR).
     """
 
     @intrinsic
-    def spikesum(typingctx, masks, wstride, nwords, npix, base, pix, row, oaddr):
+    def spikesum(typingctx, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
         i64t = types.int64
-        sig = types.void(i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
+        sig = types.void(i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
 
         def codegen(context, builder, signature, args):
-            masks, wstride, nwords, npix, base, pix, row, oaddr = args
-            i64 = ir.IntType(64)
+            masks, wstride, nwords, npix, base, pix, row, zero, oaddr = args
+            i64, i1 = ir.IntType(64), ir.IntType(1)
             v16i32, v16e = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(ebits), 16)
-            cttz = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64"
-            )
+            mod = builder.module
+            cttz = cgutils.get_or_insert_function(mod, ir.FunctionType(i64, [i64, i1]), "llvm.cttz.i64")
+            ctpop = cgutils.get_or_insert_function(mod, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64")
+            umax = cgutils.get_or_insert_function(mod, ir.FunctionType(i64, [i64, i64]), "llvm.umax.i64")
             dst = [builder.inttoptr(builder.add(oaddr, i64(64 * j)), v16i32.as_pointer()) for j in range(nb)]
             acc = [cgutils.alloca_once_value(builder, builder.load(d, align=4)) for d in dst]
-            with cgutils.for_range(builder, npix) as pixel:
-                with cgutils.for_range(builder, nwords) as word:
-                    addr = builder.add(masks, builder.add(builder.mul(word.index, wstride), builder.mul(pixel.index, i64(8))))
-                    m0 = builder.load(builder.inttoptr(addr, i64.as_pointer()))
-                    rowbase = builder.add(builder.add(base, builder.mul(pixel.index, pix)), builder.mul(word.index, builder.mul(row, i64(64))))
-                    entry = builder.block
-                    bits = builder.append_basic_block("spike")
-                    done = builder.append_basic_block("spikes_done")
-                    builder.cbranch(builder.icmp_unsigned("!=", m0, i64(0)), bits, done)
-                    builder.position_at_end(bits)
-                    m = builder.phi(i64)
-                    m.add_incoming(m0, entry)
-                    r = builder.add(rowbase, builder.mul(builder.call(cttz, [m, ir.IntType(1)(1)]), row))
-                    for j in range(nb):
-                        term = builder.load(builder.inttoptr(builder.add(r, i64(2 * ebits * j)), v16e.as_pointer()), align=1)
-                        if ebits < 32:
-                            term = builder.sext(term, v16i32)
-                        builder.store(builder.add(builder.load(acc[j]), term), acc[j])
-                    m_next = builder.and_(m, builder.sub(m, i64(1)))  # clear the lowest set bit
-                    m.add_incoming(m_next, builder.block)
-                    builder.cbranch(builder.icmp_unsigned("!=", m_next, i64(0)), bits, done)
-                    builder.position_at_end(done)
+            mask = [cgutils.alloca_once(builder, i64) for _ in range(_LANES)]
+            rowbase = [cgutils.alloca_once(builder, i64) for _ in range(_LANES)]
+            lanes = builder.mul(npix, nwords)
+            with cgutils.for_range_slice(builder, i64(0), lanes, i64(_LANES)) as (first, _):
+                steps = i64(0)
+                for lane in range(_LANES):
+                    idx = builder.add(first, i64(lane))
+                    j, wd = builder.udiv(idx, nwords), builder.urem(idx, nwords)
+                    addr = builder.add(masks, builder.add(builder.mul(wd, wstride), builder.mul(j, i64(8))))
+                    addr = builder.select(builder.icmp_unsigned("<", idx, lanes), addr, zero)
+                    m = builder.load(builder.inttoptr(addr, i64.as_pointer()))
+                    builder.store(m, mask[lane])
+                    rb = builder.add(builder.add(base, builder.mul(j, pix)), builder.mul(wd, builder.mul(row, i64(64))))
+                    builder.store(rb, rowbase[lane])
+                    steps = builder.call(umax, [steps, builder.call(ctpop, [m])])
+                with cgutils.for_range(builder, steps):
+                    for lane in range(_LANES):
+                        m = builder.load(mask[lane])
+                        r = builder.add(builder.load(rowbase[lane]), builder.mul(builder.call(cttz, [m, i1(0)]), row))
+                        r = builder.select(builder.icmp_unsigned("!=", m, i64(0)), r, zero)
+                        builder.store(builder.and_(m, builder.sub(m, i64(1))), mask[lane])  # next set bit
+                        for j in range(nb):
+                            ptr = builder.inttoptr(builder.add(r, i64(2 * ebits * j)), v16e.as_pointer())
+                            term = builder.load(ptr, align=1)
+                            if ebits < 32:
+                                term = builder.sext(term, v16i32)
+                            builder.store(builder.add(builder.load(acc[j]), term), acc[j])
             for j in range(nb):
                 builder.store(builder.load(acc[j]), dst[j], align=4)
             return context.get_dummy_value()
@@ -196,25 +207,25 @@ _ss32_1, _ss32_2, _ss32_3, _ss32_4 = (_make_spikesum(nb, 32) for nb in range(1, 
 
 
 @numba.njit(cache=True, inline="always")
-def _spikesum(ebytes, nb, masks, wstride, nwords, npix, base, pix, row, oaddr):
+def _spikesum(ebytes, nb, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
     """Dispatch to the spikesum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
     if ebytes == 1:
         if nb == 4:
-            _ss8_4(masks, wstride, nwords, npix, base, pix, row, oaddr)
+            _ss8_4(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
         elif nb == 3:
-            _ss8_3(masks, wstride, nwords, npix, base, pix, row, oaddr)
+            _ss8_3(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
         elif nb == 2:
-            _ss8_2(masks, wstride, nwords, npix, base, pix, row, oaddr)
+            _ss8_2(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
         else:
-            _ss8_1(masks, wstride, nwords, npix, base, pix, row, oaddr)
+            _ss8_1(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     elif nb == 4:
-        _ss32_4(masks, wstride, nwords, npix, base, pix, row, oaddr)
+        _ss32_4(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     elif nb == 3:
-        _ss32_3(masks, wstride, nwords, npix, base, pix, row, oaddr)
+        _ss32_3(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     elif nb == 2:
-        _ss32_2(masks, wstride, nwords, npix, base, pix, row, oaddr)
+        _ss32_2(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     else:
-        _ss32_1(masks, wstride, nwords, npix, base, pix, row, oaddr)
+        _ss32_1(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -248,6 +259,8 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                 for ix in range(W):
                     masks[c // 64, iy * W + ix] |= bit & -np.int64(x[n, g * Cg + c, iy, ix] != 0)
         acc = np.empty((Wo, Kgp), np.int32)
+        zeros = np.zeros(NB_MAX * 16, np.int32)  # the zero row (and zero mask) of spikesum
+        zero = zeros.ctypes.data
         for oy in range(Ho):
             for ox in range(Wo):
                 for k in range(Kg):
@@ -258,12 +271,12 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                     iy = oy * sh + ky - ph
                     if iy < 0 or iy >= H or lo >= hi:
                         continue
-                    base = wt[g, ky].ctypes.data + (lo - ix0) * Cg * row
+                    base = wt.ctypes.data + ((g * kh + ky) * kw + lo - ix0) * Cg * row  # (no view: refcounts)
                     mask0 = masks.ctypes.data + (iy * W + lo) * 8
                     for q in range(0, nvec, NB_MAX):
                         dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
                         nb = min(NB_MAX, nvec - q)
-                        _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, dst)
+                        _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, zero, dst)
             for k in range(Kg):
                 for ox in range(Wo):
                     out[n, g * Kg + k, oy, ox] = acc[ox, k]
