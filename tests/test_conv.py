@@ -138,6 +138,16 @@ def test_fast_paths_many_channels(method, wmax):
     assert got == want
 
 
+@pytest.mark.parametrize("method", ["dense", "event"])
+def test_fast_paths_more_than_64_input_channels(method):
+    """C/groups = 130: three 64-bit spike masks per pixel in the event kernel."""
+    rng = np.random.default_rng(8)
+    x = (rng.random((2, 130, 4, 3)) < 0.3).astype(np.uint8)
+    w = rng.integers(-128, 128, (5, 130, 2, 3))
+    got, want = run_both(x, w, rng.integers(-9, 9, 5), method, padding=(0, 1))
+    assert got == want
+
+
 # --------------------------------------------------------------------------- edge values
 def test_int32_kernel_pair_products_wrap_but_sum_is_exact():
     # Two products of (-32768)·(-32768) = 2**30 sum to 2**31, which wraps an int32 pair
