@@ -263,8 +263,9 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
         zero = zeros.ctypes.data
         for oy in range(Ho):
             for ox in range(Wo):
-                for k in range(Kg):
-                    acc[ox, k] = bias[g * Kg + k]
+                for k in range(Kgp):
+                    acc[ox, k] = 0
+            for ox in range(Wo):
                 ix0 = ox * sw - pw
                 lo, hi = max(ix0, 0), min(ix0 + kw, W)
                 for ky in range(kh):
@@ -279,4 +280,4 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                         _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, zero, dst)
             for k in range(Kg):
                 for ox in range(Wo):
-                    out[n, g * Kg + k, oy, ox] = acc[ox, k]
+                    out[n, g * Kg + k, oy, ox] = np.int32(acc[ox, k] + bias[g * Kg + k])  # mod 2**32
