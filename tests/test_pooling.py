@@ -77,7 +77,7 @@ def test_winner_spike_matches_twin(geometry, vm, after_dual_threshold, data):
         step = layer.step(state, spikes=spikes, v_pre=v_pre, v_post=v_post)
         out, index = oracle.winner_spike(spikes.tolist(), (v_pre if vm == "pre" else v_post).tolist(),
                                          layer.kernel, layer.stride)
-        assert step.out.dtype == np.uint8 and step.out.shape == layer.output_shape(shape)
+        assert step.out.dtype == np.uint8 and step.out.shape == layer.batch_output_shape(shape)
         assert step.out.tolist() == out
         assert step.index.tolist() == index
         assert step.v is None and step.overflows == 0
@@ -227,7 +227,7 @@ def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, comp
     currents = data.draw(arrays(np.int64, shape, elements=st.integers(0, 2 * theta)))
     v = np.zeros(shape, np.int64)
     neuron_state = neuron.init_state(shape)
-    count = np.zeros(layer.output_shape(shape), np.int64)
+    count = np.zeros(layer.batch_output_shape(shape), np.int64)
     for _ in range(steps):
         if if_layer:
             out = neuron.step(neuron_state, currents)
@@ -345,4 +345,4 @@ def test_invalid_step_input_names_layer_and_field(layer, arrays_, field):
 def test_init_state_refuses_an_input_smaller_than_the_window():
     with pytest.raises(LayerError) as error:
         CountGatePool(name="gate", kernel=(2, 3), count_bits=4).init_state((1, 1, 4, 2))
-    assert (error.value.field, error.value.value) == ("shape", (1, 1, 4, 2))
+    assert (error.value.field, error.value.value) == ("shape", (1, 4, 2))  # the per-sample (C, H, W)

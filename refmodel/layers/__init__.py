@@ -1,1 +1,28 @@
-"""Layer descriptions: small frozen dataclasses that validate a block (no arithmetic here)."""
+"""Layer descriptions: small frozen dataclasses that validate a block (no arithmetic here).
+
+Synaptic layers (Conv2d, Linear) make currents; neuron layers (IF, LIF, DualThreshold,
+LoihiLIF) integrate them and spike; pooling layers follow a neuron layer; Flatten reshapes.
+"""
+
+from refmodel.layers.base import LayerError
+from refmodel.layers.neurons import IF, LIF, DualThreshold, LoihiLIF, NeuronStep
+from refmodel.layers.pooling import (
+    AvgPool,
+    CountGatePool,
+    OrPool,
+    PooledNeuronPool,
+    PoolStep,
+    SumPool,
+    WinnerSpikePool,
+)
+from refmodel.layers.synapses import Conv2d, Flatten, Linear
+
+SYNAPSES = (Conv2d, Linear)
+NEURONS = (IF, LIF, DualThreshold, LoihiLIF)
+POOLS = (WinnerSpikePool, PooledNeuronPool, CountGatePool, OrPool, SumPool, AvgPool)
+
+__all__ = [
+    "LayerError", "NeuronStep", "PoolStep", "SYNAPSES", "NEURONS", "POOLS",
+    "Conv2d", "Linear", "Flatten", "IF", "LIF", "DualThreshold", "LoihiLIF",
+    "WinnerSpikePool", "PooledNeuronPool", "CountGatePool", "OrPool", "SumPool", "AvgPool",
+]  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
 from refmodel.kernels import neurons as K
+from refmodel.layers.base import LayerError
 
 __all__ = [
     "NeuronConfigError",
@@ -48,7 +49,7 @@ MAX_CURRENT = 2**62
 _NO_REFRACTORY = np.zeros((0, 0, 0), np.int64)  # stands for the unused counter arrays
 
 
-class NeuronConfigError(FixedPointError):
+class NeuronConfigError(LayerError, FixedPointError):
     """An invalid neuron field, state or input; the message names the layer, field and value."""
 
 
@@ -73,7 +74,7 @@ def _where(layer) -> str:
 
 
 def _fail(layer, field, value, why):
-    raise NeuronConfigError(f"{_where(layer)}: {field} = {value!r} {why}")
+    raise NeuronConfigError(layer.name, field, value, why)
 
 
 def _check_int(layer, field, value, lo, hi) -> int:
@@ -115,7 +116,7 @@ def _check_mode(layer, field, value, enum):
 
 def _check_name(layer):
     if not isinstance(layer.name, str) or not layer.name:
-        raise NeuronConfigError(f"{type(layer).__name__}: name = {layer.name!r} must be a non-empty string")
+        raise NeuronConfigError(str(layer.name), "name", layer.name, "must be a non-empty string")
 
 
 def _check_shape(layer, shape) -> tuple:
@@ -252,6 +253,10 @@ class _Neuron:
         if self.refractory:
             ranges["refractory"] = (0, self.refractory)
         return ranges
+
+    def output_shape(self, input_shape) -> tuple:
+        """Per-sample spike shape for a per-sample current shape (C, ...): the same."""
+        return tuple(input_shape)
 
     def init_state(self, shape) -> dict:
         """{"v": zeros} (plus {"refractory": zeros} when refractory > 0), int64 of ``shape`` (N, C, ...)."""
@@ -405,6 +410,10 @@ class DualThreshold(_Leaky):
     def _maps(self):
         return (("theta1", self.theta1), ("theta2", self.theta2))
 
+    def output_shape(self, input_shape) -> tuple:
+        """(2C, ...): the maps [s1, s2] concatenated on the channel axis."""
+        return (2 * input_shape[0], *input_shape[1:])
+
     def _drive(self):
         return _DRIVE_CODES[self.reset_by]
 
@@ -444,6 +453,8 @@ class LoihiLIF:
 
     def _state_ranges(self) -> dict:
         return {"u": self.U_FORMAT.bounds("WRAP"), "v": self.U_FORMAT.bounds("SAT_SYM")}
+
+    output_shape = _Neuron.output_shape
 
     def init_state(self, shape) -> dict:
         """{"u": zeros, "v": zeros}, int64 of ``shape`` (N, C, ...)."""

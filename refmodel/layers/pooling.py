@@ -105,19 +105,25 @@ class _Pool:
         """Window area ``kh * kw``."""
         return self.kernel[0] * self.kernel[1]
 
-    def output_shape(self, shape) -> tuple[int, int, int, int]:
-        """``(N, C, (H - kh) // sh + 1, (W - kw) // sw + 1)`` for an input ``(N, C, H, W)``."""
-        if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(_is_int(x) and x >= 1 for x in shape)):
-            raise self._error("shape", shape, "must be 4 integers >= 1 (N, C, H, W)")
-        n, c, h, w = (int(x) for x in shape)
+    def output_shape(self, shape) -> tuple[int, int, int]:
+        """``(C, (H - kh) // sh + 1, (W - kw) // sw + 1)`` for a per-sample input ``(C, H, W)``."""
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(_is_int(x) and x >= 1 for x in shape)):
+            raise self._error("shape", shape, "must be 3 integers >= 1 (C, H, W)")
+        c, h, w = (int(x) for x in shape)
         (kh, kw), (sh, sw) = self.kernel, self.stride
         if h < kh or w < kw:
             raise self._error("shape", tuple(shape), f"input smaller than the {kh}x{kw} window")
-        return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
+        return c, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+    def batch_output_shape(self, shape) -> tuple[int, int, int, int]:
+        """``(N, *output_shape((C, H, W)))`` for a batch ``(N, C, H, W)``."""
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and _is_int(shape[0]) and shape[0] >= 1):
+            raise self._error("shape", shape, "must be 4 integers >= 1 (N, C, H, W)")
+        return (int(shape[0]), *self.output_shape(tuple(shape[1:])))
 
     def init_state(self, shape) -> dict:
         """The layer's state for an input ``(N, C, H, W)``: empty unless the variant keeps one."""
-        self.output_shape(shape)
+        self.batch_output_shape(shape)
         return {}
 
     def _array(self, field, arr, dtype, shape=None):
@@ -138,7 +144,7 @@ class _Pool:
         return spikes
 
     def _outputs(self, shape, dtype=np.uint8):
-        out_shape = self.output_shape(shape)
+        out_shape = self.batch_output_shape(shape)
         return np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
 
     def _raise_outside(self, arr, fmt, what):
@@ -224,7 +230,7 @@ class CountGatePool(_SpikePool):
 
     def init_state(self, shape) -> dict:
         """``{"count": int64 zeros (N, C, H, W)}``."""
-        self.output_shape(shape)
+        self.batch_output_shape(shape)
         return {"count": np.zeros(tuple(int(x) for x in shape), np.int64)}
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:

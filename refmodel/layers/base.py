@@ -1,0 +1,56 @@
+"""What every layer description shares: the error that names the place, and field checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refmodel.fixed import FixedOverflowError, QFormat
+
+
+class LayerError(ValueError):
+    """A layer description is invalid: names the layer, the field and the value."""
+
+    def __init__(self, layer: str, field: str, value, problem: str):
+        shown = f"array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+        super().__init__(f"layer {layer!r}: {field} = {shown} {problem}")
+        self.layer, self.field, self.value = layer, field, value
+
+
+def check_name(name) -> None:
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise LayerError(str(name), "name", name, "must be a non-empty name of letters, digits and _")
+
+
+def int_array(layer: str, field: str, value, fmt: QFormat | None, ndim: int | None = None) -> np.ndarray:
+    """``value`` as a read-only int64 array whose codes fit ``fmt`` (when given)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iub":
+        raise LayerError(layer, field, value, f"must be integer codes, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise LayerError(layer, field, arr, f"must have {ndim} dimensions, got {arr.ndim}")
+    if fmt is not None:
+        if not isinstance(fmt, QFormat):
+            raise LayerError(layer, f"{field}_format", fmt, "must be a QFormat")
+        fmt.check_datapath()
+        try:
+            fmt.check(arr, f"layer {layer!r}: {field}")
+        except FixedOverflowError as err:
+            raise LayerError(layer, field, arr, str(err)) from None
+    arr = arr.astype(np.int64)
+    arr.setflags(write=False)
+    return arr
+
+
+def positive_pair(layer: str, field: str, value, minimum: int = 1) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= ``minimum``."""
+    if isinstance(value, (int, np.integer)):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)):
+        pair = tuple(value)
+    else:
+        raise LayerError(layer, field, value, "must be an integer or a pair of integers")
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+        raise LayerError(layer, field, value, "must be an integer or a pair of integers")
+    if min(pair) < minimum:
+        raise LayerError(layer, field, value, f"must be >= {minimum}")
+    return int(pair[0]), int(pair[1])
