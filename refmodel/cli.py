@@ -13,6 +13,40 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+class _ProgressBar:
+    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, total: int, label: str, force: bool = False):
+        self.total, self.label = total, label
+        self.enabled = force or sys.stderr.isatty()
+
+    def __call__(self, t: int) -> None:
+        if not self.enabled:
+            return
+        done = (t + 1) * 30 // self.total
+        sys.stderr.write(f"\r{self.label} [{'#' * done}{' ' * (30 - done)}] {t + 1}/{self.total}")
+        if t + 1 == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _cmd_gen(args) -> int:
+    from refmodel.generate import generate
+    from refmodel.spec import load_spec
+
+    spec = load_spec(args.spec)
+    timesteps = args.timesteps or spec.stimulus.timesteps
+    progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
+    record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
+    result = generate(
+        spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record, progress=progress
+    )
+    rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
+    print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
+          f"overflows: {int(result.overflows.sum())}")
+    return 0
+
+
 def _cmd_inspect(args) -> int:
     from refmodel.vectors import VectorFile
     from refmodel.vectors.summary import summarize
@@ -46,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser("demo", help="run the built-in example and print what it computed")
     demo.set_defaults(func=_cmd_demo)
+    gen = commands.add_parser(
+        "gen", help="run a network spec bit-exactly and write its HDF5 vector file",
+        description="Run the network of SPEC (a TOML spec, docs/spec.md) over its stimulus and write the "
+                    "vector file (docs/vectors.md): parameters, stimulus, per-timestep traces, outputs and "
+                    "overflow counts. Options override the spec's [stimulus] settings.")
+    gen.add_argument("spec", help="network spec (TOML)")
+    gen.add_argument("--out", required=True, help="vector file to write (HDF5)")
+    gen.add_argument("--timesteps", type=int, help="timesteps T")
+    gen.add_argument("--batch", type=int, help="batch size N")
+    gen.add_argument("--seed", type=int, help="seed of the random stimulus source and encoder")
+    gen.add_argument("--record", nargs="+", default=["all"], metavar="WHAT",
+                     help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
+    gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
         "inspect", help="summarize a vector file: layers, shapes, formats, spike rates, saturation counts",
         description="Validate a vector file and print its layers, shapes, formats, spike rate per spike "
@@ -72,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from refmodel.fixed import FixedPointError
+    from refmodel.layers import LayerError
     from refmodel.vectors import VectorFileError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except VectorFileError as exc:
+    except (VectorFileError, LayerError, FixedPointError) as exc:
         print(f"refmodel {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,319 @@
+"""A network: an ordered list of layers, run bit-exactly over T timesteps.
+
+Every timestep ``t`` the input ``x`` (the analog stimulus, the same every timestep, or the
+stimulus' spikes of timestep ``t``) flows through the layers in order:
+
+* a synaptic layer (Conv2d, Linear) turns ``x`` into the current ``I = forward(x)``;
+* a neuron layer integrates ``I`` into its Vm and emits spikes, ``x = spikes``;
+* a pooling layer reads the preceding neuron layer's spikes and Vm (and may change that Vm,
+  the pooled-neuron variant), ``x = pooled output``;
+* Flatten reshapes ``x`` row-major.
+
+A network's output is its last layer's output: the spikes counted over the T timesteps and,
+for a neuron layer, its final Vm (a readout layer is a neuron layer with ``reset="none"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from refmodel.fixed import QFormat
+from refmodel.layers import NEURONS, POOLS, SYNAPSES, Flatten, LayerError, LoihiLIF, OrPool, PooledNeuronPool, SumPool
+
+__all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
+
+
+class NetworkError(LayerError):
+    """The layers do not form a valid network, or the stimulus does not fit it."""
+
+
+#: Signals each role can record, in recording order.
+SIGNALS = {
+    "synapse": ("current",),
+    "neuron": ("v_pre", "v_post", "spikes"),
+    "pool": ("spikes", "index", "v", "counters"),
+    "flatten": (),
+}
+
+
+def role_of(layer) -> str:
+    """'synapse', 'neuron', 'pool' or 'flatten'."""
+    for role, classes in (("synapse", SYNAPSES), ("neuron", NEURONS), ("pool", POOLS), ("flatten", (Flatten,))):
+        if isinstance(layer, classes):
+            return role
+    raise NetworkError(getattr(layer, "name", "?"), "layer", type(layer).__name__, "is not a refmodel layer")
+
+
+SPIKE = QFormat(1, 0, signed=False)
+
+
+def _exact_current_format(layer, x_format: QFormat) -> QFormat:
+    """The narrowest signed format holding every exact current of ``layer`` for inputs of
+    ``x_format``: bound_k = |b_k| + sum |W_k| * max(|x_min|, |x_max|), frac = w.frac + x.frac."""
+    w = np.abs(layer.weight.reshape(layer.weight.shape[0], -1)).sum(axis=1)
+    x_max = max(abs(x_format.min_int), abs(x_format.max_int))
+    bias = np.zeros_like(w) if layer.bias is None else np.abs(layer.bias)
+    bound = int((bias + w * x_max).max())
+    return QFormat(min(64, bound.bit_length() + 1), layer.weight_format.frac + x_format.frac)
+
+
+def _signal_formats(layer, role, x_format, formats) -> QFormat:
+    """Record the formats of ``layer``'s signals in ``formats``; return its output's format."""
+    name = layer.name
+    if role == "synapse":
+        fmt = layer.acc_format or _exact_current_format(layer, x_format)
+        formats[(name, "current")] = fmt
+        return fmt
+    if role == "neuron":
+        vm = LoihiLIF.U_FORMAT if isinstance(layer, LoihiLIF) else layer.vm
+        formats.update({(name, "v_pre"): vm, (name, "v_post"): vm, (name, "spikes"): SPIKE})
+        return SPIKE
+    if role == "pool":
+        out = layer.out_format if isinstance(layer, SumPool) else SPIKE
+        formats[(name, "spikes")] = out
+        if hasattr(layer, "count_format"):
+            formats[(name, "counters")] = layer.count_format
+        if not isinstance(layer, (SumPool, OrPool)):
+            formats[(name, "index")] = QFormat(max(1, (layer.area - 1).bit_length()), signed=False)
+        if hasattr(layer, "vm"):
+            formats[(name, "v")] = layer.vm
+        return out
+    return x_format
+
+
+def _check_pooled_neuron(pool, neuron) -> None:
+    """The pooled neuron fires for its window: the neuron layer before it only integrates,
+    into a Vm of the pool's format."""
+    if getattr(neuron, "reset", None) != "none":
+        raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool needs a neuron layer with reset='none' before it")
+    if neuron.vm != pool.vm:
+        raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}")
+
+
+# which role may follow which ("input" stands before the first layer)
+_MAY_FOLLOW = {
+    "synapse": ("input", "neuron", "pool", "flatten"),
+    "neuron": ("synapse",),
+    "pool": ("neuron",),
+    "flatten": ("neuron", "pool"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """Layers in order, the per-sample input shape and the input's QFormat.
+
+    Checked when built: names unique, each layer's role allowed after the previous one, and
+    every shape and format chaining (errors name the layer, the field and the value).
+    """
+
+    layers: tuple
+    input_shape: tuple
+    input_format: QFormat
+    name: str = "network"
+    shapes: tuple = field(init=False, repr=False)
+    formats: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        if not self.layers:
+            raise NetworkError(self.name, "layers", [], "a network needs at least one layer")
+        if not isinstance(self.input_format, QFormat):
+            raise NetworkError(self.name, "input_format", self.input_format, "must be a QFormat")
+        seen, previous, shape, shapes = set(), "input", self.input_shape, []
+        x_format, formats = self.input_format, {}
+        for layer in self.layers:
+            role = role_of(layer)
+            if layer.name in seen:
+                raise NetworkError(layer.name, "name", layer.name, "is used by an earlier layer")
+            seen.add(layer.name)
+            if previous not in _MAY_FOLLOW[role]:
+                raise NetworkError(layer.name, "position", role, f"a {role} layer cannot follow {previous}")
+            if isinstance(layer, PooledNeuronPool):
+                _check_pooled_neuron(layer, self.layers[len(shapes) - 1])
+            out = tuple(layer.output_shape(shape))
+            shapes.append((shape, out))
+            x_format = _signal_formats(layer, role, x_format, formats)
+            previous, shape = role, out
+        object.__setattr__(self, "shapes", tuple(shapes))
+        object.__setattr__(self, "formats", formats)
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[-1][1]
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def recordable(self) -> list[tuple[str, str]]:
+        """Every (layer, signal) this network can record, in layer and signal order."""
+        return list(self.formats)
+
+    def resolve_record(self, record) -> list[tuple[str, str]]:
+        """``record``: None/"none", "all", or items "layer.signal" / (layer, signal), "layer" (all its
+        signals) or "signal" (that signal of every layer)."""
+        available = self.recordable()
+        if record is None or record == "none":
+            return []
+        if record == "all":
+            return available
+        items = [record] if isinstance(record, str) else list(record)
+        chosen = []
+        for item in items:
+            hits = [
+                pair for pair in available
+                if item in (pair, f"{pair[0]}.{pair[1]}", pair[0], pair[1])
+            ]  # fmt: skip
+            if not hits:
+                names = ", ".join(f"{a}.{b}" for a, b in available)
+                raise NetworkError(self.name, "record", item, f"matches no signal; available: {names}")
+            chosen += [pair for pair in hits if pair not in chosen]
+        return [pair for pair in available if pair in chosen]
+
+    def check_stimulus(self, stimulus, timesteps: int) -> bool:
+        """Validate the stimulus; True when it varies per timestep ((T, N, ...) spikes)."""
+        arr = np.asarray(stimulus)
+        if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
+            raise NetworkError(self.name, "timesteps", timesteps, "must be an integer >= 1")
+        per_step = arr.ndim == len(self.input_shape) + 2
+        sample = arr.shape[2:] if per_step else arr.shape[1:]
+        if arr.ndim not in (len(self.input_shape) + 1, len(self.input_shape) + 2) or sample != self.input_shape:
+            raise NetworkError(
+                self.name, "stimulus", arr,
+                f"must be (N, {', '.join(map(str, self.input_shape))}) or (T, N, ...) with that sample shape",
+            )  # fmt: skip
+        if per_step and arr.shape[0] != timesteps:
+            raise NetworkError(self.name, "stimulus", arr, f"has {arr.shape[0]} timesteps, the run asks for {timesteps}")
+        if arr.dtype.kind not in "iub":
+            raise NetworkError(self.name, "stimulus", arr, f"must be integer codes, got dtype {arr.dtype}")
+        self.input_format.check(arr, f"network {self.name!r}: stimulus")
+        return per_step
+
+    def run(
+        self,
+        stimulus,
+        timesteps: int,
+        record=None,
+        sink: Callable[[str, str, int, np.ndarray], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Result:
+        """Simulate ``timesteps`` steps over a batch (see the module docstring).
+
+        ``stimulus``: integer codes of ``input_format``, (N, *input_shape) applied every
+        timestep, or (T, N, *input_shape) per timestep.  ``record`` chooses traces (see
+        ``resolve_record``); with ``sink`` each recorded array is handed to
+        ``sink(layer, signal, t, array)`` as it is computed and not kept, so memory stays
+        bounded.  ``progress(t)`` is called after each timestep.
+        """
+        per_step = self.check_stimulus(stimulus, timesteps)
+        stimulus = np.asarray(stimulus)
+        batch = stimulus.shape[1] if per_step else stimulus.shape[0]
+        wanted = self.resolve_record(record)
+        traces = {pair: [] for pair in wanted} if sink is None else {}
+        overflows = np.zeros((timesteps, len(self.layers)), np.int64)
+        spike_counts = {}
+        states = {}
+        for layer, (shape_in, _) in zip(self.layers, self.shapes):
+            if role_of(layer) in ("neuron", "pool"):
+                states[layer.name] = layer.init_state((batch, *shape_in))
+        constant_current = None  # the first layer's current, when its input never changes
+
+        def emit(layer, signal, t, value):
+            if value is None or (layer.name, signal) not in wanted:
+                return
+            if sink is not None:
+                sink(layer.name, signal, t, value)
+            else:
+                traces[(layer.name, signal)].append(np.array(value, copy=True))
+
+        for t in range(timesteps):
+            x = stimulus[t] if per_step else stimulus
+            neuron_out = None
+            for i, layer in enumerate(self.layers):
+                role = role_of(layer)
+                if role == "synapse":
+                    if i == 0 and not per_step and constant_current is not None:
+                        current, n_over = constant_current
+                    else:
+                        current, n_over = layer.forward(x)
+                        if i == 0 and not per_step:
+                            constant_current = (current, n_over)
+                    emit(layer, "current", t, current)
+                    x = current
+                elif role == "neuron":
+                    neuron_out = layer.step(states[layer.name], x)
+                    n_over = neuron_out.overflows
+                    for signal in SIGNALS["neuron"]:
+                        emit(layer, signal, t, getattr(neuron_out, signal))
+                    x = neuron_out.spikes
+                elif role == "pool":
+                    state = states[layer.name]
+                    prev = self.layers[i - 1]
+                    out = layer.step(
+                        state, spikes=neuron_out.spikes, v_pre=neuron_out.v_pre, v_post=neuron_out.v_post,
+                        v_state=states[prev.name]["v"],
+                    )  # fmt: skip
+                    n_over = out.overflows
+                    emit(layer, "spikes", t, out.out)
+                    emit(layer, "index", t, out.index)
+                    emit(layer, "v", t, out.v)
+                    emit(layer, "counters", t, state.get("count"))
+                    x = out.out
+                else:
+                    x = x.reshape(x.shape[0], -1)
+                    n_over = 0
+                overflows[t, i] = n_over
+                if role in ("neuron", "pool"):
+                    counts = spike_counts.setdefault(layer.name, np.zeros(x.shape, np.int64))
+                    counts += x
+            if progress is not None:
+                progress(t)
+        last = self.layers[-1]
+        outputs = {"spike_count": spike_counts.get(last.name)}
+        if role_of(last) == "neuron":
+            outputs["v"] = np.array(states[last.name]["v"], copy=True)
+        if role_of(last) == "synapse":
+            outputs["current"] = x
+        stacked = {pair: np.stack(arrays) for pair, arrays in traces.items()}
+        return Result(
+            network=self, timesteps=timesteps, batch=batch,
+            outputs={k: v for k, v in outputs.items() if v is not None},
+            traces=stacked, overflows=overflows, spike_counts=spike_counts,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What a run computed.
+
+    outputs: the last layer's "spike_count" (spikes summed over T) and "v" (final Vm) or
+    "current".  traces: {(layer, signal): (T, N, ...) array} of the recorded signals.
+    overflows: (T, n_layers) wrapped/saturated writes per layer and timestep.
+    spike_counts: {layer: (N, ...) spikes summed over T} for every spiking layer.
+    """
+
+    network: Network
+    timesteps: int
+    batch: int
+    outputs: dict
+    traces: dict
+    overflows: np.ndarray
+    spike_counts: dict
+
+    def prediction(self) -> np.ndarray:
+        """Class per sample: argmax of the final Vm when the output layer has one, else of the
+        spike counts (ties to the first index)."""
+        scores = self.outputs.get("v", self.outputs.get("spike_count", self.outputs.get("current")))
+        return np.argmax(scores.reshape(self.batch, -1), axis=1)
+
+    def spike_rate(self, layer: str) -> float:
+        """Mean spikes per neuron per timestep of ``layer``."""
+        counts = self.spike_counts[layer]
+        return float(counts.sum()) / (counts.size * self.timesteps)
