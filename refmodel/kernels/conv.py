@@ -7,9 +7,11 @@ with ``c'(k, c) = (k // (K/groups))·(C/groups) + c``, ``iy = oy·sh + ky − ph
 ``A`` the accumulator format ``acc`` with ``overflow``, applied after every addition
 (``acc_apply="each"``) or once to the exact sum (``"once"``).  ``acc=None``: exact.
 
-The wrapper validates, proves the range of every partial sum, and picks a kernel:
-the fast int32 kernel when the exact sum is all that is needed and fits int32, the
-ordered int64 kernels otherwise (dense, or event-driven for sparse spike inputs).
+The wrapper validates, proves the range of every partial sum, and picks a kernel.
+When only the exact sum is needed and it fits int32: ``_conv_simd.dense_simd``
+(AVX-512, int16 operands) or, event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
+Otherwise the int64 kernels of ``_conv_kernels`` that follow the contract order
+(``dense_ordered``, ``event_ordered``).
 """
 
 from __future__ import annotations
