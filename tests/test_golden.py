@@ -1,0 +1,32 @@
+"""The golden regression set: regenerating every recipe in vectors/recipes gives the arrays
+of its committed vector file in vectors/golden, bit for bit.
+
+After a deliberate change of the arithmetic, regenerate with
+    refmodel gen vectors/recipes/NAME.toml --out vectors/golden/NAME.h5
+and say why in the commit message.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from refmodel.generate import generate
+from refmodel.spec import load_spec
+from refmodel.vectors import VectorFile, compare_files
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+RECIPES = sorted(p.stem for p in (VECTORS / "recipes").glob("*.toml"))
+
+
+def test_every_recipe_has_a_golden_file():
+    assert RECIPES and RECIPES == sorted(p.stem for p in (VECTORS / "golden").glob("*.h5"))
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_regenerating_a_recipe_gives_its_golden_arrays(name, tmp_path):
+    out = tmp_path / f"{name}.h5"
+    generate(load_spec(VECTORS / "recipes" / f"{name}.toml"), out)
+    comparison = compare_files(VECTORS / "golden" / f"{name}.h5", out)
+    assert comparison.equal, comparison.report()
+    with VectorFile(out) as fresh, VectorFile(VECTORS / "golden" / f"{name}.h5") as golden:
+        assert fresh.config_sha256 == golden.config_sha256
