@@ -21,11 +21,14 @@ The last weight layer is the readout and may omit its relu.  Anything else is re
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
 from refmodel.ann import ANN, ANNError, forward
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, quantize
+from refmodel.layers import IF, Conv2d, CountGatePool, Flatten, Linear, OrPool, PooledNeuronPool, SumPool, WinnerSpikePool
+from refmodel.network import Network
 
 __all__ = [
     "ConversionError",
@@ -36,6 +39,9 @@ __all__ = [
     "quantize_parameters",
     "quantize_input",
     "convert",
+    "POOLINGS",
+    "READOUTS",
+    "to_network",
 ]
 
 WEIGHT_KINDS = ("conv", "linear")
@@ -328,3 +334,103 @@ def convert(
     normed, lambdas = normalize(fold_batchnorm(ann), calibration_inputs, percentile)
     formats = choose_formats(normed, input_format, weight_bits, bias_bits, vm_bits, weight_frac, rounding)
     return quantize_parameters(normed, formats, input_format, rounding, overflow), lambdas
+
+
+# --------------------------------------------------------------------------- integers -> Network
+POOLINGS = ("count_gate", "winner_pre", "winner_post", "pooled_neuron", "or")
+READOUTS = ("vm", "spikes")
+
+
+def _avg_scale(entry, area, shift):
+    """The weight layer after an average pool, rescaled to its input's frac ``shift``.
+
+    The sum pool's code ``Σ s`` stands for the mean ``Σ s / 2**shift`` (``area = 2**shift``), so
+    the current ``Σ w·Σ s`` has frac ``fw + shift``: bias, threshold and Vm move to that scale
+    exactly (``b << shift``, ``θ << shift``, Vm and bias formats ``shift`` bits wider and finer).
+    """
+    if area & (area - 1):
+        raise ConversionError(
+            f"layer {entry['name']!r} follows an average pool of area {area}, not a power of two: "
+            "the mean is exact in integers only for areas 2**n (fold 1/area into the weights instead)"
+        )
+    widen = lambda f: QFormat(f.bits + shift, f.frac + shift, f.signed)  # noqa: E731
+    return dict(
+        entry,
+        bias=entry["bias"] << shift, bias_format=widen(entry["bias_format"]),
+        threshold=entry["threshold"] << shift, vm_format=widen(entry["vm_format"]),
+    )  # fmt: skip
+
+
+def _pool_layer(entry, pooling, unit, count_bits, overflow):
+    """The refmodel pooling layer for a maxpool / avgpool entry after weight unit ``unit``."""
+    common = {"name": entry["name"], "kernel": entry["k"], "stride": entry.get("stride", entry["k"])}
+    if entry["kind"] == "avgpool":
+        shift = (entry["k"] * entry["k"]).bit_length() - 1
+        return SumPool(out_format=QFormat(shift + 1, shift, signed=False), overflow=overflow, **common)
+    if pooling == "count_gate":
+        return CountGatePool(count_bits=count_bits, **common)
+    if pooling in ("winner_pre", "winner_post"):
+        return WinnerSpikePool(vm_stage=pooling.split("_")[1], **common)
+    if pooling == "or":
+        return OrPool(**common)
+    return PooledNeuronPool(threshold=unit["threshold"], vm=unit["vm_format"], overflow=overflow, **common)
+
+
+def to_network(
+    layers, input_shape, pooling="count_gate", readout="vm", *, count_bits=8, overflow="ERROR", name="converted"
+) -> Network:
+    """The refmodel Network of ``quantize_parameters``' integer layers (``input_shape`` (C, H, W)).
+
+    Each conv / linear entry becomes Conv2d / Linear (exact accumulation, bias added every
+    timestep) and an IF neuron ``<name>_if``: ``V += I``; ``s = V >= θ``; ``V -= θ`` where s
+    (vm = the entry's vm_format, θ = its threshold, Vm overflow ``overflow``, counted unless
+    ERROR).  The readout's neuron: ``readout="vm"`` integrates only (reset "none": classify by
+    argmax V) or ``"spikes"`` resets by subtraction (classify by argmax of the spike counts).
+    A maxpool becomes ``pooling``: "count_gate" (``count_bits`` counters), "winner_pre" /
+    "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its neuron layer
+    then only integrates, the pool fires at θ and subtracts θ from its window) or "or".  An
+    avgpool of area 2**a becomes a SumPool whose code ``Σ s`` has frac a (the exact mean); the
+    next layer's bias, θ and Vm move to that scale (``_avg_scale``).
+    """
+    if pooling not in POOLINGS:
+        raise ConversionError(f"pooling = {pooling!r} must be one of {', '.join(POOLINGS)}")
+    if readout not in READOUTS:
+        raise ConversionError(f"readout = {readout!r} must be one of {', '.join(READOUTS)}")
+    weights = [e for e in layers if e["kind"] in WEIGHT_KINDS]
+    if not weights or layers[0]["kind"] not in WEIGHT_KINDS:
+        raise ConversionError(
+            f"the layers must start with a conv/linear entry, not {layers[0]['kind'] if layers else 'nothing'} "
+            "(give the stimulus already flat instead of a leading flatten)"
+        )
+    out, unit, prev_kind, avg = [], None, None, None
+    for entry in layers:
+        kind = entry["kind"]
+        if kind in ("maxpool", "avgpool"):
+            if prev_kind not in WEIGHT_KINDS:
+                raise ConversionError(
+                    f"pool {entry['name']!r} follows {prev_kind}: a spiking pool reads one neuron layer, "
+                    "so it must directly follow a conv/linear unit"
+                )
+            if kind == "avgpool":
+                avg = entry["k"] * entry["k"]
+            elif pooling == "pooled_neuron":
+                out[-1] = replace(out[-1], reset="none")
+            out.append(_pool_layer(entry, pooling, unit, count_bits, overflow))
+        elif kind == "flatten":
+            out.append(Flatten(entry["name"]))
+        else:
+            unit = entry if avg is None else _avg_scale(entry, avg, avg.bit_length() - 1)
+            avg = None
+            params = dict(name=unit["name"], weight=unit["weight"], weight_format=unit["weight_format"],
+                          bias=unit["bias"], bias_format=unit["bias_format"])  # fmt: skip
+            if kind == "conv":
+                out.append(Conv2d(stride=unit["stride"], padding=unit["padding"], **params))
+            else:
+                out.append(Linear(**params))
+            reset = "none" if unit["readout"] and readout == "vm" else "subtract"
+            out.append(
+                IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"],
+                   overflow=overflow, compare=">=", reset=reset)
+            )  # fmt: skip
+        prev_kind = kind
+    return Network(out, input_shape, layers[0]["input_format"], name=name)
