@@ -341,18 +341,21 @@ POOLINGS = ("count_gate", "winner_pre", "winner_post", "pooled_neuron", "or")
 READOUTS = ("vm", "spikes")
 
 
-def _avg_scale(entry, area, shift):
-    """The weight layer after an average pool, rescaled to its input's frac ``shift``.
-
-    The sum pool's code ``Σ s`` stands for the mean ``Σ s / 2**shift`` (``area = 2**shift``), so
-    the current ``Σ w·Σ s`` has frac ``fw + shift``: bias, threshold and Vm move to that scale
-    exactly (``b << shift``, ``θ << shift``, Vm and bias formats ``shift`` bits wider and finer).
-    """
+def _avg_shift(entry) -> int:
+    """``a`` with ``k*k = 2**a`` for an avgpool entry; other areas are refused."""
+    area = entry["k"] * entry["k"]
     if area & (area - 1):
         raise ConversionError(
-            f"layer {entry['name']!r} follows an average pool of area {area}, not a power of two: "
-            "the mean is exact in integers only for areas 2**n (fold 1/area into the weights instead)"
+            f"avgpool {entry['name']!r}: area {area} is not a power of two; the mean is exact in "
+            "integers only for areas 2**a (fold 1/area into the next weights before quantizing instead)"
         )
+    return area.bit_length() - 1
+
+
+def _rescaled(entry, shift):
+    """A weight entry whose input codes gained ``shift`` fraction bits (the exact mean of a sum
+    pool): the current ``Σ w·x`` has frac ``fv + shift``, so ``b << shift``, ``θ << shift`` and
+    the bias and Vm formats ``shift`` bits wider and finer (``QFormat(n + a, f + a)``)."""
     widen = lambda f: QFormat(f.bits + shift, f.frac + shift, f.signed)  # noqa: E731
     return dict(
         entry,
@@ -361,11 +364,11 @@ def _avg_scale(entry, area, shift):
     )  # fmt: skip
 
 
-def _pool_layer(entry, pooling, unit, count_bits, overflow):
-    """The refmodel pooling layer for a maxpool / avgpool entry after weight unit ``unit``."""
+def _pool_layer(entry, pooling, unit, shift, count_bits, overflow):
+    """The refmodel pooling layer for a maxpool / avgpool (area ``2**shift``) entry after weight
+    unit ``unit``."""
     common = {"name": entry["name"], "kernel": entry["k"], "stride": entry.get("stride", entry["k"])}
     if entry["kind"] == "avgpool":
-        shift = (entry["k"] * entry["k"]).bit_length() - 1
         return SumPool(out_format=QFormat(shift + 1, shift, signed=False), overflow=overflow, **common)
     if pooling == "count_gate":
         return CountGatePool(count_bits=count_bits, **common)
@@ -390,19 +393,18 @@ def to_network(
     "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its neuron layer
     then only integrates, the pool fires at θ and subtracts θ from its window) or "or".  An
     avgpool of area 2**a becomes a SumPool whose code ``Σ s`` has frac a (the exact mean); the
-    next layer's bias, θ and Vm move to that scale (``_avg_scale``).
+    next layer's bias, θ and Vm move to that scale exactly (``_rescaled``).
     """
     if pooling not in POOLINGS:
         raise ConversionError(f"pooling = {pooling!r} must be one of {', '.join(POOLINGS)}")
     if readout not in READOUTS:
         raise ConversionError(f"readout = {readout!r} must be one of {', '.join(READOUTS)}")
-    weights = [e for e in layers if e["kind"] in WEIGHT_KINDS]
-    if not weights or layers[0]["kind"] not in WEIGHT_KINDS:
+    if not layers or layers[0]["kind"] not in WEIGHT_KINDS:
         raise ConversionError(
             f"the layers must start with a conv/linear entry, not {layers[0]['kind'] if layers else 'nothing'} "
             "(give the stimulus already flat instead of a leading flatten)"
         )
-    out, unit, prev_kind, avg = [], None, None, None
+    out, unit, prev_kind, shift = [], None, None, 0
     for entry in layers:
         kind = entry["kind"]
         if kind in ("maxpool", "avgpool"):
@@ -412,15 +414,14 @@ def to_network(
                     "so it must directly follow a conv/linear unit"
                 )
             if kind == "avgpool":
-                avg = entry["k"] * entry["k"]
+                shift = _avg_shift(entry)
             elif pooling == "pooled_neuron":
                 out[-1] = replace(out[-1], reset="none")
-            out.append(_pool_layer(entry, pooling, unit, count_bits, overflow))
+            out.append(_pool_layer(entry, pooling, unit, shift, count_bits, overflow))
         elif kind == "flatten":
             out.append(Flatten(entry["name"]))
         else:
-            unit = entry if avg is None else _avg_scale(entry, avg, avg.bit_length() - 1)
-            avg = None
+            unit, shift = (_rescaled(entry, shift) if shift else entry), 0
             params = dict(name=unit["name"], weight=unit["weight"], weight_format=unit["weight_format"],
                           bias=unit["bias"], bias_format=unit["bias_format"])  # fmt: skip
             if kind == "conv":
