@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refmodel.cost import measure
 from refmodel.encode import make_encoder, seed_state, xorshift32
 from refmodel.fixed import QFormat
 from refmodel.network import SPIKE, Network, Result
@@ -90,6 +91,7 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="
             per_step = shapes[layer] if signal in ("spikes", "current") else _state_shape(network, layer, signal)
             writer.declare_trace(layer, signal, per_step, fmt)
         result = network.run(stimulus, stim.timesteps, record=chosen, sink=writer.write_step, progress=progress)
+        writer.write_cost(measure(result, stimulus).sections())
         _write_outputs(writer, network, result)
         for i, layer in enumerate(network.layers):
             writer.write_counts(layer.name, "overflow", result.overflows[:, i])

@@ -290,3 +290,23 @@ class VectorFile:
         """``{event: (T,) int64 counts}`` of ``layer``."""
         la = self.layer(layer)
         return {e: self.read(f"counts/{la.key}/{e}") for e in la.counts}
+
+    def cost(self) -> dict:
+        """``{section: {layer: {quantity: int}}}`` of the ``cost`` group (``{}`` when the file has none)."""
+        if "cost" not in self._h5:
+            return {}
+        names = {la.key: la.name for la in self.layers}
+        out = {}
+        for section, group in self._h5["cost"].items():
+            if not isinstance(group, h5py.Group):
+                self._fail(f"/cost/{section} is not a group")
+            out[section] = {}
+            for key, rows in group.items():
+                if key not in names or not isinstance(rows, h5py.Group):
+                    self._fail(f"/cost/{section}/{key} is not the group of a layer")
+                values = dict(sorted(rows.attrs.items()))
+                for quantity, value in values.items():
+                    if not isinstance(value, np.integer):
+                        self._fail(f"/cost/{section}/{key} attribute {quantity!r} = {value!r} is not an integer")
+                out[section][names[key]] = {q: int(v) for q, v in values.items()}
+        return out

@@ -285,3 +285,17 @@ class VectorWriter:
             raise VectorFileError(f"{path}[{int(np.argmin(arr))}] = {int(arr.min())}: counts cannot be negative")
         self._create(path, as_codes(arr, COUNT_FORMAT, path), COUNT_FORMAT, ("t",), None)
 
+    def write_cost(self, sections):
+        """Store cost figures ``{section: {layer: {quantity: int}}}`` (``refmodel.cost.Cost.sections()``)
+        as int64 attributes of ``cost/<section>/<layer key>``, sections and quantities sorted by name."""
+        if "cost" in self._file:
+            raise VectorFileError("the cost is already written")
+        group = self._file.create_group("cost")
+        for section in sorted(sections):
+            sub = group.create_group(check_name(section, "cost section"))
+            rows = sections[section]
+            for layer in sorted(rows, key=self._layer):
+                dest = sub.create_group(self._layer(layer))
+                for quantity, value in sorted(rows[layer].items()):
+                    what = f"cost/{section}/{layer}: {check_name(quantity, 'cost quantity')}"
+                    dest.attrs[quantity] = np.int64(_check_int(value, what, -_INT64_MAX - 1))
