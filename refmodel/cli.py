@@ -9,7 +9,7 @@ import sys
 def _cmd_demo(args) -> int:
     from refmodel.demo import run_demo
 
-    run_demo(out=sys.stdout)
+    run_demo(out=sys.stdout, outdir=args.out)
     return 0
 
 
@@ -64,6 +64,25 @@ def _cmd_check(args) -> int:
     return 0 if result.equal else 1
 
 
+def _cmd_cost(args) -> int:
+    from refmodel import cost
+    from refmodel.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.from_vectors:
+        from refmodel.vectors import VectorFile
+
+        with VectorFile(args.from_vectors) as vf:
+            figures = cost.measure_vectors(spec.network, vf, timesteps=args.timesteps)
+    elif args.static:
+        figures = cost.estimate(spec.network, args.timesteps or spec.stimulus.timesteps)
+    else:
+        figures = cost.measure_spec(spec, timesteps=args.timesteps)
+    text = {"table": figures.to_table, "json": figures.to_json, "csv": figures.to_csv}[args.format]()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def _cmd_export_hex(args) -> int:
     from refmodel.vectors import export_hex
 
@@ -79,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refmodel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser("demo", help="run the built-in example and print what it computed")
+    demo.add_argument("--out", default="refmodel-demo", metavar="DIR",
+                      help="directory for the plot and the vector file (default ./refmodel-demo)")
     demo.set_defaults(func=_cmd_demo)
     gen = commands.add_parser(
         "gen", help="run a network spec bit-exactly and write its HDF5 vector file",
@@ -116,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", help="vector file (HDF5)")
     export.add_argument("dir", help="output directory")
     export.set_defaults(func=_cmd_export_hex)
+    cost = commands.add_parser(
+        "cost", help="operations, memory and memory traffic per layer, static and measured",
+        description="Print the cost of SPEC's network per layer and in total (docs/cost-model.md): static "
+                    "bounds per sample and timestep, memory per sample, and the figures measured over a run: "
+                    "by default a run of the spec's [stimulus] (as refmodel gen would run it), or the run "
+                    "recorded in a vector file (--from-vectors, needs its spike traces), or none (--static).")
+    cost.add_argument("spec", help="network spec (TOML)")
+    cost.add_argument("--timesteps", type=int, help="timesteps T (default: the spec's; with --from-vectors: the file's)")
+    source = cost.add_mutually_exclusive_group()
+    source.add_argument("--from-vectors", metavar="FILE", help="measure from the spikes recorded in this vector file")
+    source.add_argument("--static", action="store_true", help="static figures only, no run")
+    cost.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    cost.set_defaults(func=_cmd_cost)
     return parser
 
 

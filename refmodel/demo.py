@@ -1,0 +1,240 @@
+"""``refmodel demo``: a CNN trained on real handwritten digits, converted to bit-exact spiking
+hardware, measured (accuracy against timesteps, per max-pooling variant, with its cost), plotted,
+and turned into a test-vector file.
+
+The model (``examples/digits/train.py``, float test accuracy 97.2 %) and the images
+(``examples/digits/export_demo_data.py``: the 500 held-out test images and 200 calibration
+images, pixels 0..16) ship in ``refmodel/data``, so the demo needs neither scikit-learn nor
+training.  Conversion (``refmodel.convert``, floats only there): batch-norm folded, λ = the
+99.9th percentile of the calibration activations, 8-bit weights, input u5.4 (pixel / 16 exact),
+IF neurons with reset by subtraction.  Each variant runs once for ``T_max`` timesteps; its
+accuracy at ``T`` is read from the readout Vm after ``T`` steps (``v_post`` at timestep T − 1).
+
+Cost (computed here: ``refmodel.cost`` did not exist when this was written), per image:
+synaptic ops = Σ_t Σ_i s_t[i]·fanout[i] over every spike-input weight layer (an accumulate per
+spike and target); the first layer's MACs, once (its input is constant, so is its current);
+Vm bits = Σ neurons × Vm width; counter bits = Σ count-gated neurons × counter width.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from refmodel import ann as annlib
+from refmodel.convert import convert, quantize_input, to_network
+from refmodel.fixed import QFormat
+from refmodel.generate import generate
+from refmodel.layers import NEURONS, SYNAPSES, CountGatePool, Flatten, Linear
+from refmodel.spec import Spec, StimulusSpec
+
+__all__ = ["run_demo", "load_data", "VARIANTS", "TIMESTEPS"]
+
+TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
+#: (pooling, readout) pairs, in table order.
+VARIANTS = (
+    ("count_gate", "vm"),
+    ("winner_pre", "vm"),
+    ("winner_post", "vm"),
+    ("pooled_neuron", "vm"),
+    ("or", "vm"),
+    ("count_gate", "spikes"),
+)
+INPUT_FORMAT = QFormat(5, 4, signed=False)
+PERCENTILE = 99.9
+VECTOR_IMAGES = 4
+
+
+def load_data():
+    """``(model, data)``: the float digits CNN and the arrays of ``digits_demo.npz``."""
+    root = resources.files("refmodel") / "data"
+    with resources.as_file(root / "digits_cnn.npz") as path:
+        model = annlib.load(path)
+    with resources.as_file(root / "digits_demo.npz") as path, np.load(path) as npz:
+        data = {key: npz[key] for key in npz.files}
+    return model, data
+
+
+def label(pooling, readout) -> str:
+    return pooling if readout == "vm" else f"{pooling} (spike readout)"
+
+
+# --------------------------------------------------------------------------- cost
+def _taps(n_in, n_out, k, stride, pad) -> np.ndarray:
+    """How many (output, kernel tap) pairs of one axis read each input position."""
+    hits = np.zeros(n_in, np.int64)
+    for o in range(n_out):
+        for i in range(k):
+            if 0 <= o * stride + i - pad < n_in:
+                hits[o * stride + i - pad] += 1
+    return hits
+
+
+def fanout(layer, shape_in) -> np.ndarray:
+    """Products each input value of ``layer`` takes part in (per-sample shape ``shape_in``)."""
+    if isinstance(layer, Linear):
+        return np.full(shape_in, layer.weight.shape[0], np.int64)
+    c, h, w = shape_in
+    k, _, kh, kw = layer.weight.shape
+    _, ho, wo = layer.output_shape(shape_in)
+    (sy, sx), (py, px) = layer.stride, layer.padding
+    plane = np.multiply.outer(_taps(h, ho, kh, sy, py), _taps(w, wo, kw, sx, px))
+    return np.broadcast_to((k // layer.groups) * plane, (c, h, w))
+
+
+def _spike_sources(network) -> dict:
+    """{layer whose spikes feed a weight layer: fanout of those spikes (flattened)}; the first
+    weight layer reads the analog input and is left out."""
+    sources = {}
+    for i, layer in enumerate(network.layers):
+        if i == 0 or not isinstance(layer, SYNAPSES):
+            continue
+        j = i - 1 - isinstance(network.layers[i - 1], Flatten)
+        source = network.layers[j]
+        sources[source.name] = fanout(layer, network.shapes[i][0]).reshape(network.shapes[j][1])
+    return sources
+
+
+def memory_bits(network) -> dict:
+    """Per-image state bits (Vm, counters) and the weight + bias bits of ``network``."""
+    vm = counters = weights = 0
+    for layer, (shape_in, _) in zip(network.layers, network.shapes):
+        size = int(np.prod(shape_in))
+        if isinstance(layer, NEURONS):
+            vm += size * layer.vm.bits
+        elif isinstance(layer, CountGatePool):
+            counters += size * layer.count_bits
+        elif isinstance(layer, SYNAPSES):
+            weights += sum(values.size * fmt.bits for values, fmt in layer.params().values())
+    return {"vm_bits": vm, "counter_bits": counters, "weight_bits": weights}
+
+
+# --------------------------------------------------------------------------- simulation
+def run_variant(network, x_codes, labels, timesteps) -> dict:
+    """One run of ``max(timesteps)`` steps; accuracy and synaptic ops per image at each T."""
+    readout = network.layers[-1]
+    signal = "v_post" if readout.reset == "none" else "spikes"
+    sources = _spike_sources(network)
+    counts = {name: 0 for name in sources}
+    score = np.zeros((len(labels), readout_size := int(np.prod(network.output_shape))), np.int64)
+    accuracy, synops = {}, {}
+
+    def sink(layer, sig, t, value):
+        nonlocal score
+        if layer in counts:
+            counts[layer] = counts[layer] + value
+        if layer == readout.name and sig == signal:
+            score = value.reshape(-1, readout_size) if signal == "v_post" else score + value.reshape(-1, readout_size)
+            if t + 1 in timesteps:
+                accuracy[t + 1] = float((np.argmax(score, axis=1) == labels).mean())
+                synops[t + 1] = sum(float((counts[n] * f).sum()) for n, f in sources.items()) / len(labels)
+
+    record = [(name, "spikes") for name in sources] + [(readout.name, signal)]
+    result = network.run(x_codes, max(timesteps), record=record, sink=sink)
+    return {"accuracy": accuracy, "synops": synops, "overflows": int(result.overflows.sum())}
+
+
+# --------------------------------------------------------------------------- outputs
+def _plot(path, float_accuracy, variants, timesteps):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, res in variants.items():
+        ax.plot(timesteps, [100 * res["accuracy"][t] for t in timesteps], marker="o", label=name)
+    ax.axhline(100 * float_accuracy, color="k", linestyle="--", label="float ANN")
+    ax.set(xscale="log", xlabel="timesteps T", ylabel="test accuracy (%)", ylim=(0, 100),
+           title="Digits CNN converted to a bit-exact SNN")  # fmt: skip
+    ax.set_xticks(timesteps, [str(t) for t in timesteps])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _table(out, title, variants, timesteps, cell):
+    print(f"\n{title}", file=out)
+    print(f"  {'variant':<30}" + "".join(f"{'T=' + str(t):>9}" for t in timesteps), file=out)
+    for name, res in variants.items():
+        print(f"  {name:<30}" + "".join(f"{cell(res, t):>9}" for t in timesteps), file=out)
+
+
+def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
+    """Convert, simulate, print the tables, save the plot and the vector file; returns the figures.
+
+    ``quick``: 100 test images and T up to 8 (for tests).
+    """
+    start = time.perf_counter()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model, data = load_data()
+    n = 100 if quick else len(data["y_test"])
+    timesteps = TIMESTEPS[:4] if quick else TIMESTEPS
+    x_float, labels = data["x_test"][:n, None] / 16.0, data["y_test"][:n].astype(np.int64)
+    calib = data["x_calib"][:, None] / 16.0
+    float_accuracy = float((annlib.forward(model, x_float).argmax(axis=1) == labels).mean())
+    layers, lambdas = convert(model, calib, INPUT_FORMAT, percentile=PERCENTILE, weight_bits=8)
+    x_codes = quantize_input(x_float, INPUT_FORMAT)
+    count_bits = max(timesteps).bit_length()  # a counter never saturates within the run
+
+    print("refmodel demo: a CNN trained on scikit-learn's handwritten digits, run as a bit-exact spiking network",
+          file=out)  # fmt: skip
+    print(f"  data: {n} held-out test images (8x8, pixels 0..16), {len(calib)} calibration images", file=out)
+    print(f"  model: {' | '.join(layer['name'] for layer in model.layers)}", file=out)
+    print(f"  conversion: batch-norm folded; lambda (p = {PERCENTILE}) "
+          + ", ".join(f"{k} {v:.3f}" for k, v in lambdas.items()), file=out)  # fmt: skip
+    for e in (e for e in layers if "weight" in e):
+        print(f"    {e['name']}: weights {e['weight_format']}, bias {e['bias_format']}, Vm {e['vm_format']}, "
+              f"threshold {e['threshold']}, clipped {sum(e['clipped'].values())}", file=out)  # fmt: skip
+    print(f"  input {INPUT_FORMAT} (analog, every timestep); IF, V >= threshold, reset by subtraction; "
+          f"count-gate counters {count_bits} bits; Vm registers saturate (counted)", file=out)
+    print(f"\nfloat ANN test accuracy: {100 * float_accuracy:.1f} %", file=out)
+
+    variants, networks = {}, {}
+    for pooling, readout in VARIANTS:
+        network = to_network(layers, model.input_shape, pooling, readout, count_bits=count_bits,
+                             overflow="SAT", name=f"digits_{pooling}")  # fmt: skip
+        name = label(pooling, readout)
+        networks[name] = network
+        variants[name] = run_variant(network, x_codes, labels, timesteps) | memory_bits(network)
+
+    _table(out, f"SNN test accuracy (%), one run of T = {max(timesteps)} per variant, read at each T:",
+           variants, timesteps, lambda r, t: f"{100 * r['accuracy'][t]:.1f}")  # fmt: skip
+    _table(out, "synaptic ops (spike-driven accumulates) per image, up to T:", variants, timesteps,
+           lambda r, t: f"{r['synops'][t]:.0f}")  # fmt: skip
+    first = next(iter(networks.values()))
+    macs = int(fanout(first.layers[0], first.shapes[0][0]).sum())
+    print(f"\ncost per image (all variants also: {macs} first-layer MACs once, the input being constant):", file=out)
+    print(f"  {'variant':<30}{'Vm bits':>9}{'counter bits':>14}{'weight bits':>13}{'overflows':>11}"
+          f"{'best T within 1 pp':>20}", file=out)  # fmt: skip
+    for name, r in variants.items():
+        close = [t for t in timesteps if r["accuracy"][t] >= float_accuracy - 0.01]
+        print(f"  {name:<30}{r['vm_bits']:>9}{r['counter_bits']:>14}{r['weight_bits']:>13}{r['overflows']:>11}"
+              f"{(str(close[0]) if close else '-'):>20}", file=out)  # fmt: skip
+
+    plot = outdir / "accuracy_vs_timesteps.png"
+    try:
+        _plot(plot, float_accuracy, variants, timesteps)
+        print(f"\nplot: {plot}", file=out)
+    except ImportError:
+        plot = None
+        print("\nplot skipped: matplotlib is not installed (pip install 'refmodel[demo]')", file=out)
+
+    vec_t = min(16, max(timesteps))
+    vectors = outdir / f"digits_count_gate_T{vec_t}.h5"
+    spec = Spec(networks["count_gate"], StimulusSpec("analog", "digits", VECTOR_IMAGES, vec_t),
+                {"digits": x_codes[:VECTOR_IMAGES]})  # fmt: skip
+    generate(spec, vectors)
+    print(f"vectors: {vectors} (count gating, {VECTOR_IMAGES} test images, T = {vec_t}, every signal; "
+          f"labels {', '.join(map(str, labels[:VECTOR_IMAGES]))})", file=out)  # fmt: skip
+    seconds = time.perf_counter() - start
+    print(f"done in {seconds:.1f} s", file=out)
+    return {"float_accuracy": float_accuracy, "timesteps": timesteps, "variants": variants, "plot": plot,
+            "vectors": vectors, "seconds": seconds}  # fmt: skip
