@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from refmodel.fixed import QFormat
+from refmodel.fixed import FixedOverflowError, QFormat
 from refmodel.layers import NEURONS, POOLS, SYNAPSES, Flatten, LayerError, LoihiLIF, OrPool, PooledNeuronPool, SumPool
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
@@ -91,6 +91,15 @@ def _check_pooled_neuron(pool, neuron) -> None:
         raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool needs a neuron layer with reset='none' before it")
     if neuron.vm != pool.vm:
         raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}")
+
+
+def _forward(layer, x):
+    """``layer.forward(x)``; an accumulator overflow under ERROR is re-raised naming the layer
+    (the kernel's message names only conv2d/linear, the index and the value)."""
+    try:
+        return layer.forward(x)
+    except FixedOverflowError as err:
+        raise FixedOverflowError(f"layer {layer.name!r}: {err}", index=err.index, value=err.value) from None
 
 
 # which role may follow which ("input" stands before the first layer)
@@ -242,7 +251,7 @@ class Network:
                     if i == 0 and not per_step and constant_current is not None:
                         current, n_over = constant_current
                     else:
-                        current, n_over = layer.forward(x)
+                        current, n_over = _forward(layer, x)
                         if i == 0 and not per_step:
                             constant_current = (current, n_over)
                     emit(layer, "current", t, current)
