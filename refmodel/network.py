@@ -237,10 +237,12 @@ class Network:
         def emit(layer, signal, t, value):
             if value is None or (layer.name, signal) not in wanted:
                 return
+            # a copy: state arrays (counters, a Vm a pooled neuron subtracts from) change in place later
+            value = np.array(value, copy=True)
             if sink is not None:
                 sink(layer.name, signal, t, value)
             else:
-                traces[(layer.name, signal)].append(np.array(value, copy=True))
+                traces[(layer.name, signal)].append(value)
 
         for t in range(timesteps):
             x = stimulus[t] if per_step else stimulus
