@@ -21,7 +21,18 @@ from typing import Callable
 import numpy as np
 
 from refmodel.fixed import FixedOverflowError, QFormat
-from refmodel.layers import NEURONS, POOLS, SYNAPSES, Flatten, LayerError, LoihiLIF, OrPool, PooledNeuronPool, SumPool
+from refmodel.layers import (
+    NEURONS,
+    POOLS,
+    SYNAPSES,
+    DualThreshold,
+    Flatten,
+    LayerError,
+    LoihiLIF,
+    OrPool,
+    PooledNeuronPool,
+    SumPool,
+)
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
 
@@ -89,6 +100,8 @@ def _check_pooled_neuron(pool, neuron) -> None:
     into a Vm of the pool's format."""
     if getattr(neuron, "reset", None) != "none":
         raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool needs a neuron layer with reset='none' before it")
+    if isinstance(neuron, DualThreshold):
+        raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool pools one Vm map: it cannot follow a dual-threshold layer")
     if neuron.vm != pool.vm:
         raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}")
 
