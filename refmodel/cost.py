@@ -57,7 +57,11 @@ PER_STEP = OPS + TRAFFIC
 
 
 class CostError(LayerError):
-    """The cost cannot be computed: names the layer (or network), the field and the value."""
+    """The cost cannot be computed: names the place ("layer 'x'", "network 'y'"), the field and the value."""
+
+    def __init__(self, place: str, field: str, value, problem: str):
+        ValueError.__init__(self, f"{place}: {field} = {value!r} {problem}")
+        self.layer, self.field, self.value = place, field, value
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ class Activity:
 
     def of(self, layer: str) -> np.ndarray:
         if layer not in self.counts:
-            raise CostError(layer, "spikes", None, f"are not available from {self.source} (needed for the measured "
+            raise CostError(f"layer {layer!r}", "spikes", None, f"are not available from {self.source} (needed for the measured "
                             "cost; record the layer's spikes)")
         return self.counts[layer]
 
@@ -328,12 +332,14 @@ def _measured(network, i, static, activity: Activity) -> dict:
 def _cost(network: Network, timesteps: int, batch: int, activity: Activity | None) -> Cost:
     for field, value in (("timesteps", timesteps), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise CostError(network.name, field, value, "must be an integer >= 1")
+            raise CostError(f"network {network.name!r}", field, value, "must be an integer >= 1")
     layers = []
     for i, (layer, (shape_in, shape_out)) in enumerate(zip(network.layers, network.shapes)):
         role = role_of(layer)
-        static, memory = _STATIC[role](network, i, shape_in, shape_out) if role in _STATIC else (
-            _zeros(PER_STEP), _zeros(MEMORY))
+        if role in _STATIC:
+            static, memory = _STATIC[role](network, i, shape_in, shape_out)
+        else:
+            static, memory = _zeros(PER_STEP), _zeros(MEMORY)
         if role in ("neuron", "pool"):
             memory["spike_buffer_bits"] = _spike_buffer_bits(network, i, shape_out)
         static = {k: int(v) for k, v in static.items()}
@@ -374,9 +380,9 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
     written for ``network``), from its recorded spike traces and stimulus."""
     expected = json.loads(json.dumps(network_config(network)))
     if vf.config.get("network") != expected:
-        raise CostError(network.name, "vector file", vf.path, "was not generated from this network (configs differ)")
+        raise CostError(f"network {network.name!r}", "vector file", vf.path, "was not generated from this network (configs differ)")
     if timesteps is not None and timesteps != vf.timesteps:
-        raise CostError(network.name, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
+        raise CostError(f"network {network.name!r}", "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
     counts = {}
     for info in vf.layers:
         if "spikes" in info.signals:

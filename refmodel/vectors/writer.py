@@ -290,12 +290,16 @@ class VectorWriter:
         as int64 attributes of ``cost/<section>/<layer key>``, sections and quantities sorted by name."""
         if "cost" in self._file:
             raise VectorFileError("the cost is already written")
-        group = self._file.create_group("cost")
-        for section in sorted(sections):
-            sub = group.create_group(check_name(section, "cost section"))
-            rows = sections[section]
-            for layer in sorted(rows, key=self._layer):
-                dest = sub.create_group(self._layer(layer))
-                for quantity, value in sorted(rows[layer].items()):
-                    what = f"cost/{section}/{layer}: {check_name(quantity, 'cost quantity')}"
-                    dest.attrs[quantity] = np.int64(_check_int(value, what, -_INT64_MAX - 1))
+        checked = {  # everything is checked before anything is written
+            f"cost/{check_name(section, 'cost section')}/{self._layer(layer)}": {
+                quantity: np.int64(_check_int(value, f"cost/{section}/{layer}: {check_name(quantity, 'cost quantity')}",
+                                              -_INT64_MAX - 1))
+                for quantity, value in sorted(rows[layer].items())
+            }
+            for section, rows in sections.items() for layer in rows
+        }  # fmt: skip
+        self._file.create_group("cost")
+        for path in sorted(checked):
+            group = self._file.create_group(path)
+            for quantity, value in checked[path].items():
+                group.attrs[quantity] = value
