@@ -1,0 +1,293 @@
+"""Network.run against its twin (tests/oracle/network.py) bit for bit, build-time validation,
+determinism across runs and thread counts, the sink path and the constant-current shortcut."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refmodel.fixed import FixedOverflowError, QFormat
+from refmodel.layers import (
+    IF,
+    AvgPool,
+    Conv2d,
+    CountGatePool,
+    DualThreshold,
+    Flatten,
+    LayerError,
+    Linear,
+    LoihiLIF,
+    PooledNeuronPool,
+    WinnerSpikePool,
+)
+from refmodel.network import SIGNALS, Network, NetworkError
+from refmodel.testing import assert_bit_exact, networks, stimuli
+from tests.oracle import network as twin
+
+ROOT = Path(__file__).resolve().parents[1]
+U8, SPIKE = QFormat(8, signed=False), QFormat(1, signed=False)
+
+
+def assert_result_equals_twin(result, expected):
+    """Every trace, overflow count, spike count and output of ``result`` equals the twin's."""
+    assert set(result.traces) == set(expected.traces)
+    for (layer, signal), values in expected.traces.items():
+        assert_bit_exact(values, result.traces[(layer, signal)], layer=layer, signal=signal)
+    assert_bit_exact(np.array(expected.overflows, np.int64), result.overflows, signal="overflows", axes=("t", "layer"))
+    assert set(result.spike_counts) == set(expected.spike_counts)
+    for layer, counts in expected.spike_counts.items():
+        assert_bit_exact(counts, result.spike_counts[layer], layer=layer, signal="spike_count", axes=("n", "c", "y", "x"))
+    assert set(result.outputs) == set(expected.outputs)
+    for name, values in expected.outputs.items():
+        assert_bit_exact(values, result.outputs[name], signal=name, axes=("n", "c", "y", "x"))
+
+
+# --------------------------------------------------------------------------- network == twin
+@given(networks(errors=True), st.integers(1, 6), st.data())
+def test_run_equals_twin(network, timesteps, data):
+    stimulus = data.draw(stimuli(network, timesteps))
+    try:
+        expected = twin.run(network, stimulus, timesteps)
+    except twin.TwinOverflow as overflow:  # Overflow.ERROR: the golden model must refuse the same write
+        with pytest.raises(FixedOverflowError) as err:
+            network.run(stimulus, timesteps, record="all")
+        assert overflow.layer in str(err.value)
+        assert (tuple(int(i) for i in err.value.index), err.value.value) == (overflow.index, overflow.value)
+        return
+    result = network.run(stimulus, timesteps, record="all")
+    assert (result.timesteps, result.batch) == (timesteps, stimulus.shape[-len(network.input_shape) - 1])
+    assert_result_equals_twin(result, expected)
+    # every recorded value fits the format a vector file declares for it
+    for (layer, signal), values in result.traces.items():
+        network.formats[(layer, signal)].check(values, f"{layer}.{signal}")
+
+
+def test_recordable_signals_per_role():
+    """Which signals each kind produces is checked against the twin in test_run_equals_twin;
+    here: layers in order, each signal one SIGNALS names for the layer's role."""
+    conv = Conv2d(name="c", weight=np.ones((2, 1, 1, 1), np.int64), weight_format=QFormat(4))
+    network = Network([conv, IF(name="n", vm=QFormat(8), threshold=2, overflow="SAT"),
+                       CountGatePool(name="p", kernel=2, count_bits=3)], (1, 2, 2), U8)  # fmt: skip
+    recordable = network.recordable()
+    assert [layer for layer, _ in recordable] == ["c"] + ["n"] * 3 + ["p"] * 3
+    roles = {"c": "synapse", "n": "neuron", "p": "pool"}
+    for layer in roles:
+        assert {s for name, s in recordable if name == layer} <= set(SIGNALS[roles[layer]])
+    assert {s for name, s in recordable if name == "p"} == {"spikes", "index", "counters"}
+
+
+@given(networks(max_stages=2), st.integers(1, 4), st.data())
+def test_constant_current_shortcut_equals_recomputation(network, timesteps, data):
+    """An analog (N, ...) stimulus: the first layer's current is computed once.  It equals the
+    twin (which recomputes every step) and the same stimulus repeated per step (T, N, ...)."""
+    stimulus = data.draw(stimuli(network, timesteps, per_step=False))
+    result = network.run(stimulus, timesteps, record="all")
+    assert_result_equals_twin(result, twin.run(network, stimulus, timesteps))
+    repeated = network.run(np.broadcast_to(stimulus, (timesteps, *stimulus.shape)), timesteps, record="all")
+    for key, values in repeated.traces.items():
+        assert_bit_exact(values, result.traces[key], layer=key[0], signal=key[1])
+    assert_bit_exact(repeated.overflows, result.overflows, axes=("t", "layer"))
+
+
+@given(networks(max_stages=2), st.integers(1, 4), st.data())
+def test_sink_gets_the_recorded_traces(network, timesteps, data):
+    """Streaming to a sink (which keeps the arrays it is handed) gives the in-memory traces, in
+    timestep order, and the Result then holds no traces but the same counts and outputs."""
+    stimulus = data.draw(stimuli(network, timesteps))
+    record = data.draw(st.sampled_from(["all", "spikes", network.layers[0].name]))
+    memory = network.run(stimulus, timesteps, record=record)
+    kept, steps = {}, []
+    streamed = network.run(
+        stimulus, timesteps, record=record, progress=steps.append,
+        sink=lambda layer, signal, t, array: kept.setdefault((layer, signal), []).append((t, array)),
+    )  # fmt: skip
+    assert steps == list(range(timesteps))
+    assert streamed.traces == {} and set(kept) == set(memory.traces)
+    for key, items in kept.items():
+        assert [t for t, _ in items] == list(range(timesteps))
+        assert_bit_exact(memory.traces[key], np.stack([a for _, a in items]), layer=key[0], signal=key[1])
+    assert_bit_exact(memory.overflows, streamed.overflows, axes=("t", "layer"))
+    for name, values in memory.outputs.items():
+        assert_bit_exact(values, streamed.outputs[name], signal=name, axes=("n", "c", "y", "x"))
+
+
+@given(networks(max_stages=2), st.integers(1, 3), st.data())
+def test_two_runs_are_identical(network, timesteps, data):
+    stimulus = data.draw(stimuli(network, timesteps))
+    first, second = (network.run(stimulus, timesteps, record="all") for _ in range(2))
+    for key, values in first.traces.items():
+        assert values.dtype == second.traces[key].dtype
+        assert_bit_exact(values, second.traces[key], layer=key[0], signal=key[1])
+    assert_bit_exact(first.overflows, second.overflows, axes=("t", "layer"))
+
+
+# a conv + IF + winner-spike pool + count-gated pool network, run at NUMBA_NUM_THREADS=n
+_THREADED_RUN = """
+import sys, numpy as np
+from refmodel.spec import load_spec
+from refmodel.generate import random_codes
+network = load_spec(sys.argv[1]).network
+x = random_codes((16, *network.input_shape), network.input_format, seed=7)
+result = network.run(x, 6, record="all")
+arrays = {f"{layer}.{signal}": values for (layer, signal), values in result.traces.items()}
+np.savez(sys.argv[2], overflows=result.overflows, **arrays, **{f"out.{k}": v for k, v in result.outputs.items()})
+"""
+
+
+def test_one_thread_equals_two_threads(tmp_path):
+    saved = []
+    for threads in (1, 2):
+        out = tmp_path / f"threads{threads}.npz"
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+        spec = ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"
+        subprocess.run([sys.executable, "-c", _THREADED_RUN, str(spec), str(out)], env=env, check=True, cwd=ROOT)
+        saved.append(np.load(out))
+    one, two = saved
+    assert sorted(one.files) == sorted(two.files) and "if1.spikes" in one.files
+    for name in one.files:
+        assert_bit_exact(one[name], two[name], signal=name)
+
+
+# --------------------------------------------------------------------------- build-time errors
+def conv(name="conv", k=2, c=1, size=1, **fields):
+    return Conv2d(name=name, weight=np.ones((k, c, size, size), np.int64), weight_format=QFormat(4), **fields)
+
+
+def if_layer(name="n", **fields):
+    return IF(name=name, vm=QFormat(12), threshold=3, overflow="SAT", **fields)
+
+
+def pooled(name="pool", vm=QFormat(12)):
+    return PooledNeuronPool(name=name, kernel=2, threshold=3, vm=vm, overflow="SAT")
+
+
+BUILD_ERRORS = {
+    "pool after a synapse": (
+        lambda: Network([conv(), WinnerSpikePool(name="pool", kernel=2)], (1, 4, 4), U8),
+        ("pool", "position", "pool"), "cannot follow synapse"),
+    "pool first": (
+        lambda: Network([WinnerSpikePool(name="pool", kernel=2)], (1, 4, 4), U8),
+        ("pool", "position", "pool"), "cannot follow input"),
+    "neuron after a neuron": (
+        lambda: Network([conv(), if_layer("a"), if_layer("b")], (1, 4, 4), U8),
+        ("b", "position", "neuron"), "cannot follow neuron"),
+    "pooled_neuron after a neuron that resets": (
+        lambda: Network([conv(), if_layer(reset="subtract"), pooled()], (1, 4, 4), U8),
+        ("pool", "position", "n"), "reset='none'"),
+    "pooled_neuron after a dual-threshold layer": (
+        lambda: Network([conv(), DualThreshold(name="dt", vm=QFormat(12), theta1=2, theta2=4, reset="none",
+                                               overflow="SAT"), pooled()], (1, 4, 4), U8),
+        ("pool", "position", "dt"), "dual-threshold"),
+    "pooled_neuron with another Vm format": (
+        lambda: Network([conv(), if_layer(reset="none"), pooled(vm=QFormat(10))], (1, 4, 4), U8),
+        ("pool", "vm", "s10.0"), "differs from the Vm format s12.0"),
+    "conv input channels": (
+        lambda: Network([conv(c=3)], (2, 4, 4), U8),
+        ("conv", "weight", None), "expects 3 input channels, the input has 2"),
+    "conv kernel larger than the input": (
+        lambda: Network([conv(size=5)], (1, 4, 4), U8),
+        ("conv", "weight", None), "kernel 5x5 exceeds padded input 4x4"),
+    "linear on an image": (
+        lambda: Network([conv(), if_layer(), Linear(name="fc", weight=np.ones((2, 32), np.int64),
+                                                    weight_format=QFormat(4))], (1, 4, 4), U8),
+        ("fc", "weight", None), "expects (32,) inputs, got (2, 4, 4)"),
+    "linear features": (
+        lambda: Network([conv(), if_layer(), Flatten(name="flat"),
+                         Linear(name="fc", weight=np.ones((2, 31), np.int64), weight_format=QFormat(4))], (1, 4, 4), U8),
+        ("fc", "weight", None), "expects (31,) inputs, got (32,)"),
+    "pool window larger than the input": (
+        lambda: Network([conv(), if_layer(), AvgPool(name="pool", kernel=4, out_format=QFormat(4),
+                                                     rounding="TRN")], (1, 2, 2), U8),
+        ("pool", "shape", (2, 2, 2)), "smaller than the 4x4 window"),
+    "duplicate names": (
+        lambda: Network([conv(name="x"), if_layer(name="x")], (1, 4, 4), U8),
+        ("x", "name", "x"), "used by an earlier layer"),
+    "no layers": (lambda: Network([], (1, 4, 4), U8), ("network", "layers", []), "at least one layer"),
+    "input format": (lambda: Network([conv()], (1, 4, 4), "u8"), ("network", "input_format", "u8"), "must be a QFormat"),
+    "not a layer": (lambda: Network([conv(), "relu"], (1, 4, 4), U8), ("?", "layer", "str"), "not a refmodel layer"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BUILD_ERRORS, ids=list(BUILD_ERRORS))
+def test_build_errors_name_layer_field_value(case):
+    build, (layer, field, value), problem = BUILD_ERRORS[case]
+    with pytest.raises(LayerError) as err:
+        build()
+    assert (err.value.layer, err.value.field) == (layer, field)
+    if value is not None:
+        assert err.value.value == value
+    assert f"layer {layer!r}: {field} = " in str(err.value) and problem in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """conv 1->2 (1x1) + IF over (1, 4, 4) u8 codes."""
+    return Network([conv(), if_layer()], (1, 4, 4), U8, name="small")
+
+
+def test_unknown_record_name_is_refused_with_the_choices(small):
+    with pytest.raises(NetworkError) as err:
+        small.run(np.zeros((1, 1, 4, 4), np.int64), 2, record=["n.spikes", "n.vpre"])
+    assert (err.value.layer, err.value.field, err.value.value) == ("small", "record", "n.vpre")
+    assert "available: conv.current, n.v_pre, n.v_post, n.spikes" in str(err.value)
+
+
+def test_record_selects_by_layer_signal_or_pair(small):
+    x = np.arange(16).reshape(1, 1, 4, 4)
+    every = small.run(x, 3, record="all").traces
+    assert list(every) == small.recordable()
+    for record, keys in [
+        ("n", [("n", "v_pre"), ("n", "v_post"), ("n", "spikes")]),
+        ("spikes", [("n", "spikes")]),
+        (["n.spikes", ("conv", "current")], [("conv", "current"), ("n", "spikes")]),
+        ("none", []),
+        (None, []),
+    ]:  # fmt: skip
+        chosen = small.run(x, 3, record=record).traces
+        assert list(chosen) == keys
+        for key in keys:
+            assert_bit_exact(every[key], chosen[key], layer=key[0], signal=key[1])
+
+
+STIMULUS_ERRORS = {
+    "wrong sample shape": (np.zeros((1, 1, 4, 5), np.int64), 2, "stimulus", "must be (N, 1, 4, 4) or (T, N, ...)"),
+    "too few axes": (np.zeros((4, 4), np.int64), 2, "stimulus", "must be (N, 1, 4, 4)"),
+    "per-step timesteps": (np.zeros((3, 1, 1, 4, 4), np.int64), 2, "stimulus", "has 3 timesteps, the run asks for 2"),
+    "float codes": (np.zeros((1, 1, 4, 4)), 2, "stimulus", "must be integer codes, got dtype float64"),
+    "zero timesteps": (np.zeros((1, 1, 4, 4), np.int64), 0, "timesteps", "must be an integer >= 1"),
+    "bool timesteps": (np.zeros((1, 1, 4, 4), np.int64), True, "timesteps", "must be an integer >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", STIMULUS_ERRORS, ids=list(STIMULUS_ERRORS))
+def test_bad_stimulus_is_refused(small, case):
+    stimulus, timesteps, field, problem = STIMULUS_ERRORS[case]
+    with pytest.raises(NetworkError) as err:
+        small.run(stimulus, timesteps)
+    assert (err.value.layer, err.value.field) == ("small", field)
+    assert problem in str(err.value)
+
+
+def test_stimulus_outside_the_input_format_names_index_and_value(small):
+    x = np.zeros((2, 1, 4, 4), np.int64)
+    x[1, 0, 2, 3] = 256
+    with pytest.raises(FixedOverflowError) as err:
+        small.run(x, 1)
+    assert err.value.index == (1, 0, 2, 3) and err.value.value == 256
+    assert "network 'small': stimulus[1, 0, 2, 3] = 256 does not fit u8.0" in str(err.value)
+
+
+def test_loihi_current_beyond_16_bits_names_the_layer():
+    """A LoihiLIF takes 16-bit currents: an exact accumulator that exceeds them is refused at
+    the step with the layer, field and value."""
+    linear = Linear(name="fc", weight=np.full((1, 2), 127), weight_format=QFormat(8))
+    network = Network([linear, LoihiLIF(name="lif", du=0, dv=0, vth=10)], (2,), U8)
+    with pytest.raises(LayerError) as err:
+        network.run(np.full((1, 2), 255), 1)
+    assert err.value.layer == "lif" and "current" in err.value.field and err.value.value == 127 * 255 * 2
