@@ -168,6 +168,8 @@ def test_vm_max_pooling_needs_no_counters(vgg_costs):
     windows = pooled_inputs // 4
     assert gate.static["pool_ops"] == winner.static["pool_ops"] == pooled.static["pool_ops"] == 3 * windows
     assert pooled.static["threshold_compares"] == winner.static["threshold_compares"] + windows
+    state = {v: c.memory["vm_bits"] + c.memory["counter_bits"] + c.memory["spike_buffer_bits"] for v, c in vgg_costs.items()}
+    assert state == {"count_gate": 4_739_754, "winner_spike": 3_822_250, "pooled_neuron": 3_822_250}  # docs/cost-model.md
 
 
 # --------------------------------------------------------------------------- measured = counted from traces
