@@ -10,10 +10,10 @@ training.  Conversion (``refmodel.convert``, floats only there): batch-norm fold
 IF neurons with reset by subtraction.  Each variant runs once for ``T_max`` timesteps; its
 accuracy at ``T`` is read from the readout Vm after ``T`` steps (``v_post`` at timestep T − 1).
 
-Cost (computed here: ``refmodel.cost`` did not exist when this was written), per image:
-synaptic ops = Σ_t Σ_i s_t[i]·fanout[i] over every spike-input weight layer (an accumulate per
-spike and target); the first layer's MACs, once (its input is constant, so is its current);
-Vm bits = Σ neurons × Vm width; counter bits = Σ count-gated neurons × counter width.
+Cost per image, with ``refmodel.cost`` (docs/cost-model.md): synaptic ops up to T =
+Σ_{t<T} Σ_i s_t[i]·fan_out[i] over every spike-input weight layer (one accumulate per spike
+and target; at T_max this is ``cost.measure``'s ``synops``); the first layer's MACs per
+evaluation; Vm, counter and weight + bias memory bits.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import numpy as np
 
 from refmodel import ann as annlib
 from refmodel.convert import convert, quantize_input, to_network
+from refmodel.cost import estimate, fan_out
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
-from refmodel.layers import NEURONS, SYNAPSES, CountGatePool, Flatten, Linear
+from refmodel.layers import SYNAPSES, Flatten
 from refmodel.spec import Spec, StimulusSpec
 
 __all__ = ["run_demo", "load_data", "VARIANTS", "TIMESTEPS"]
@@ -64,53 +65,23 @@ def label(pooling, readout) -> str:
 
 
 # --------------------------------------------------------------------------- cost
-def _taps(n_in, n_out, k, stride, pad) -> np.ndarray:
-    """How many (output, kernel tap) pairs of one axis read each input position."""
-    hits = np.zeros(n_in, np.int64)
-    for o in range(n_out):
-        for i in range(k):
-            if 0 <= o * stride + i - pad < n_in:
-                hits[o * stride + i - pad] += 1
-    return hits
-
-
-def fanout(layer, shape_in) -> np.ndarray:
-    """Products each input value of ``layer`` takes part in (per-sample shape ``shape_in``)."""
-    if isinstance(layer, Linear):
-        return np.full(shape_in, layer.weight.shape[0], np.int64)
-    c, h, w = shape_in
-    k, _, kh, kw = layer.weight.shape
-    _, ho, wo = layer.output_shape(shape_in)
-    (sy, sx), (py, px) = layer.stride, layer.padding
-    plane = np.multiply.outer(_taps(h, ho, kh, sy, py), _taps(w, wo, kw, sx, px))
-    return np.broadcast_to((k // layer.groups) * plane, (c, h, w))
-
-
 def _spike_sources(network) -> dict:
-    """{layer whose spikes feed a weight layer: fanout of those spikes (flattened)}; the first
-    weight layer reads the analog input and is left out."""
+    """{layer whose spikes feed a weight layer: ``fan_out`` of those spikes, in that layer's
+    output shape}; the first weight layer reads the analog input and is left out."""
     sources = {}
     for i, layer in enumerate(network.layers):
         if i == 0 or not isinstance(layer, SYNAPSES):
             continue
         j = i - 1 - isinstance(network.layers[i - 1], Flatten)
-        source = network.layers[j]
-        sources[source.name] = fanout(layer, network.shapes[i][0]).reshape(network.shapes[j][1])
+        sources[network.layers[j].name] = fan_out(layer, network.shapes[i][0]).reshape(network.shapes[j][1])
     return sources
 
 
 def memory_bits(network) -> dict:
-    """Per-image state bits (Vm, counters) and the weight + bias bits of ``network``."""
-    vm = counters = weights = 0
-    for layer, (shape_in, _) in zip(network.layers, network.shapes):
-        size = int(np.prod(shape_in))
-        if isinstance(layer, NEURONS):
-            vm += size * layer.vm.bits
-        elif isinstance(layer, CountGatePool):
-            counters += size * layer.count_bits
-        elif isinstance(layer, SYNAPSES):
-            weights += sum(values.size * fmt.bits for values, fmt in layer.params().values())
-    return {"vm_bits": vm, "counter_bits": counters, "weight_bits": weights}
+    """Per-image Vm, counter and weight + bias bits (``refmodel.cost.estimate``)."""
+    memory = estimate(network).total().memory
+    return {"vm_bits": memory["vm_bits"], "counter_bits": memory["counter_bits"],
+            "weight_bits": memory["weight_bits"] + memory["bias_bits"]}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- simulation
@@ -209,14 +180,14 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
            variants, timesteps, lambda r, t: f"{100 * r['accuracy'][t]:.1f}")  # fmt: skip
     _table(out, "synaptic ops (spike-driven accumulates) per image, up to T:", variants, timesteps,
            lambda r, t: f"{r['synops'][t]:.0f}")  # fmt: skip
-    first = next(iter(networks.values()))
-    macs = int(fanout(first.layers[0], first.shapes[0][0]).sum())
-    print(f"\ncost per image (all variants also: {macs} first-layer MACs once, the input being constant):", file=out)
-    print(f"  {'variant':<30}{'Vm bits':>9}{'counter bits':>14}{'weight bits':>13}{'overflows':>11}"
+    macs = estimate(networks["count_gate"]).layers[0].static["macs"]
+    print(f"\ncost per image (every variant also: {macs} first-layer MACs per evaluation of its analog "
+          "input current, constant over T):", file=out)  # fmt: skip
+    print(f"  {'variant':<30}{'Vm bits':>9}{'counter bits':>14}{'weight+bias bits':>18}{'overflows':>11}"
           f"{'best T within 1 pp':>20}", file=out)  # fmt: skip
     for name, r in variants.items():
         close = [t for t in timesteps if r["accuracy"][t] >= float_accuracy - 0.01]
-        print(f"  {name:<30}{r['vm_bits']:>9}{r['counter_bits']:>14}{r['weight_bits']:>13}{r['overflows']:>11}"
+        print(f"  {name:<30}{r['vm_bits']:>9}{r['counter_bits']:>14}{r['weight_bits']:>18}{r['overflows']:>11}"
               f"{(str(close[0]) if close else '-'):>20}", file=out)  # fmt: skip
 
     plot = outdir / "accuracy_vs_timesteps.png"
