@@ -378,6 +378,21 @@ def test_measure_vectors_refuses_what_it_cannot_measure(count_gate_file, tmp_pat
         cost.measure_vectors(spec.network, vf)
 
 
+def test_reading_the_cost_refuses_foreign_members(count_gate_file, tmp_path):
+    import shutil
+
+    import h5py
+
+    for member, value, message in (("cost/static/000_conv1", 1.5, "'x' = 1.5 is not an integer"),
+                                   ("cost/static/999_ghost", 1, "is not the group of a layer")):
+        path = tmp_path / "foreign.h5"
+        shutil.copy(count_gate_file[1], path)
+        with h5py.File(path, "a") as h5:
+            h5.require_group(member).attrs["x"] = value
+        with VectorFile(path) as vf, pytest.raises(VectorFileError, match=message):
+            vf.cost()
+
+
 def test_write_cost_refuses_non_integers(tmp_path):
     writer = VectorWriter(tmp_path / "x.h5", config={}, seed=0, timesteps=1, batch=1)
     try:
