@@ -27,7 +27,17 @@ import numpy as np
 
 from refmodel.ann import ANN, ANNError, forward
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, quantize
-from refmodel.layers import IF, Conv2d, CountGatePool, Flatten, Linear, OrPool, PooledNeuronPool, SumPool, WinnerSpikePool
+from refmodel.layers import (
+    IF,
+    Conv2d,
+    CountGatePool,
+    Flatten,
+    Linear,
+    OrPool,
+    PooledNeuronPool,
+    SumPool,
+    WinnerSpikePool,
+)
 from refmodel.network import Network
 
 __all__ = [

@@ -399,7 +399,8 @@ def test_to_network_equals_the_hand_computation(pooling):
                                    "winner_post": "WinnerSpikePool", "pooled_neuron": "PooledNeuronPool",
                                    "or": "OrPool"}[pooling]  # fmt: skip
     result = net.run(HAND_CODES, 4, record=["conv1.current", "pool1.spikes", "fc_if.v_post"])
-    np.testing.assert_array_equal(result.traces[("conv1", "current")][:, 0, 0], np.tile([[127, 43], [43, 106]], (4, 1, 1)))
+    current = result.traces[("conv1", "current")][:, 0, 0]
+    np.testing.assert_array_equal(current, np.tile([[127, 43], [43, 106]], (4, 1, 1)))
     np.testing.assert_array_equal(result.traces[("pool1", "spikes")].ravel(), HAND_POOL_OUT)
     np.testing.assert_array_equal(result.traces[("fc_if", "v_post")][:, 0], [[32, 6], [96, -4], [160, -14], [224, -24]])
     assert result.prediction().tolist() == [0] and result.overflows.sum() == 0
@@ -425,7 +426,8 @@ def test_to_network_spike_readout_and_average_pool_by_hand():
     assert (fc.bias_format, readout.vm, readout.threshold) == (QFormat(18, 8), QFormat(18, 8), 256)
     result = net.run(HAND_CODES, 4, record=["pool1.spikes", "fc_if.v_post"])
     np.testing.assert_array_equal(result.traces[("pool1", "spikes")].ravel(), [0, 2, 4, 2])
-    np.testing.assert_array_equal(result.traces[("fc_if", "v_post")][:, 0], [[128, 24], [320, 16], [576, -24], [768, -32]])
+    v = result.traces[("fc_if", "v_post")][:, 0]
+    np.testing.assert_array_equal(v, [[128, 24], [320, 16], [576, -24], [768, -32]])
 
 
 def test_to_network_refuses_what_it_cannot_map():
