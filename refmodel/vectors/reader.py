@@ -307,6 +307,6 @@ class VectorFile:
                 values = dict(sorted(rows.attrs.items()))
                 for quantity, value in values.items():
                     if not isinstance(value, np.integer):
-                        self._fail(f"/cost/{section}/{key} attribute {quantity!r} = {value!r} is not an integer")
+                        self._fail(f"/cost/{section}/{key} attribute {quantity!r} = {value} is not an integer")
                 out[section][names[key]] = {q: int(v) for q, v in values.items()}
         return out
