@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, QFormat
@@ -31,7 +31,9 @@ from refmodel.testing import assert_bit_exact, networks, stimuli
 from tests.oracle import network as twin
 
 ROOT = Path(__file__).resolve().parents[1]
-U8, SPIKE = QFormat(8, signed=False), QFormat(1, signed=False)
+U8 = QFormat(8, signed=False)
+# test_run_equals_twin carries the breadth; tests of one mechanism need fewer examples
+mechanism = settings(max_examples=30)
 
 
 def assert_result_equals_twin(result, expected):
@@ -82,6 +84,7 @@ def test_recordable_signals_per_role():
     assert {s for name, s in recordable if name == "p"} == {"spikes", "index", "counters"}
 
 
+@mechanism
 @given(networks(max_stages=2), st.integers(1, 4), st.data())
 def test_constant_current_shortcut_equals_recomputation(network, timesteps, data):
     """An analog (N, ...) stimulus: the first layer's current is computed once.  It equals the
@@ -95,6 +98,7 @@ def test_constant_current_shortcut_equals_recomputation(network, timesteps, data
     assert_bit_exact(repeated.overflows, result.overflows, axes=("t", "layer"))
 
 
+@mechanism
 @given(networks(max_stages=2), st.integers(1, 4), st.data())
 def test_sink_gets_the_recorded_traces(network, timesteps, data):
     """Streaming to a sink (which keeps the arrays it is handed) gives the in-memory traces, in
@@ -117,6 +121,7 @@ def test_sink_gets_the_recorded_traces(network, timesteps, data):
         assert_bit_exact(values, streamed.outputs[name], signal=name, axes=("n", "c", "y", "x"))
 
 
+@mechanism
 @given(networks(max_stages=2), st.integers(1, 3), st.data())
 def test_two_runs_are_identical(network, timesteps, data):
     stimulus = data.draw(stimuli(network, timesteps))

@@ -1,0 +1,225 @@
+"""TOML specs: the recipes load with the shapes their files describe, any network survives
+network -> TOML text -> network, network_config is stable JSON, and bad specs are refused
+naming the file or layer, the field and the value."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from refmodel.fixed import QFormat
+from refmodel.spec import SpecError, kind_of, layer_config, load_spec, network_config
+from refmodel.testing import assert_bit_exact, networks
+
+RECIPES = Path(__file__).resolve().parents[1] / "vectors" / "recipes"
+
+# per recipe: each layer's (name, kind, input shape, output shape), worked out from the .toml by hand
+RECIPE_SHAPES = {
+    "conv_if_vmpool": [
+        ("conv1", "conv2d", (1, 8, 8), (4, 8, 8)),  # 3x3, padding 1
+        ("if1", "if", (4, 8, 8), (4, 8, 8)),
+        ("pool1", "winner_spike", (4, 8, 8), (4, 4, 4)),
+        ("flat", "flatten", (4, 4, 4), (64,)),
+        ("fc", "linear", (64,), (3,)),
+        ("readout", "if", (3,), (3,)),
+    ],
+    "count_gate": [
+        ("conv1", "conv2d", (2, 6, 6), (4, 6, 6)),
+        ("if1", "if", (4, 6, 6), (4, 6, 6)),
+        ("pool1", "count_gate", (4, 6, 6), (4, 3, 3)),
+        ("flat", "flatten", (4, 3, 3), (36,)),
+        ("fc", "linear", (36,), (3,)),
+        ("readout", "if", (3,), (3,)),
+    ],
+    "dt_t1": [
+        ("conv1", "conv2d", (2, 6, 6), (3, 6, 6)),
+        ("dt1", "dual_threshold", (3, 6, 6), (6, 6, 6)),  # [s1, s2]
+        ("flat", "flatten", (6, 6, 6), (216,)),
+        ("fc", "linear", (216,), (4,)),
+        ("readout", "if", (4,), (4,)),
+    ],
+    "loihi_lif": [
+        ("fc", "linear", (12,), (5,)),
+        ("lif", "loihi_lif", (5,), (5,)),
+    ],
+}
+
+
+def test_every_recipe_is_listed():
+    assert sorted(p.stem for p in RECIPES.glob("*.toml")) == sorted(RECIPE_SHAPES)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_SHAPES))
+def test_recipe_loads_with_its_shapes(recipe):
+    spec = load_spec(RECIPES / f"{recipe}.toml")
+    network = spec.network
+    assert network.name == recipe
+    got = [(layer.name, kind_of(layer), *shapes) for layer, shapes in zip(network.layers, network.shapes)]
+    assert got == RECIPE_SHAPES[recipe]
+    # arrays come from the .npz, bit for bit
+    with np.load(RECIPES / f"{recipe}.npz") as arrays:
+        for layer in network.layers:
+            for param, (values, _) in getattr(layer, "params", dict)().items():
+                assert_bit_exact(arrays[f"{layer.name}.{param}"], values, layer=layer.name, signal=param, axes=("k", "c", "y", "x"))
+
+
+# --------------------------------------------------------------------------- round trip
+def toml_value(value) -> str:
+    """A TOML value for the subset a spec uses: ints, strings, bools, lists, tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def spec_text(network) -> str:
+    """A spec file for ``network`` with every array inline (fields left None are omitted)."""
+    lines = [f"name = {toml_value(network.name)}", f"input_shape = {toml_value(list(network.input_shape))}",
+             f"input_format = {toml_value(network.input_format.to_dict())}"]  # fmt: skip
+    for layer in network.layers:
+        lines += ["", "[[layers]]"]
+        for key, value in layer_config(layer).items():
+            raw = getattr(layer, key, None)
+            if isinstance(raw, np.ndarray):
+                value = raw.tolist()
+            if value is not None:
+                lines.append(f"{key} = {toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=40)
+@given(networks())
+def test_network_survives_a_toml_round_trip(tmp_path_factory, network):
+    path = tmp_path_factory.mktemp("spec") / "net.toml"
+    path.write_text(spec_text(network))
+    loaded = load_spec(path).network
+    assert network_config(loaded) == network_config(network)
+    assert loaded.shapes == network.shapes and loaded.formats == network.formats
+    for a, b in zip(network.layers, loaded.layers):
+        for param, (values, fmt) in getattr(a, "params", dict)().items():
+            assert b.params()[param][1] == fmt
+            assert_bit_exact(values, b.params()[param][0], layer=a.name, signal=param, axes=("k", "c", "y", "x"))
+
+
+# --------------------------------------------------------------------------- network_config
+def test_network_config_is_stable_json():
+    path = RECIPES / "conv_if_vmpool.toml"
+    first, second = network_config(load_spec(path).network), network_config(load_spec(path).network)
+    text = json.dumps(first, sort_keys=True)
+    assert text == json.dumps(second, sort_keys=True) and json.loads(text) == first
+    conv = first["layers"][0]
+    assert list(conv) == ["kind", "name", "weight", "weight_format", "bias", "bias_format", "stride", "padding",
+                          "groups", "acc_format", "overflow", "acc_apply"]  # fmt: skip
+    with np.load(RECIPES / "conv_if_vmpool.npz") as arrays:
+        weight = arrays["conv1.weight"]
+    assert conv["weight"] == {
+        "shape": [4, 1, 3, 3],
+        "sha256": hashlib.sha256(weight.astype("<i8").tobytes()).hexdigest(),
+    }
+    assert conv["weight_format"] == {"bits": 8, "frac": 0, "signed": True}
+    assert (conv["overflow"], conv["stride"], conv["padding"]) == ("SAT", [1, 1], [1, 1])
+    neuron = first["layers"][1]
+    assert (neuron["overflow"], neuron["threshold"], neuron["v_min"]) == ("SAT", 12000, -12000)
+
+
+def test_network_config_does_not_depend_on_the_array_dtype():
+    spec = load_spec(RECIPES / "loihi_lif.toml")
+    fc = spec.network.layers[0]
+    narrow = type(fc)(name=fc.name, weight=fc.weight.astype(np.int8), weight_format=fc.weight_format)
+    assert layer_config(narrow) == layer_config(fc)
+
+
+# --------------------------------------------------------------------------- errors
+GOOD = """
+name = "t"
+input_shape = [4]
+input_format = {bits = 8, signed = false}
+arrays = "t.npz"
+
+[stimulus]
+batch = 1
+
+[[layers]]
+kind = "linear"
+name = "fc"
+weight = "fc.weight"
+weight_format = {bits = 8}
+
+[[layers]]
+kind = "if"
+name = "out"
+vm = {bits = 16}
+threshold = 100
+"""
+
+
+def write_spec(tmp_path, text, arrays=True):
+    if arrays:
+        np.savez(tmp_path / "t.npz", **{"fc.weight": np.ones((2, 4), np.int64)})
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_good_spec_loads(tmp_path):
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    assert spec.network.output_shape == (2,) and spec.stimulus.batch == 1
+    assert spec.network.layer("out").vm == QFormat(16)
+
+
+SPEC_ERRORS = {
+    "unknown kind": (('kind = "if"', 'kind = "relu"'), ("out", "kind", "relu"), "must be one of conv2d, linear"),
+    "unknown field": (("threshold = 100", "threshold = 100\nthreshhold = 5"), ("out", "threshhold", 5), "is not a field of if"),
+    "missing array key": (('weight = "fc.weight"', 'weight = "fc.w"'), ("fc", "weight", "fc.w"), "names no array"),
+    "bad QFormat table": (("vm = {bits = 16}", "vm = {bits = 16, sign = true}"), ("out", "vm", {"bits": 16, "sign": True}),
+                          "is not a QFormat"),
+    "QFormat out of range": (("vm = {bits = 16}", "vm = {bits = 0}"), ("out", "vm", {"bits": 0}), "bits must be in 1..64"),
+    "missing layer field": (("threshold = 100", ""), ("out", "fields", ["name", "vm"]), "threshold"),
+    "unknown top-level key": (('name = "t"', 'name = "t"\nseed = 3'), ("{path}", "seed", 3), "is not a spec key"),
+    "missing top-level key": (("input_shape = [4]", ""), ("{path}", "input_shape", None), "is required"),
+    "unknown stimulus key": (("batch = 1", "batch = 1\nbatches = 2"), ("{path}", "stimulus.batches", 2), "is not a stimulus key"),
+    "unknown encoding": (("batch = 1", 'encoding = "poisson"'), ("{path}", "stimulus.encoding", "poisson"), "must be one of"),
+    "unknown source": (("batch = 1", 'source = "pixels"'), ("{path}", "stimulus.source", "pixels"), "neither 'random' nor"),
+    "TOML syntax error": (("threshold = 100", "threshold = = 100"), ("{path}", "file", "{path}"), "is not valid TOML"),
+    "layer error inside": (("threshold = 100", "threshold = 100\ncompare = '=>'"), ("out", "compare", "=>"), "must be one of"),
+    "network error inside": (("input_shape = [4]", "input_shape = [5]"), ("fc", "weight", None), "expects (4,) inputs, got (5,)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SPEC_ERRORS, ids=list(SPEC_ERRORS))
+def test_spec_errors_name_place_field_value(tmp_path, case):
+    (old, new), (place, field, value), problem = SPEC_ERRORS[case]
+    assert old in GOOD
+    path = write_spec(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ValueError) as err:
+        load_spec(path)
+    assert (err.value.layer, err.value.field) == (place.format(path=path), field)
+    if value is not None:
+        assert err.value.value == (value.format(path=path) if isinstance(value, str) else value)
+    assert problem in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert (err.value.layer, err.value.field) == (str(path), "file")
+    assert "cannot be read: No such file or directory" in str(err.value)
+
+
+def test_missing_npz(tmp_path):
+    path = write_spec(tmp_path, GOOD, arrays=False)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert (err.value.layer, err.value.field, err.value.value) == (str(path), "arrays", "t.npz")
+    assert "cannot be loaded" in str(err.value)
