@@ -86,23 +86,21 @@ def memory_bits(network) -> dict:
 
 # --------------------------------------------------------------------------- simulation
 def run_variant(network, x_codes, labels, timesteps) -> dict:
-    """One run of ``max(timesteps)`` steps; accuracy and synaptic ops per image at each T."""
+    """One run of ``max(timesteps)`` steps; accuracy and synaptic ops per image after each T in
+    ``timesteps``.  The scores after T steps are the readout's V (``v_post`` of timestep T - 1)
+    or, for a spiking readout, its spikes summed over the T steps."""
     readout = network.layers[-1]
     signal = "v_post" if readout.reset == "none" else "spikes"
     sources = _spike_sources(network)
-    counts = {name: 0 for name in sources}
-    score = np.zeros((len(labels), readout_size := int(np.prod(network.output_shape))), np.int64)
+    totals = dict.fromkeys([*sources, readout.name], 0)  # spikes summed so far (the readout's V)
     accuracy, synops = {}, {}
 
     def sink(layer, sig, t, value):
-        nonlocal score
-        if layer in counts:
-            counts[layer] = counts[layer] + value
-        if layer == readout.name and sig == signal:
-            score = value.reshape(-1, readout_size) if signal == "v_post" else score + value.reshape(-1, readout_size)
-            if t + 1 in timesteps:
-                accuracy[t + 1] = float((np.argmax(score, axis=1) == labels).mean())
-                synops[t + 1] = sum(float((counts[n] * f).sum()) for n, f in sources.items()) / len(labels)
+        totals[layer] = value if sig == "v_post" else totals[layer] + value
+        if layer == readout.name and t + 1 in timesteps:
+            scores = totals[layer].reshape(len(labels), -1)
+            accuracy[t + 1] = float((np.argmax(scores, axis=1) == labels).mean())
+            synops[t + 1] = sum(float((totals[n] * f).sum()) for n, f in sources.items()) / len(labels)
 
     record = [(name, "spikes") for name in sources] + [(readout.name, signal)]
     result = network.run(x_codes, max(timesteps), record=record, sink=sink)
