@@ -106,14 +106,13 @@ class Cost:
     def sections(self) -> dict:
         """``{section: {layer: {quantity: int}}}`` with sections "static", "memory" and (when
         measured) "measured": what vector files store in their ``cost`` group."""
-        out = {"static": {la.name: la.static for la in self.layers}, "memory": {la.name: la.memory for la in self.layers}}
-        if self.measured_from is not None:
-            out["measured"] = {la.name: la.measured for la in self.layers}
-        return out
+        names = ("static", "memory") + (() if self.measured_from is None else ("measured",))
+        return {section: {la.name: getattr(la, section) for la in self.layers} for section in names}
 
     def to_dict(self) -> dict:
         def entry(la):
-            return {"name": la.name, "kind": la.kind, "static": la.static, "memory": la.memory, "measured": la.measured}
+            return {"name": la.name, "kind": la.kind, "static": la.static, "memory": la.memory,
+                    "measured": la.measured}
 
         return {
             "network": self.network, "timesteps": self.timesteps, "batch": self.batch,
@@ -184,8 +183,8 @@ class Activity:
 
     def of(self, layer: str) -> np.ndarray:
         if layer not in self.counts:
-            raise CostError(f"layer {layer!r}", "spikes", None, f"are not available from {self.source} (needed for the measured "
-                            "cost; record the layer's spikes)")
+            raise CostError(f"layer {layer!r}", "spikes", None,
+                            f"are not available from {self.source} (the measured cost needs them: record them)")
         return self.counts[layer]
 
 
@@ -346,7 +345,8 @@ def _cost(network: Network, timesteps: int, batch: int, activity: Activity | Non
         memory = {k: int(v) for k, v in memory.items()}
         measured = None if activity is None else _measured(network, i, static, activity)
         layers.append(LayerCost(layer.name, kind_of(layer), static, memory, measured))
-    return Cost(network.name, int(timesteps), int(batch), tuple(layers), None if activity is None else activity.source)
+    source = None if activity is None else activity.source
+    return Cost(network.name, int(timesteps), int(batch), tuple(layers), source)
 
 
 # --------------------------------------------------------------------------- public entry points
@@ -379,10 +379,11 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
     """Static and measured figures of the run a vector file recorded (an open ``VectorFile``
     written for ``network``), from its recorded spike traces and stimulus."""
     expected = json.loads(json.dumps(network_config(network)))
+    where = f"network {network.name!r}"
     if vf.config.get("network") != expected:
-        raise CostError(f"network {network.name!r}", "vector file", vf.path, "was not generated from this network (configs differ)")
+        raise CostError(where, "vector file", vf.path, "was not generated from this network (configs differ)")
     if timesteps is not None and timesteps != vf.timesteps:
-        raise CostError(f"network {network.name!r}", "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
+        raise CostError(where, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
     counts = {}
     for info in vf.layers:
         if "spikes" in info.signals:

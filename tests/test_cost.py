@@ -50,7 +50,8 @@ def fc_head(features, widths):
     layers = [Flatten("flat")]
     for i, k in enumerate(widths):
         last = i == len(widths) - 1
-        layers += [linear(f"fc{i}", k, features), IF(name=f"fc{i}_if", vm=V16, threshold=100, reset="none" if last else "subtract")]
+        reset = "none" if last else "subtract"
+        layers += [linear(f"fc{i}", k, features), IF(name=f"fc{i}_if", vm=V16, threshold=100, reset=reset)]
         features = k
     return layers
 
@@ -168,8 +169,9 @@ def test_vm_max_pooling_needs_no_counters(vgg_costs):
     windows = pooled_inputs // 4
     assert gate.static["pool_ops"] == winner.static["pool_ops"] == pooled.static["pool_ops"] == 3 * windows
     assert pooled.static["threshold_compares"] == winner.static["threshold_compares"] + windows
-    state = {v: c.memory["vm_bits"] + c.memory["counter_bits"] + c.memory["spike_buffer_bits"] for v, c in vgg_costs.items()}
-    assert state == {"count_gate": 4_739_754, "winner_spike": 3_822_250, "pooled_neuron": 3_822_250}  # docs/cost-model.md
+    state = {v: sum(c.memory[k] for k in ("vm_bits", "counter_bits", "spike_buffer_bits"))
+             for v, c in vgg_costs.items()}  # the docs' table:
+    assert state == {"count_gate": 4_739_754, "winner_spike": 3_822_250, "pooled_neuron": 3_822_250}
 
 
 # --------------------------------------------------------------------------- measured = counted from traces
@@ -327,7 +329,8 @@ def test_static_formulas_of_one_layer_of_each_kind():
 
 
 def test_outputs_are_integers_in_every_format():
-    figures = cost.measure_spec(load_spec(RECIPES[0]))
+    spec = load_spec(RECIPES[0])
+    figures = cost.measure_spec(spec)
     data = json.loads(figures.to_json())
     assert data == json.loads(json.dumps(figures.to_dict()))
     assert data["total"]["measured"] == figures.total().measured
@@ -338,11 +341,7 @@ def test_outputs_are_integers_in_every_format():
     table = figures.to_table()
     assert all(la.name in table for la in figures.layers) and "static bound x T x N" in table
     with pytest.raises(cost.CostError, match="timesteps = 0"):
-        cost.estimate(figures_net(), timesteps=0)
-
-
-def figures_net():
-    return load_spec(RECIPES[0]).network
+        cost.estimate(spec.network, timesteps=0)
 
 
 # --------------------------------------------------------------------------- vector files
