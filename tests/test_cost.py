@@ -326,6 +326,9 @@ def test_static_formulas_of_one_layer_of_each_kind():
     dt = cost.estimate(Network([linear("fc", 3, 4), dual], (4,), SPIKE)).layer("dt")
     assert dt.static["threshold_compares"] == 6 and dt.static["leak_ops"] == 3
     assert dt.memory["refractory_bits"] == 3 * 3 and dt.memory["spike_buffer_bits"] == 6
+    dual = DualThreshold(name="dt", vm=V16, theta1=1, theta2=2)
+    pooled = Network([conv("c", 3, 1), dual, WinnerSpikePool(name="p", kernel=2)], (1, 4, 6), SPIKE)
+    assert cost.estimate(pooled).layer("p").static["pool_ops"] == 3 * 2 * 3 * 3  # one argmax per Vm window
 
 
 def test_outputs_are_integers_in_every_format():
