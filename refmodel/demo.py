@@ -115,8 +115,8 @@ def _plot(path, float_accuracy, variants, timesteps):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name, res in variants.items():
-        ax.plot(timesteps, [100 * res["accuracy"][t] for t in timesteps], marker="o", label=name)
+    for (name, res), marker in zip(variants.items(), "osD^vx"):  # distinct markers: some curves coincide
+        ax.plot(timesteps, [100 * res["accuracy"][t] for t in timesteps], marker=marker, fillstyle="none", label=name)
     ax.axhline(100 * float_accuracy, color="k", linestyle="--", label="float ANN")
     ax.set(xscale="log", xlabel="timesteps T", ylabel="test accuracy (%)", ylim=(0, 100),
            title="Digits CNN converted to a bit-exact SNN")  # fmt: skip
