@@ -146,18 +146,18 @@ class Cost:
             rows = [(la.name, la.kind, *(getattr(la, section)[k] for k in keys)) for la in (*self.layers, total)]
             parts.append(f"\n{title}\n" + _render(("layer", "kind", *keys), rows + list(extra)))
 
-        def times(label, factor, section, keys):
-            return [(label, "", *(getattr(total, section)[k] * factor for k in keys))]
+        def times(label, factor, keys):  # a row of static totals scaled by ``factor``
+            return [(label, "", *(total.static[k] * factor for k in keys))]
 
         block("operations per sample and timestep (static bound)", "static", OPS,
-              times(f"total x T = {T}", T, "static", OPS))
+              times(f"total x T = {T}", T, OPS))
         block("memory per sample (weights, neurons: counts; others: bits)", "memory", MEMORY)
         block("memory traffic per sample and timestep (static bound, bits)", "static", TRAFFIC,
-              times(f"total x T = {T}", T, "static", TRAFFIC))
+              times(f"total x T = {T}", T, TRAFFIC))
         if self.measured_from is not None:
             for title, keys in (("operations", OPS), ("memory traffic (bits)", TRAFFIC)):
                 block(f"{title}, measured over the run (T = {T}, N = {N})", "measured", keys,
-                      times("static bound x T x N", T * N, "static", keys))
+                      times("static bound x T x N", T * N, keys))
         return "\n".join(parts)
 
 
