@@ -1,7 +1,8 @@
 """Network.run against its twin (tests/oracle/network.py) bit for bit, build-time validation,
 determinism across runs and thread counts, the sink path and the constant-current shortcut."""
 
-import json
+import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, QFormat
@@ -296,3 +297,50 @@ def test_loihi_current_beyond_16_bits_names_the_layer():
     with pytest.raises(LayerError) as err:
         network.run(np.full((1, 2), 255), 1)
     assert err.value.layer == "lif" and "current" in err.value.field and err.value.value == 127 * 255 * 2
+
+
+# --------------------------------------------------------------------------- docs/testing.md example
+EXAMPLE = ROOT / "examples" / "property_test_example.py"
+
+
+def test_docs_show_the_example_verbatim():
+    assert EXAMPLE.read_text() in (ROOT / "docs" / "testing.md").read_text()
+
+
+def load_example(**overrides):
+    """The example module, built while a profile of the current settings with ``overrides`` is
+    loaded (its ``@settings(deadline=None)`` inherits the rest from the profile loaded then)."""
+    settings.register_profile("before-example", settings.default)
+    settings.register_profile("example", settings.default, **overrides)
+    settings.load_profile("example")
+    try:
+        spec = importlib.util.spec_from_file_location("property_test_example", EXAMPLE)
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+    finally:
+        settings.load_profile("before-example")
+    return example
+
+
+def test_example_passes_and_catches_a_wrapping_dut(monkeypatch):
+    """The worked example passes against its DUT model, and fails with the first-mismatch
+    report when the DUT's membrane register wraps instead of saturating (found, not shrunk:
+    shrinking takes tens of seconds)."""
+    example = load_example(max_examples=25, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    example.test_dut_matches_golden()
+    monkeypatch.setattr(example, "dut_linear_if", functools.partial(example.dut_linear_if, overflow="WRAP"))
+    with pytest.raises(AssertionError, match=r"^layer if, signal spikes: first mismatch at t=\d+ n=\d+ c=\d+: expected"):
+        example.test_dut_matches_golden()
+
+
+def test_testing_module_works_without_hypothesis():
+    """assert_bit_exact needs no hypothesis; a strategy says which extra to install."""
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "import refmodel.testing as t\n"
+        "t.assert_bit_exact([1, 2], [1, 2])\n"
+        "try:\n    t.networks()\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
+    assert out.stdout.strip() == "the strategies of refmodel.testing need hypothesis: pip install 'refmodel[test]'"
