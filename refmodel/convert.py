@@ -1,4 +1,5 @@
-"""ANN -> SNN conversion, float side: batch-norm folding, data-based normalization, quantization.
+"""ANN -> SNN conversion: batch-norm folding, data-based normalization, quantization (floats),
+then the refmodel spiking network (integers).
 
 Following Rueckauer et al. 2016 ("Theory and tools for the conversion of analog to spiking
 convolutional neural networks") and the SNN Toolbox.  The steps, each a function (method,
@@ -9,9 +10,11 @@ equations and choices: ``docs/conversion.md``)::
     formats = choose_formats(normed, input_format, weight_bits=8) # per-layer QFormats
     layers = quantize_parameters(normed, formats, input_format)   # integer codes + QFormats
     x_codes = quantize_input(x, input_format)                     # analog input current, per step
+    network = to_network(layers, input_shape, "count_gate")       # refmodel layers, integers only
 
 or all at once ``layers, lambdas = convert(ann, x_calib, input_format)``.  Floats live only
-here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes with a QFormat.
+here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes with a QFormat,
+and ``to_network`` only moves integers into refmodel's spiking layers.
 
 The network must be a chain of *units*: a weight layer (conv or linear), optionally a batchnorm
 (folded), a relu (the IF neuron's rate approximates it), then any maxpool / avgpool / flatten.

@@ -33,7 +33,7 @@ from refmodel.generate import generate
 from refmodel.layers import SYNAPSES, Flatten
 from refmodel.spec import Spec, StimulusSpec
 
-__all__ = ["run_demo", "load_data", "VARIANTS", "TIMESTEPS"]
+__all__ = ["run_demo", "load_data", "run_variant", "label", "VARIANTS", "TIMESTEPS"]
 
 TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 #: (pooling, readout) pairs, in table order.
@@ -61,6 +61,7 @@ def load_data():
 
 
 def label(pooling, readout) -> str:
+    """A variant's name in the tables: the pooling, plus the readout when it is not the Vm."""
     return pooling if readout == "vm" else f"{pooling} (spike readout)"
 
 
