@@ -280,9 +280,9 @@ def pool_layers(input_shape, *, neuron=None, name="pool", kinds=POOL_KINDS, erro
     return build()
 
 
-def networks(*, max_stages=3, neuron_kinds=NEURON_KINDS, pool_kinds=POOL_KINDS, errors=False):
-    """Valid random small Networks: an image (C<=3, H, W<=6) or vector (F<=8) input of spikes
-    (u1.0) or analog codes, then 1..``max_stages`` stages of synapse (conv2d on images, linear
+def networks(*, max_stages=3, image=None, neuron_kinds=NEURON_KINDS, pool_kinds=POOL_KINDS, errors=False):
+    """Valid random small Networks: an image (C<=3, H, W<=6) or vector (F<=8) input (``image``
+    True, False, or None: either) of spikes (u1.0) or analog codes, then 1..``max_stages`` stages of synapse (conv2d on images, linear
     on vectors) -> neuron layer -> optional pool (images) -> optional flatten, sometimes ending
     with a bare synapse (the output is then its current).  Every kind of ``neuron_kinds`` and
     ``pool_kinds`` may appear; shapes and formats chain."""
@@ -290,7 +290,7 @@ def networks(*, max_stages=3, neuron_kinds=NEURON_KINDS, pool_kinds=POOL_KINDS, 
 
     @st.composite
     def build(draw):
-        if draw(st.booleans()):
+        if draw(st.booleans()) if image is None else image:
             shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
         else:
             shape = (draw(st.integers(1, 8)),)
@@ -308,7 +308,7 @@ def networks(*, max_stages=3, neuron_kinds=NEURON_KINDS, pool_kinds=POOL_KINDS, 
         kinds_here = tuple(k for k in pool_kinds if k != "pooled_neuron" or integrators)
         stages = draw(st.integers(1, max_stages))
         for i in range(stages):
-            pool_kind = draw(st.none() | st.sampled_from(kinds_here)) if len(shape) == 3 and kinds_here else None
+            pool_kind = draw(st.sampled_from((None, *kinds_here))) if len(shape) == 3 else None
             kinds, reset = (integrators, "none") if pool_kind == "pooled_neuron" else (neuron_kinds, None)
             kind = draw(st.sampled_from(kinds))
             shape = synapse(i, 16 if kind == "loihi_lif" else None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, QFormat
@@ -28,13 +28,13 @@ from refmodel.layers import (
     WinnerSpikePool,
 )
 from refmodel.network import SIGNALS, Network, NetworkError
-from refmodel.testing import assert_bit_exact, networks, stimuli
+from refmodel.testing import POOL_KINDS, assert_bit_exact, networks, stimuli
 from tests.oracle import network as twin
 
 ROOT = Path(__file__).resolve().parents[1]
 U8 = QFormat(8, signed=False)
 # test_run_equals_twin carries the breadth; tests of one mechanism need fewer examples
-mechanism = settings(max_examples=30)
+mechanism = settings(max_examples=20)
 
 
 def assert_result_equals_twin(result, expected):
@@ -52,12 +52,11 @@ def assert_result_equals_twin(result, expected):
 
 
 # --------------------------------------------------------------------------- network == twin
-@given(networks(errors=True), st.integers(1, 6), st.data())
-def test_run_equals_twin(network, timesteps, data):
-    stimulus = data.draw(stimuli(network, timesteps))
+def check_against_twin(network, timesteps, stimulus):
+    """Network.run(record="all") equals the twin; under ERROR both refuse the same write."""
     try:
         expected = twin.run(network, stimulus, timesteps)
-    except twin.TwinOverflow as overflow:  # Overflow.ERROR: the golden model must refuse the same write
+    except twin.TwinOverflow as overflow:
         with pytest.raises(FixedOverflowError) as err:
             network.run(stimulus, timesteps, record="all")
         assert overflow.layer in str(err.value)
@@ -69,6 +68,21 @@ def test_run_equals_twin(network, timesteps, data):
     # every recorded value fits the format a vector file declares for it
     for (layer, signal), values in result.traces.items():
         network.formats[(layer, signal)].check(values, f"{layer}.{signal}")
+
+
+@given(networks(errors=True), st.integers(1, 6), st.data())
+def test_run_equals_twin(network, timesteps, data):
+    check_against_twin(network, timesteps, data.draw(stimuli(network, timesteps)))
+
+
+@pytest.mark.parametrize("pool", POOL_KINDS)
+@settings(max_examples=10)
+@given(timesteps=st.integers(1, 6), data=st.data())
+def test_run_equals_twin_with_each_pool(pool, timesteps, data):
+    """Pools follow image stages only; make sure each variant is drawn (with every neuron kind it may follow)."""
+    network = data.draw(networks(image=True, pool_kinds=(pool,), errors=True))
+    assume(any(getattr(layer, "kind", None) == pool for layer in network.layers))
+    check_against_twin(network, timesteps, data.draw(stimuli(network, timesteps)))
 
 
 def test_recordable_signals_per_role():
