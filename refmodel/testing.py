@@ -307,6 +307,7 @@ def networks(*, max_stages=3, image=None, neuron_kinds=NEURON_KINDS, pool_kinds=
         integrators = tuple(k for k in neuron_kinds if k in ("if", "lif"))
         kinds_here = tuple(k for k in pool_kinds if k != "pooled_neuron" or integrators)
         stages = draw(st.integers(1, max_stages))
+        final_synapse = draw(st.integers(0, 3)) == 0
         for i in range(stages):
             pool_kind = draw(st.sampled_from((None, *kinds_here))) if len(shape) == 3 else None
             kinds, reset = (integrators, "none") if pool_kind == "pooled_neuron" else (neuron_kinds, None)
@@ -319,10 +320,10 @@ def networks(*, max_stages=3, image=None, neuron_kinds=NEURON_KINDS, pool_kinds=
                 pool = draw(pool_layers(shape, neuron=neuron, name=f"pool{i}", kinds=(pool_kind,), errors=errors))
                 layers.append(pool)
                 shape = pool.output_shape(shape)
-            if len(shape) == 3 and i < stages - 1 and draw(st.booleans()):
+            if len(shape) == 3 and (i < stages - 1 or final_synapse) and draw(st.booleans()):
                 layers.append(Flatten(name=f"flat{i}"))
                 shape = (math.prod(shape),)
-        if draw(st.integers(0, 4)) == 0:
+        if final_synapse:
             synapse(stages)
         return Network(layers, input_shape, input_format)
 
