@@ -79,18 +79,24 @@ def _signal_formats(layer, role, x_format, formats) -> QFormat:
         formats[(name, "current")] = fmt
         return fmt
     if role == "neuron":
+        if isinstance(layer, LoihiLIF):
+            lo, hi = LoihiLIF.A_IN_FORMAT.min_int, LoihiLIF.A_IN_FORMAT.max_int
+            if x_format.min_int < lo or x_format.max_int > hi:
+                raise NetworkError(
+                    name, "input current", str(x_format), f"can leave Loihi's 16-bit a_in range {lo}..{hi}"
+                )
         vm = LoihiLIF.U_FORMAT if isinstance(layer, LoihiLIF) else layer.vm
         formats.update({(name, "v_pre"): vm, (name, "v_post"): vm, (name, "spikes"): SPIKE})
         return SPIKE
     if role == "pool":
         out = layer.out_format if isinstance(layer, SumPool) else SPIKE
         formats[(name, "spikes")] = out
-        if hasattr(layer, "count_format"):
-            formats[(name, "counters")] = layer.count_format
         if not isinstance(layer, (SumPool, OrPool)):
             formats[(name, "index")] = QFormat(max(1, (layer.area - 1).bit_length()), signed=False)
         if hasattr(layer, "vm"):
             formats[(name, "v")] = layer.vm
+        if hasattr(layer, "count_format"):
+            formats[(name, "counters")] = layer.count_format
         return out
     return x_format
 
@@ -161,6 +167,8 @@ class Network:
             shapes.append((shape, out))
             x_format = _signal_formats(layer, role, x_format, formats)
             previous, shape = role, out
+        if previous == "flatten":
+            raise NetworkError(layer.name, "position", "flatten", "a network cannot end with a flatten layer")
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "formats", formats)
 

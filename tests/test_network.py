@@ -304,13 +304,13 @@ def test_stimulus_outside_the_input_format_names_index_and_value(small):
 
 
 def test_loihi_current_beyond_16_bits_names_the_layer():
-    """A LoihiLIF takes 16-bit currents: an exact accumulator that exceeds them is refused at
-    the step with the layer, field and value."""
+    """A LoihiLIF takes 16-bit currents: an exact accumulator that can exceed them is refused
+    when the network is built, with the layer, field and the current's format."""
     linear = Linear(name="fc", weight=np.full((1, 2), 127), weight_format=QFormat(8))
-    network = Network([linear, LoihiLIF(name="lif", du=0, dv=0, vth=10)], (2,), U8)
     with pytest.raises(LayerError) as err:
-        network.run(np.full((1, 2), 255), 1)
-    assert err.value.layer == "lif" and "current" in err.value.field and err.value.value == 127 * 255 * 2
+        Network([linear, LoihiLIF(name="lif", du=0, dv=0, vth=10)], (2,), U8)
+    # |I| <= 127 * 255 * 2 = 64770 needs 16 magnitude bits: the exact current format is s17
+    assert err.value.layer == "lif" and "current" in err.value.field and err.value.value == "s17.0"
 
 
 # --------------------------------------------------------------------------- docs/testing.md example

@@ -28,6 +28,17 @@ def _check_accumulator(layer, acc_format, overflow, acc_apply) -> None:
         raise LayerError(layer, "acc_apply", acc_apply, f"must be one of {ACC_APPLY}")
 
 
+def _check_bias_fits_accumulator(layer, bias, acc_format, overflow, acc_apply) -> None:
+    """Under acc_apply="each" the accumulator register starts at the bias (arithmetic.md §4)."""
+    if bias is None or acc_format is None or acc_apply != "each":
+        return
+    lo, hi = acc_format.bounds(overflow)
+    outside = np.flatnonzero((bias < lo) | (bias > hi))
+    if outside.size:
+        k = int(outside[0])
+        raise LayerError(layer, f"bias[{k}]", int(bias[k]), f"does not fit the accumulator {acc_format} ({lo}..{hi})")
+
+
 def _bias(layer, bias, bias_format, k):
     if bias is None:
         if bias_format is not None:
@@ -74,6 +85,7 @@ class Conv2d:
             raise LayerError(self.name, "groups", self.groups, f"must be >= 1 and divide K = {w.shape[0]}")
         set_(self, "bias", _bias(self.name, self.bias, self.bias_format, w.shape[0]))
         _check_accumulator(self.name, self.acc_format, self.overflow, self.acc_apply)
+        _check_bias_fits_accumulator(self.name, self.bias, self.acc_format, self.overflow, self.acc_apply)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         """(K, Ho, Wo) for an input (C, H, W)."""
@@ -127,6 +139,7 @@ class Linear:
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", _bias(self.name, self.bias, self.bias_format, w.shape[0]))
         _check_accumulator(self.name, self.acc_format, self.overflow, self.acc_apply)
+        _check_bias_fits_accumulator(self.name, self.bias, self.acc_format, self.overflow, self.acc_apply)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) != 1 or input_shape[0] != self.weight.shape[1]:
