@@ -1,0 +1,702 @@
+"""Speed of whole-network simulation, bit-exact integers against a float32 torch loop, in one run.
+
+Two networks at batch 16, weights random 8-bit integers (seeded), analog 8-bit input:
+
+* ``vgg``: 3×32×32 → conv 64, 64, Vm max-pool, 128, 128, pool, 256, 256, pool (3×3, pad 1,
+  IF ``>=``, reset by subtraction, 24-bit saturating Vm; pools: ``WinnerSpikePool``, winner
+  by post-reset Vm) → flatten → FC 512 (IF) → FC 10 readout (IF, no reset), T = 16.
+* ``dtscnn``: the DT-SCNN CIFAR-10 network of mission.md: DT conv 48, 128, avgpool, 192,
+  avgpool, 192, 128, avgpool (``DualThreshold``, ``>``, leak ×0.5, reset to zero when s1 or
+  s2 fires; ``AvgPool`` 2×2 keeping the exact mean, codes 0..4 /4) → FC 4096→1024→1024
+  (LIF, same leak and reset) → 10 readout (IF, no reset), T = 1 (the paper's operating point).
+
+Thresholds (``THRESHOLDS``) were chosen so that every spiking layer fires about 10% of the
+time (DT: s1 ~15%, s2 ~5%); the measured rates are printed.  Per network, in interleaved
+rounds (median over rounds; ratios taken within a round):
+
+* ``refmodel``: ``Network.run(x, T)`` without traces (best of ``--reps`` runs per round);
+* ``refmodel + vectors``: ``refmodel.generate.generate`` with ``record="all"`` (every trace of
+  every layer streamed into an HDF5 vector file, the main job);
+* ``torch f32``: the same layers, weights and thresholds as a float32 torch loop
+  (``torch.no_grad``, the first layer's constant current computed once, as refmodel does),
+  when torch is importable (best of ``--reps``); its readout Vm is checked equal to refmodel's.
+
+Wall time and the process' CPU time (all threads) are both reported: the machine is shared,
+and CPU time is less sensitive to other processes.  ``--prototype`` adds two cases that
+measure proposals for refmodel (applied here by replacing functions for the duration of a run,
+results checked equal): the conv wrapper's per-call weight work cached (``WeightCaches``),
+then also the neuron layers stepped without per-call checks and in place (``_fast_step``).
+Then a profile of the least disturbed of 3 runs (1 recorded run), by timers around each
+layer's ``forward``/``step`` and around the kernels and helpers they call.
+
+    python benchmarks/bench_network.py [--quick] [--rounds 3] [--reps 3] [--threads 2] [--prototype]
+
+``--quick``: one round, best of 2 (under a minute once numba's cache is warm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numba  # noqa: E402
+
+import refmodel.kernels._conv_kernels as conv_kernels  # noqa: E402
+import refmodel.kernels._conv_simd as conv_simd  # noqa: E402
+import refmodel.kernels.conv as conv_mod  # noqa: E402
+import refmodel.kernels.neurons as neuron_kernels  # noqa: E402
+import refmodel.kernels.pooling as pool_kernels  # noqa: E402
+from refmodel.fixed import Overflow, QFormat, Rounding  # noqa: E402
+from refmodel.generate import generate  # noqa: E402
+from refmodel.layers import (  # noqa: E402
+    IF, LIF, AvgPool, Conv2d, DualThreshold, Flatten, Linear, NeuronStep, WinnerSpikePool,
+)
+from refmodel.network import Network  # noqa: E402
+from refmodel.spec import Spec, StimulusSpec  # noqa: E402
+from refmodel.vectors.writer import VectorWriter  # noqa: E402
+
+BATCH = 16
+PIXEL = QFormat(8, signed=False)
+W8 = QFormat(8)
+VM = QFormat(24)  # saturating membrane potential
+HALF = {"leak": "mul", "leak_mult": 1, "leak_shift": 1}  # V <- floor(V / 2), the DT-SCNN leak
+MEAN4 = QFormat(3, 2, signed=False)  # the exact mean of a 2×2 window of spikes: codes 0..4, /4
+THRESHOLDS = {
+    "vgg": {"if1": 192317, "if2": 794, "if3": 1535, "if4": 1376, "if5": 1354, "if6": 1852, "if7": 1971},
+    "dtscnn": {
+        "dt1": (64365, 98544), "dt2": (598, 1017), "dt3": (2761, 4697), "dt4": (3282, 5727),
+        "dt5": (1076, 1909), "lif1": 4459, "lif2": 939,
+    },
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- networks
+def _conv(rng, name, cin, cout):
+    return Conv2d(name, rng.integers(-128, 128, (cout, cin, 3, 3)), W8, padding=1)
+
+
+def _linear(rng, name, fin, fout):
+    return Linear(name, rng.integers(-128, 128, (fout, fin)), W8)
+
+
+def _readout():
+    return IF(name="readout", vm=VM, overflow="SAT", threshold=VM.max_int, reset="none")
+
+
+def vgg(seed=1):
+    thr, rng, layers, cin = THRESHOLDS["vgg"], np.random.default_rng(seed), [], 3
+    for i, (cout, pool) in enumerate(((64, 0), (64, 1), (128, 0), (128, 1), (256, 0), (256, 1)), 1):
+        layers += [_conv(rng, f"conv{i}", cin, cout), IF(name=f"if{i}", vm=VM, overflow="SAT", threshold=thr[f"if{i}"])]
+        if pool:
+            layers.append(WinnerSpikePool(name=f"pool{i}", kernel=2, vm_stage="post"))
+        cin = cout
+    layers += [
+        Flatten("flat"), _linear(rng, "fc1", 4096, 512), IF(name="if7", vm=VM, overflow="SAT", threshold=thr["if7"]),
+        _linear(rng, "fc2", 512, 10), _readout(),
+    ]  # fmt: skip
+    return Network(layers, (3, 32, 32), PIXEL, name="vgg")
+
+
+def dtscnn(seed=2):
+    thr, rng, layers, cin = THRESHOLDS["dtscnn"], np.random.default_rng(seed), [], 3
+    for i, (cout, pool) in enumerate(((48, 0), (128, 1), (192, 1), (192, 0), (128, 1)), 1):
+        t1, t2 = thr[f"dt{i}"]
+        layers += [
+            _conv(rng, f"conv{i}", cin, cout),
+            DualThreshold(name=f"dt{i}", vm=VM, overflow="SAT", theta1=t1, theta2=t2, compare=">", reset="zero",
+                          reset_by="either", **HALF),
+        ]  # fmt: skip
+        if pool:
+            layers.append(AvgPool(name=f"avg{i}", kernel=2, out_format=MEAN4, rounding="TRN"))
+        cin = 2 * cout
+    layers.append(Flatten("flat"))
+    for i, (fin, fout) in enumerate(((4096, 1024), (1024, 1024)), 1):
+        layers += [
+            _linear(rng, f"fc{i}", fin, fout),
+            LIF(name=f"lif{i}", vm=VM, overflow="SAT", threshold=thr[f"lif{i}"], compare=">", reset="zero", **HALF),
+        ]  # fmt: skip
+    layers += [_linear(rng, "fc3", 1024, 10), _readout()]
+    return Network(layers, (3, 32, 32), PIXEL, name="dtscnn")
+
+
+NETWORKS = {"vgg": (vgg, 16), "dtscnn": (dtscnn, 1)}
+
+
+def stimulus(seed=7):
+    return np.random.default_rng(seed).integers(0, 256, (BATCH, 3, 32, 32))
+
+
+# --------------------------------------------------------------------------- synaptic ops
+def _synapse_sources(network):
+    """{synaptic layer name: name of the layer whose output it reads (None: the stimulus)}."""
+    sources, last = {}, None
+    for layer in network.layers:
+        if isinstance(layer, (Conv2d, Linear)):
+            sources[layer.name] = last
+        if not isinstance(layer, Flatten):
+            last = layer.name
+    return sources
+
+
+def _reach(layer, shape_in):
+    """(H, W) map: how many output pixels each input pixel reaches (1 for a linear layer)."""
+    if isinstance(layer, Linear):
+        return np.ones(1)
+    _, h, w = shape_in
+    _, _, kh, kw = layer.weight.shape
+    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+    def count(n, k, s, p, out):
+        return np.array([sum(0 <= i + p - o * s < k for o in range(out)) for i in range(n)])
+
+    return np.outer(count(h, kh, sh, ph, ho), count(w, kw, sw, pw, wo))
+
+
+def synaptic_ops(network, x, timesteps):
+    """(ops, dense MACs) per run: ops = Σ over synaptic layers and timesteps of (nonzero inputs
+    × the weights each one reaches), what an event-driven datapath does; the analog first
+    layer counts all its MACs (padding taps included) every timestep, although refmodel and
+    the torch loop compute its constant current once.  Dense MACs: every output × its fan-in."""
+    sources = _synapse_sources(network)
+    shapes = {layer.name: shape for layer, shape in zip(network.layers, network.shapes)}
+    reach = {}
+    for layer in network.layers:
+        if layer.name in sources:
+            shape_in, shape_out = shapes[layer.name]
+            fan = layer.weight.shape[0] // getattr(layer, "groups", 1)
+            reach[sources[layer.name]] = (fan * _reach(layer, shape_in), int(np.prod(shape_out)) * layer.weight[0].size)
+    ops = {"n": 0}
+
+    def sink(name, signal, t, value):
+        nonzero = (value != 0).reshape(value.shape[0], -1, *reach[name][0].shape)
+        ops["n"] += int((nonzero.sum(axis=(0, 1)) * reach[name][0]).sum())
+
+    recorded = [(src, "spikes") for src in sources.values() if src is not None]
+    network.run(x, timesteps, record=recorded, sink=sink)
+    dense = x.shape[0] * timesteps * sum(macs for _, macs in reach.values())
+    ops["n"] += x.shape[0] * timesteps * reach[None][1]
+    return ops["n"], dense
+
+
+# --------------------------------------------------------------------------- torch loop
+def torch_loop(network):
+    """A float32 torch function ``f(x, T) -> readout Vm`` running ``network``'s layers."""
+    import torch
+    import torch.nn.functional as F
+
+    def f32(a):
+        return torch.from_numpy(np.asarray(a, np.float32))
+
+    steps = []
+    for layer in network.layers:
+        if isinstance(layer, Conv2d):
+            steps.append(("conv", f32(layer.weight), layer.padding))
+        elif isinstance(layer, Linear):
+            steps.append(("linear", f32(layer.weight)))
+        elif isinstance(layer, DualThreshold):
+            steps.append(("dt", float(layer.theta1), float(layer.theta2)))
+        elif isinstance(layer, LIF):
+            steps.append(("lif", float(layer.threshold)))
+        elif isinstance(layer, IF):
+            steps.append(("if", float(layer.threshold), layer.reset))
+        elif isinstance(layer, WinnerSpikePool):
+            steps.append(("vmpool", layer.kernel))
+        elif isinstance(layer, AvgPool):
+            steps.append(("sumpool", layer.kernel))
+        elif isinstance(layer, Flatten):
+            steps.append(("flatten",))
+        else:
+            raise TypeError(f"no torch twin for {type(layer).__name__}")
+
+    @torch.no_grad()
+    def run(x, timesteps):
+        x = torch.from_numpy(x.astype(np.float32))
+        v = [None] * len(steps)
+        first = None
+        for _ in range(timesteps):
+            h = x
+            for i, step in enumerate(steps):
+                kind = step[0]
+                if kind == "conv" and i == 0:
+                    first = F.conv2d(h, step[1], padding=step[2]) if first is None else first
+                    h = first
+                elif kind == "conv":
+                    h = F.conv2d(h, step[1], padding=step[2])
+                elif kind == "linear":
+                    h = F.linear(h, step[1])
+                elif kind == "if":
+                    v[i] = h if v[i] is None else v[i] + h
+                    if step[2] == "subtract":
+                        h = (v[i] >= step[1]).to(torch.float32)
+                        v[i] = v[i] - step[1] * h
+                elif kind in ("dt", "lif"):
+                    v[i] = h if v[i] is None else torch.floor(v[i] * 0.5) + h
+                    s = [(v[i] > theta) for theta in step[1:]]
+                    fired = s[0] if len(s) == 1 else s[0] | s[1]
+                    v[i] = v[i].masked_fill(fired, 0.0)
+                    h = torch.cat(s, 1).to(torch.float32)
+                elif kind == "vmpool":  # winner = first max of the post-reset Vm, as refmodel
+                    _, idx = F.max_pool2d(v[i - 1], step[1], return_indices=True)
+                    h = h.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+                elif kind == "sumpool":  # the window sum = the exact mean's code (frac 2)
+                    h = F.avg_pool2d(h, step[1], divisor_override=1)
+                else:
+                    h = h.flatten(1)
+        return v[-1]
+
+    return run
+
+
+# --------------------------------------------------------------------------- prototype
+class WeightCaches:
+    """What ``--prototype`` measures: the conv wrapper's per-call weight work done once per
+    weight array instead of every call (the wrapper's code otherwise unchanged).
+
+    * range proof: ``conv._partial_sum_range`` forms |w|·|x| products over every weight on
+      every call; with the per-channel sums of the positive and of the negative weights, kept
+      per weight array, the same bounds cost O(K): for xmin <= 0 <= xmax the smallest term of
+      weight w is w·xmin (w > 0) or w·xmax (w < 0).  (The int64 bound check runs once.)
+    * weight layouts: ``conv._event_spikes`` (int8 rows, channel last) and ``conv._dense_simd``
+      (int16 pairs in 64-channel chunks) rebuild the weight table every call; kept here.
+    Weights are keyed by their buffer address, shape and strides (layer weights are read-only),
+    biases by value.
+    """
+
+    def __init__(self):
+        names = ("_partial_sum_range", "_event_spikes", "_dense_simd")
+        self.original = {name: getattr(conv_mod, name) for name in names}
+        self.sums, self.event, self.dense = {}, {}, {}
+
+    @staticmethod
+    def key(a):
+        return a.__array_interface__["data"][0], a.shape, a.strides
+
+    def partial_sum_range(self, api, xmin, xmax, w, b):
+        key = (self.key(w), b.tobytes())  # (the wrapper makes a new zero bias per call when there is none)
+        if key not in self.sums:
+            self.original["_partial_sum_range"](api, xmin, xmax, w, b)
+            w2 = w.reshape(w.shape[0], -1).astype(np.int64)
+            pos, neg = np.where(w2 > 0, w2, 0).sum(axis=1), np.where(w2 < 0, w2, 0).sum(axis=1)
+            self.sums[key] = (pos, neg, b.astype(np.int64))
+        pos, neg, bias = self.sums[key]
+        return int((bias + pos * xmin + neg * xmax).min()), int((bias + pos * xmax + neg * xmin).max())
+
+    def event_spikes(self, x, w, bias, groups, stride, padding, out):
+        K, Cg, kh, kw = w.shape
+        key = (self.key(w), groups)
+        if key not in self.event:
+            G, Kg = groups, K // groups
+            wt = np.zeros((G, kh, kw, Cg, -(-Kg // 16) * 16), np.int8 if conv_mod._fits(w, np.int8) else np.int32)
+            wt[..., :Kg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
+            self.event[key] = wt.reshape(G, kh, kw * Cg, -1)
+        conv_simd.event_spikes(
+            x.astype(np.uint8, copy=False), self.event[key], bias.astype(np.int64), *stride, *padding, kh, kw, out
+        )
+
+    def dense_simd(self, x, w, bias, groups, stride, padding, out):
+        N, _, H, W = x.shape
+        K, Cg, kh, kw = w.shape
+        Wo = out.shape[3]
+        (sh, sw), (ph, pw) = stride, padding
+        G, Kg, Cp = groups, K // groups, Cg + Cg % 2
+        key = (self.key(w), groups)
+        if key not in self.dense:
+            chunk, R2 = 16 * conv_simd.NB_MAX, kh * kw * Cp // 2
+            nchunk = -(-Kg // chunk)
+            wk = np.zeros((G, nchunk * chunk, kh, kw, Cp), np.int16)
+            wk[:, :Kg, :, :, :Cg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2)
+            wp = wk.reshape(G, nchunk, conv_simd.NB_MAX, 16, R2, 2).transpose(0, 1, 4, 2, 3, 5)
+            self.dense[key] = np.ascontiguousarray(wp).reshape(G, nchunk, R2, conv_simd.NB_MAX, 32)
+        Wq = max(W + 2 * pw, (-(-Wo // conv_simd.MR) * conv_simd.MR - 1) * sw + kw)
+        xh = np.zeros((N, G, H + 2 * ph, Wq, Cp), np.int16)
+        xh[:, :, ph : ph + H, pw : pw + W, :Cg] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
+        conv_simd.dense_simd(xh, self.dense[key], bias.astype(np.int64), sh, sw, kh, kw, out)
+
+
+_CACHES = WeightCaches()
+
+
+def with_weight_caches(f):
+    """Run ``f()`` with the wrapper's three helpers replaced by ``_CACHES``' versions."""
+    replaced = {"_partial_sum_range": _CACHES.partial_sum_range, "_event_spikes": _CACHES.event_spikes,
+                "_dense_simd": _CACHES.dense_simd}  # fmt: skip
+    saved = {name: getattr(conv_mod, name) for name in replaced}
+    for name, g in replaced.items():
+        setattr(conv_mod, name, g)
+    try:
+        return f()
+    finally:
+        for name, g in saved.items():
+            setattr(conv_mod, name, g)
+
+
+@numba.njit(cache=True, parallel=True)
+def _neuron_fast(v, cur, thr, leak_mult, leak_shift, strict, reset, lo, hi, spikes, ovf):
+    """The common neuron configurations with the options as plain branches, ``v`` updated in
+    place, no v_pre written (a run that does not record it):
+    ``x = (v * leak_mult) >> leak_shift`` (leak "mul", TRN; none when leak_shift < 0);
+    ``y = sat(x + I)``; ``s_k = y > thr[k, c]`` (``>=`` unless strict); where any map fired,
+    reset by the largest fired threshold (0: subtract, saturated; 1: zero; 2: none).
+    Arrays (N, C, M) as ``neurons.neuron_step``; ``ovf[row]`` counts the saturated writes."""
+    N, C, M = cur.shape
+    K = thr.shape[0]
+    for row in numba.prange(N * C):
+        n = row // C
+        c = row - n * C
+        count = 0
+        for m in range(M):
+            x = v[n, c, m]
+            if leak_shift >= 0:
+                x = (x * leak_mult) >> leak_shift
+            y = x + cur[n, c, m]
+            if y < lo or y > hi:
+                count += 1
+                y = min(max(y, lo), hi)
+            fired = False
+            theta = np.int64(0)
+            for k in range(K):
+                t = thr[k, c]
+                s = y > t if strict else y >= t
+                spikes[n, k * C + c, m] = s
+                if s and (not fired or t > theta):
+                    fired = True
+                    theta = t
+            if fired and reset == 0:
+                y -= theta
+                if y < lo or y > hi:
+                    count += 1
+                    y = min(max(y, lo), hi)
+            elif fired and reset == 1:
+                y = 0
+            v[n, c, m] = y
+        ovf[row] = count
+
+
+def _fast_step(layer):
+    """A ``step`` for ``layer`` through ``_neuron_fast``, without the per-call range checks of the
+    state and the current (the network made both), the Vm updated in place and no v_pre
+    (``NeuronStep.v_pre`` is None); None when the layer's options are not covered."""
+    if (type(layer) not in (IF, LIF, DualThreshold) or layer.refractory or layer.v_min is not None
+            or layer.overflow != Overflow.SAT or getattr(layer, "order", "leak_first") != "leak_first"
+            or layer.reset not in ("subtract", "zero", "none")
+            or getattr(layer, "reset_by", "either") != "either" and isinstance(layer, DualThreshold)):  # fmt: skip
+        return None
+    leak = getattr(layer, "leak", "none")
+    if leak == "mul" and layer.leak_rounding == Rounding.TRN:
+        leak_mult, leak_shift = layer.leak_mult, layer.leak_shift
+    elif leak == "none":
+        leak_mult, leak_shift = 1, -1
+    else:
+        return None
+    lo, hi = layer.vm.bounds(layer.overflow)
+    codes = (leak_mult, leak_shift, layer.compare == ">", ("subtract", "zero", "none").index(layer.reset), lo, hi)
+
+    def step(state, current):
+        shape = state["v"].shape
+        flat = (shape[0], shape[1], int(np.prod(shape[2:])))
+        thr = np.stack([np.broadcast_to(np.asarray(value, np.int64), shape[1]) for _, value in layer._maps()])
+        spikes = np.empty((flat[0], thr.shape[0] * flat[1], flat[2]), np.uint8)
+        ovf = np.empty(flat[0] * flat[1], np.int64)
+        _neuron_fast(state["v"].reshape(flat), current.reshape(flat), thr, *codes, spikes, ovf)
+        return NeuronStep(spikes.reshape((shape[0], -1) + shape[2:]), None, state["v"], int(ovf.sum()))
+
+    return step
+
+
+def with_neuron_fast_path(network, f):
+    """Run ``f()`` (inside ``with_weight_caches``) with every covered neuron layer stepped by
+    ``_fast_step``: the second measured proposal."""
+    for layer in network.layers:
+        step = _fast_step(layer) if isinstance(layer, (IF, LIF, DualThreshold)) else None
+        if step is not None:
+            object.__setattr__(layer, "step", step)
+    try:
+        return with_weight_caches(f)
+    finally:
+        for layer in network.layers:
+            layer.__dict__.pop("step", None)
+
+
+# --------------------------------------------------------------------------- timing
+def timed(f):
+    """(wall seconds, CPU seconds of this process, all threads; f's result)."""
+    t, c = time.perf_counter(), time.process_time()
+    out = f()
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
+def record_run(network, x, timesteps, directory):
+    """The main job: every trace of every layer streamed into a vector file."""
+    spec = Spec(network, StimulusSpec(source="x", batch=x.shape[0], timesteps=timesteps, seed=0), {"x": x})
+    path = Path(directory) / f"{network.name}.h5"
+    result = generate(spec, path, record="all")
+    size = path.stat().st_size
+    path.unlink()
+    return result, size
+
+
+def measure(name, rounds, reps, threads, directory, prototype):
+    build, timesteps = NETWORKS[name]
+    network, x = build(), stimulus()
+    reference = network.run(x, timesteps)  # compiles / warms every kernel
+    cases = {
+        "refmodel": lambda: network.run(x, timesteps),
+        "refmodel + vectors": lambda: record_run(network, x, timesteps, directory),
+    }
+    checks = {}
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        loop = torch_loop(network)
+        v = loop(x, timesteps).numpy()
+        checks["torch readout Vm == refmodel"] = bool(np.array_equal(v, reference.outputs["v"]))
+        cases["torch f32"] = lambda: loop(x, timesteps)
+    except ImportError:
+        pass
+    if prototype:
+        cases["refmodel, weight prep cached (prototype)"] = lambda: with_weight_caches(
+            lambda: network.run(x, timesteps)
+        )
+        cases["refmodel, + neuron fast path (prototype)"] = lambda: with_neuron_fast_path(
+            network, lambda: network.run(x, timesteps)
+        )
+        for case in list(cases)[-2:]:
+            same = cases[case]()
+            checks[f"{case} == refmodel"] = bool(
+                np.array_equal(same.outputs["v"], reference.outputs["v"])
+                and np.array_equal(same.overflows, reference.overflows)
+                and all(np.array_equal(same.spike_counts[k], c) for k, c in reference.spike_counts.items())
+            )
+    times = {case: [] for case in cases}
+    cpu = {case: [] for case in cases}
+    file_size = 0
+    for _ in range(rounds):
+        for case, f in cases.items():
+            runs = [timed(f) for _ in range(1 if case == "refmodel + vectors" else reps)]
+            t, c, out = min(runs, key=lambda run: run[0])
+            times[case].append(t)
+            cpu[case].append(c)
+            if case == "refmodel + vectors":
+                result, file_size = out
+                checks["recorded run == plain run"] = bool(np.array_equal(result.outputs["v"], reference.outputs["v"]))
+    ops, dense = synaptic_ops(network, x, timesteps)
+    rates = {layer: reference.spike_rate(layer) for layer in reference.spike_counts}
+    return {
+        "network": network, "x": x, "timesteps": timesteps, "times": times, "cpu": cpu, "ops": ops, "dense": dense,
+        "rates": rates, "checks": checks, "file_size": file_size, "saturated": int(reference.overflows.sum()),
+    }  # fmt: skip
+
+
+def within(times, a, b):
+    """Median over rounds of times[b] / times[a]: how many times faster a ran than b."""
+    return statistics.median(tb / ta for ta, tb in zip(times[a], times[b]))
+
+
+# --------------------------------------------------------------------------- profile
+class Timers:
+    """Accumulated seconds per label; ``wrap`` times a callable under a label chosen at call time."""
+
+    def __init__(self):
+        self.seconds, self.calls, self.kind = {}, {}, "?"
+
+    def add(self, label, dt):
+        self.seconds[label] = self.seconds.get(label, 0.0) + dt
+        self.calls[label] = self.calls.get(label, 0) + 1
+
+    def wrap(self, f, label, set_kind=None):
+        @functools.wraps(f)
+        def timed_call(*args, **kwargs):
+            outer = self.kind
+            if set_kind:
+                self.kind = set_kind
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                self.add(label.format(kind=self.kind), time.perf_counter() - t)
+                self.kind = outer
+
+        return timed_call
+
+
+# (module, attribute, label): the kernels and helpers timed inside the layers' calls
+_INNER = [
+    (conv_simd, "dense_simd", "{kind}: dense SIMD kernel"),
+    (conv_simd, "event_spikes", "{kind}: event kernel"),
+    (conv_kernels, "dense_ordered", "{kind}: dense ordered kernel"),
+    (conv_kernels, "event_ordered", "{kind}: event ordered kernel"),
+    (conv_mod, "_partial_sum_range", "{kind}: range proof (Σ|w| per call)"),
+    (conv_mod, "_dense_simd", "{kind}: dense SIMD kernel + operand layout"),
+    (conv_mod, "_event_spikes", "{kind}: event kernel + weight layout"),
+    (neuron_kernels, "neuron_step", "{kind}: neuron kernel"),
+    (sys.modules[__name__], "_neuron_fast", "{kind}: neuron kernel (fast path prototype)"),
+    *((pool_kernels, k, "{kind}: pool kernel") for k in pool_kernels.__all__),
+    (VectorWriter, "write_step", "vectors: write_step (traces)"),
+    (VectorWriter, "write_param", "vectors: write_param"),
+]
+
+
+def _kind(layer):
+    if isinstance(layer, Conv2d):
+        return "conv"
+    if isinstance(layer, Linear):
+        return "linear"
+    return type(layer).__name__
+
+
+@contextlib.contextmanager
+def instrumented(network, timers):
+    """Time every layer's forward/step and the functions of ``_INNER`` while inside."""
+    saved = [(module, attr, getattr(module, attr)) for module, attr, _ in _INNER]
+    for module, attr, label in _INNER:
+        setattr(module, attr, timers.wrap(getattr(module, attr), label))
+    for layer in network.layers:
+        method = "forward" if isinstance(layer, (Conv2d, Linear)) else "step"
+        if hasattr(layer, method):
+            kind = _kind(layer)
+            object.__setattr__(layer, method, timers.wrap(getattr(layer, method), f"{kind}: whole call", kind))
+    try:
+        yield timers
+    finally:
+        for module, attr, f in saved:
+            setattr(module, attr, f)
+        for layer in network.layers:
+            for method in ("forward", "step"):
+                layer.__dict__.pop(method, None)
+
+
+def profile(m, directory, prototype):
+    network, x, timesteps = m["network"], m["x"], m["timesteps"]
+    cases = [("refmodel", lambda: network.run(x, timesteps), 3, None),
+             ("refmodel + vectors", lambda: record_run(network, x, timesteps, directory), 1, None)]  # fmt: skip
+    if prototype:
+        cases.append(("refmodel, weight prep cached (prototype)", cases[0][1], 3, with_weight_caches))
+        cases.append(("refmodel, + neuron fast path (prototype)", cases[0][1], 3,
+                      functools.partial(with_neuron_fast_path, network)))  # fmt: skip
+    out = {}
+    for case, f, reps, applied in cases:
+
+        def one(f=f):
+            with instrumented(network, Timers()) as timers:
+                total, _, _ = timed(f)
+            return total, timers.seconds, timers.calls
+
+        runs = [applied(one) if applied else one() for _ in range(reps)]
+        out[case] = min(runs, key=lambda run: run[0])  # the least disturbed run
+    return out
+
+
+def profile_lines(name, prof):
+    lines = []
+    for case, (total, seconds, calls) in prof.items():
+        lines += [f"**{name}, {case}** (one run, {total * 1e3:.0f} ms):", "", "| where | ms | % of run | calls |",
+                  "|---|---:|---:|---:|"]  # fmt: skip
+        whole = sum(s for label, s in seconds.items() if label.endswith("whole call"))
+        writer = sum(s for label, s in seconds.items() if label.startswith("vectors"))
+        rows = sorted(seconds.items(), key=lambda kv: (kv[0].split(":")[0], "whole" not in kv[0], -kv[1]))
+        for label, s in rows:
+            lines.append(f"| {label} | {s * 1e3:.1f} | {100 * s / total:.1f}% | {calls[label]} |")
+        rest = total - whole - writer
+        lines.append(
+            f"| rest: Network.run loop, spike counts, generate() setup | {rest * 1e3:.1f} | {100 * rest / total:.1f}% | |"
+        )
+        lines.append("")
+    return lines
+
+
+# --------------------------------------------------------------------------- report
+def machine():
+    model = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    import h5py
+
+    versions = (f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+                f"h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version})")  # fmt: skip
+    with contextlib.suppress(ImportError):
+        import torch
+
+        versions += f", torch {torch.__version__}"
+    return f"{model}, {os.cpu_count()} cores; {versions}"
+
+
+def report(results, threads, rounds, reps, load):
+    lines = [
+        f"Machine: {machine()}; {threads} thread(s); load average before/after: {load[0]:.1f}/{load[1]:.1f}.",
+        f"Batch {BATCH}; median of {rounds} round(s); per round the best of {reps} run(s) of the cases without "
+        "traces and one recorded run; ratios within a round.",
+        "",
+        "| network | T | case | wall ms per run | CPU ms per run | timesteps/s | GSOP/s | dense-equiv. GMAC/s "
+        "| speed vs torch f32 (wall) | (CPU) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in results.items():
+        times, cpu, T = m["times"], m["cpu"], m["timesteps"]
+        for case, ts in times.items():
+            t = statistics.median(ts)
+            vs = (f"{within(times, case, 'torch f32'):.2f}× | {within(cpu, case, 'torch f32'):.2f}×"
+                  if "torch f32" in times else "– | –")  # fmt: skip
+            lines.append(f"| {name} | {T} | {case} | {t * 1e3:.1f} | {statistics.median(cpu[case]) * 1e3:.0f} | "
+                         f"{T / t:.1f} | {m['ops'] / t / 1e9:.2f} | {m['dense'] / t / 1e9:.1f} | {vs} |")  # fmt: skip
+    lines.append("")
+    for name, m in results.items():
+        times, T = m["times"], m["timesteps"]
+        share = statistics.median(1 - a / b for a, b in zip(times["refmodel"], times["refmodel + vectors"]))
+        lines.append(f"- **{name}**: trace writing = **{share:.0%}** of the recorded run (target < 25%); vector file "
+                     f"{m['file_size'] / 1e6:.1f} MB for T = {T}.")  # fmt: skip
+        if "torch f32" in times:
+            speed = within(times, "refmodel", "torch f32")
+            lines.append(f"- **{name}**: refmodel (no traces) vs torch float32: **{speed:.2f}×** (target >= 1.0×)")
+        lines.append(f"- {name}: {m['ops'] / 1e6:.0f} M synaptic ops and {m['dense'] / 1e9:.2f} G dense MACs per run; "
+                     f"{m['saturated']} saturated Vm writes; checks: "
+                     + (", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in m["checks"].items()) or "none"))
+        rates = ", ".join(f"{layer} {rate:.1%}" for layer, rate in m["rates"].items() if layer != "readout")
+        lines.append(f"- {name} spike rates (spikes per neuron per timestep; pools: output codes): {rates}")
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one round, best of 2 runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3, help="runs per round of the cases without traces (best taken)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prototype", action="store_true", help="also time the weight-cache prototype (WeightCaches)")
+    args = ap.parse_args()
+    numba.set_num_threads(args.threads)
+    rounds, reps = (1, 2) if args.quick else (args.rounds, args.reps)
+    load0 = os.getloadavg()[0]
+    results, profiles = {}, {}
+    with tempfile.TemporaryDirectory() as directory:
+        for name in NETWORKS:
+            results[name] = measure(name, rounds, reps, args.threads, directory, args.prototype)
+            profiles[name] = profile(results[name], directory, args.prototype)
+    load1 = os.getloadavg()[0]
+    lines = report(results, args.threads, rounds, reps, (load0, load1))
+    lines += ["", "Where the time goes (timers around each layer call and the kernels inside; nested rows "
+              "are part of their layer's whole call):", ""]  # fmt: skip
+    for name, prof in profiles.items():
+        lines += profile_lines(name, prof)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
