@@ -195,7 +195,10 @@ def synaptic_ops(network, x, timesteps):
 
 # --------------------------------------------------------------------------- torch loop
 def torch_loop(network):
-    """A float32 torch function ``f(x, T) -> readout Vm`` running ``network``'s layers."""
+    """A float32 torch function ``f(x, T) -> readout Vm`` running ``network``'s layers, for the
+    options the two networks here use: IF ``>=`` with reset by subtraction (or none, the
+    readout); LIF and DT ``>`` with leak ×0.5 (floor) and reset to zero; no saturation (the
+    script checks the readout Vm against refmodel's and reports refmodel's saturations)."""
     import torch
     import torch.nn.functional as F
 
