@@ -1,7 +1,7 @@
 """Speed of refmodel's conv2d on one layer, against float32 baselines, in one run.
 
 Layer: N=16, C=64, 32×32, K=64, 3×3, pad 1, int8 × int8 (604 MMAC).  Measures refmodel
-dense (exact int64 result), numpy float32 im2col + BLAS matmul, torch float32 conv2d (if
+dense (exact int64 result; weights prepared once with ``Weights``, as a layer does), numpy float32 im2col + BLAS matmul, torch float32 conv2d (if
 importable), refmodel event-driven on 0/1 spikes at densities 5%, 20%, 50% (and dense on the
 same spikes), each as the best of ``--reps`` calls, in ``--rounds`` interleaved rounds (the
 table gives the median over rounds; ratios are taken within a round).  Then the first-call
@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import numba  # noqa: E402
 
-from refmodel.kernels import conv2d  # noqa: E402
+from refmodel.kernels import Weights, conv2d  # noqa: E402
+from refmodel.kernels import _conv_simd  # noqa: E402
 
 N, C, H, W, K, KS = 16, 64, 32, 32, 64, 3
 MACS = N * K * C * KS * KS * H * W  # pad 1, stride 1: Ho = H, Wo = W
@@ -70,7 +71,8 @@ def machine():
         pass
     import llvmlite
 
-    versions = f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, llvmlite {llvmlite.__version__}"
+    versions = (f"dense SIMD kernel: {_conv_simd.ISA or 'none (int64 loops)'}; Python {platform.python_version()}, "
+                f"numpy {np.__version__}, numba {numba.__version__}, llvmlite {llvmlite.__version__}")
     try:
         import torch
 
@@ -87,9 +89,11 @@ def run_speed(rounds, reps, threads):
     w = rng.integers(-128, 128, (K, C, KS, KS)).astype(np.int8)
     spikes = {d: (rng.random((N, C, H, W)) < d).astype(np.uint8) for d in DENSITIES}
     xf, wf = x.astype(np.float32), w.astype(np.float32)
+    prepared = Weights(w)
 
     ref = conv2d(x, w, padding=1, method="dense")
-    cases = {"refmodel dense (int8)": lambda: conv2d(x, w, padding=1, method="dense")}
+    assert np.array_equal(conv2d(x, prepared, padding=1, method="dense"), ref)
+    cases = {"refmodel dense (int8)": lambda: conv2d(x, prepared, padding=1, method="dense")}
     assert np.array_equal(im2col_matmul(xf, wf), ref)  # |partial sums| <= 576·128·128 < 2**24: exact
     cases["numpy f32 im2col+BLAS"] = lambda: im2col_matmul(xf, wf)
     try:
@@ -103,8 +107,8 @@ def run_speed(rounds, reps, threads):
         pass
     for d, s in spikes.items():
         assert np.array_equal(conv2d(s, w, padding=1, method="event"), conv2d(s, w, padding=1, method="dense"))
-        cases[f"refmodel event, {d:.0%} spikes"] = lambda s=s: conv2d(s, w, padding=1, method="event")
-        cases[f"refmodel dense, {d:.0%} spikes"] = lambda s=s: conv2d(s, w, padding=1, method="dense")
+        cases[f"refmodel event, {d:.0%} spikes"] = lambda s=s: conv2d(s, prepared, padding=1, method="event")
+        cases[f"refmodel dense, {d:.0%} spikes"] = lambda s=s: conv2d(s, prepared, padding=1, method="dense")
 
     times = {name: [] for name in cases}
     for _ in range(rounds):

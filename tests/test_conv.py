@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, QFormat
-from refmodel.kernels import conv2d, linear
+from refmodel.kernels import Weights, conv2d, linear
 from refmodel.kernels.conv import ShapeError
 from tests.oracle import conv as oracle
 
@@ -91,6 +91,46 @@ def test_event_equals_dense(case):
     dense, _ = run_both(method="dense", **case)
     event, _ = run_both(method="event", **case)
     assert event == dense
+
+
+@given(conv_cases(), st.sampled_from(METHODS))
+def test_prepared_weights_equal_arrays(case, method):
+    """A Weights, prepared once and used for two inputs, gives what the arrays give."""
+    x, w, b, groups = case.pop("x"), case.pop("w"), case.pop("b"), case.pop("groups")
+    prepared = Weights(w, b, groups=groups)
+    for xi in (x, x[::-1].copy()):
+        want, _ = run_both(xi, w, b, method, groups=groups, **case)
+        try:
+            got = conv2d(xi, prepared, method=method, return_overflows=True, **case)
+            got = (got[0].tolist(), got[1])
+        except FixedOverflowError as e:
+            got = ("raise", e.index, e.value)
+        assert got == want
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 6),
+       st.sampled_from(MAGNITUDES + (2**40,)), st.integers(-(2**20), 0), st.integers(0, 2**20))
+def test_partial_sum_range_bounds_every_partial_sum(seed, K, F, wm, xmin, xmax):
+    """[lo, hi] = [min_k, max_k] of b_k + Σ_f min/max(w·xmin, w·xmax), by Python ints term by term."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-wm, wm + 1, (K, F))
+    b = rng.integers(-1000, 1001, K)
+    rows_lo = [int(b[k]) + sum(min(int(v) * xmin, int(v) * xmax) for v in w[k]) for k in range(K)]
+    rows_hi = [int(b[k]) + sum(max(int(v) * xmin, int(v) * xmax) for v in w[k]) for k in range(K)]
+    assert Weights.linear(w, b).partial_sum_range(xmin, xmax) == (min(rows_lo), max(rows_hi))
+
+
+def test_prepared_weights_bring_bias_and_groups():
+    w = np.ones((2, 1, 1, 1), np.int8)
+    prepared = Weights(w, np.array([5, 6]), groups=2)
+    x = np.ones((1, 2, 1, 1), np.uint8)
+    assert conv2d(x, prepared).ravel().tolist() == [6, 7]
+    for kwargs in (dict(bias=np.zeros(2, int)), dict(groups=2)):
+        with pytest.raises(FixedPointError, match="a Weights brings its bias and groups"):
+            conv2d(x, prepared, **kwargs)
+    with pytest.raises(ShapeError, match="linear: the Weights must be of a"):
+        linear(np.ones((1, 1), int), prepared)
+    assert linear(np.ones((1, 3), int), Weights.linear(np.ones((2, 3), int), np.array([1, 2]))).tolist() == [[4, 5]]
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.integers(1, 6), st.sampled_from(OVERFLOWS),

@@ -4,23 +4,27 @@ Used only for exact sums that the wrapper has proved to fit int32 (docs/arithmet
 §4): every operation is modulo 2**32, which gives the exact sum once it is known to fit,
 whatever the order and whatever the intermediate wrap-arounds.
 
-* ``dense_simd``: int16 operands, int32 accumulators, AVX-512 ``vpmaddwd`` (below);
+* ``dense_simd``: int16 operands, int32 accumulators, ``vpmaddwd`` (below), in
+  AVX-512BW (``ISA = "avx512"``, 16 int32 lanes) or AVX2 (``"avx2"``, 8 lanes) form;
 * ``event_spikes``: 0/1 spike maps, the weight rows of the spikes summed in registers
   (portable vector IR, see its doc).
 
-Layout for ``dense_simd`` (built by ``conv._dense_simd``):
+Layout for ``dense_simd`` (built by ``conv._dense_simd``), with ``L = LANES``:
 
 * ``xh`` (N, G, Hp, Wq, Cp) int16: the input, zero-padded, channel last, ``Cp`` = C/groups
-  rounded up to even, ``Wq`` >= the padded width plus room for 3 extra output pixels;
-* ``wp`` (G, nchunk, R2, 4, 32) int16: for output channels in chunks of 64 (4 vectors of
-  16), reduction index r = (ky, kx, c) in pairs ``i = r // 2``; ``wp[g, q, i, j, 2m + t]`` is
-  ``w[g·Kg + 64q + 16j + m, r = 2i + t]`` (zero where the channel or r does not exist).
+  rounded up to even, ``Wq`` >= the padded width plus room for MR - 1 extra output pixels;
+* ``wp`` (G, nchunk, R2, NB_MAX, 2L) int16: for output channels in chunks of NB_MAX·L
+  (NB_MAX vectors of L), reduction index r = (ky, kx, c) in pairs ``i = r // 2``;
+  ``wp[g, q, i, j, 2m + t]`` is ``w[g·Kg + NB_MAX·L·q + L·j + m, r = 2i + t]`` (zero where
+  the channel or r does not exist).
 
-For one output row (n, g, oy), a micro-kernel computes 4 output pixels × up to 64
-channels at once: 16 zmm accumulators; per pair of r, it broadcasts the int16 pair of
-each pixel, loads 4 weight vectors and issues 16 ``vpmaddwd`` + add (fused into
-``vpdpwssd`` with AVX-512 VNNI).  The micro-kernel is written in LLVM IR (a numba
-intrinsic) because LLVM's auto-vectorizer does not find this register blocking.
+For one output row (n, g, oy), a micro-kernel computes MR = 4 output pixels × up to
+NB_MAX·L channels at once (AVX-512: 4 × 64 in 16 zmm accumulators; AVX2: 4 × 16 in 8 ymm,
+the largest block that measured fast without spilling the 16 ymm registers): per pair of
+r, it broadcasts the int16 pair of each pixel, loads NB_MAX weight vectors and issues
+MR·NB_MAX ``vpmaddwd`` + add (fused into ``vpdpwssd`` with AVX-512 VNNI).  The
+micro-kernel is written in LLVM IR (a numba intrinsic) because LLVM's auto-vectorizer does
+not find this register blocking.
 """
 
 import llvmlite.binding as ll
@@ -31,25 +35,27 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-MR = 4  # output pixels per micro-kernel call
-NB_MAX = 4  # 16-channel vectors per micro-kernel call
-
-
-def _has_avx512bw():
+def _has(feature):
+    """Whether numba's compile target has the CPU ``feature`` (e.g. "avx2")."""
     features = numba.config.CPU_FEATURES
     if features is None:
         if numba.config.CPU_NAME not in (None, "host"):
             return False
-        return bool(ll.get_host_cpu_features().get("avx512bw", False))
-    return "+avx512bw" in features.split(",")
+        return bool(ll.get_host_cpu_features().get(feature, False))
+    return f"+{feature}" in features.split(",")
 
 
-#: True when the compile target has AVX-512BW (the kernel below needs it).
-AVAILABLE = _has_avx512bw()
+#: The instruction set ``dense_simd`` is built for: "avx512", "avx2", or None (not available).
+ISA = "avx512" if _has("avx512bw") else "avx2" if _has("avx2") else None
+AVAILABLE = ISA is not None
+LANES = 16 if ISA == "avx512" else 8  # int32 lanes of one vector register
+MR = 4  # output pixels per micro-kernel call
+NB_MAX = 4 if ISA == "avx512" else 2  # channel vectors per micro-kernel call
+_PMADDWD = "llvm.x86.avx512.pmaddw.d.512" if ISA == "avx512" else "llvm.x86.avx2.pmadd.wd"
 
 
 def _make_microkernel(nb):
-    """An intrinsic computing out32[p, 16j + m] (p < 4, j < nb) for one row of outputs."""
+    """An intrinsic computing out32[p, LANES·j + m] (p < MR, j < nb) for one row of outputs."""
 
     @intrinsic
     def microkernel(typingctx, xaddr, xpix, xrow, kh, npairs, waddr, wpair, oaddr, orow):
@@ -59,12 +65,11 @@ def _make_microkernel(nb):
         def codegen(context, builder, signature, args):
             xaddr, xpix, xrow, kh, npairs, waddr, wpair, oaddr, orow = args
             i32, i64 = ir.IntType(32), ir.IntType(64)
-            v16i32, v32i16 = ir.VectorType(i32, 16), ir.VectorType(ir.IntType(16), 32)
-            pmaddwd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(v16i32, [v32i16, v32i16]), "llvm.x86.avx512.pmaddw.d.512"
-            )
-            zero = ir.Constant(v16i32, None)
-            splat0 = ir.Constant(v16i32, [0] * 16)
+            vi32, vi16 = ir.VectorType(i32, LANES), ir.VectorType(ir.IntType(16), 2 * LANES)
+            pmaddwd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi16, vi16]), _PMADDWD)
+            zero = ir.Constant(vi32, None)
+            splat0 = ir.Constant(vi32, [0] * LANES)
+            vbytes = 4 * LANES
             acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(nb)] for _ in range(MR)]
 
             def load(addr, ty):
@@ -75,19 +80,19 @@ def _make_microkernel(nb):
                 wbase = builder.add(waddr, builder.mul(builder.mul(row.index, npairs), wpair))
                 with cgutils.for_range(builder, npairs) as pair:
                     waddr_i = builder.add(wbase, builder.mul(pair.index, wpair))
-                    ws = [load(builder.add(waddr_i, i64(64 * j)), v32i16) for j in range(nb)]
+                    ws = [load(builder.add(waddr_i, i64(vbytes * j)), vi16) for j in range(nb)]
                     for p in range(MR):
                         xoff = builder.add(builder.mul(i64(p), xpix), builder.mul(pair.index, i64(4)))
                         xv = load(builder.add(xbase, xoff), i32)  # the int16 pair (c, c+1) of pixel p
                         xs = builder.shuffle_vector(builder.insert_element(zero, xv, i32(0)), zero, splat0)
-                        xs = builder.bitcast(xs, v32i16)
+                        xs = builder.bitcast(xs, vi16)
                         for j in range(nb):
                             a = acc[p][j]
                             builder.store(builder.add(builder.load(a), builder.call(pmaddwd, [xs, ws[j]])), a)
             for p in range(MR):
                 for j in range(nb):
-                    addr = builder.add(oaddr, builder.add(builder.mul(i64(p), orow), i64(64 * j)))
-                    builder.store(builder.load(acc[p][j]), builder.inttoptr(addr, v16i32.as_pointer()), align=4)
+                    addr = builder.add(oaddr, builder.add(builder.mul(i64(p), orow), i64(vbytes * j)))
+                    builder.store(builder.load(acc[p][j]), builder.inttoptr(addr, vi32.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -95,7 +100,29 @@ def _make_microkernel(nb):
     return microkernel
 
 
-_mk1, _mk2, _mk3, _mk4 = (_make_microkernel(nb) for nb in range(1, NB_MAX + 1))
+# (with NB_MAX = 2, dense_simd never asks for 3 or 4 vectors: those names repeat _mk2)
+_mk1, _mk2, _mk3, _mk4 = (_make_microkernel(min(nb, NB_MAX)) for nb in range(1, 5))
+
+
+@numba.njit(cache=True, parallel=True)
+def channels_last(x, groups, ph, pw, xh):
+    """``xh`` (N, G, H + 2·ph, Wq, Cp) int16 = x (N, C, H, W) zero-padded, channel last:
+    ``xh[n, g, ph + y, pw + i, c] = x[n, g·(C/G) + c, y, i]``, zero elsewhere (the caller
+    has checked that x fits int16)."""
+    N, C, H, W = x.shape
+    _, G, Hp, Wq, Cp = xh.shape
+    Cg = C // groups
+    for job in prange(N * G * Hp):
+        n = job // (G * Hp)
+        g = (job // Hp) % G
+        yp = job % Hp
+        y = yp - ph
+        row = xh[n, g, yp]
+        row[:, :] = 0
+        if 0 <= y < H:
+            for c in range(Cg):
+                for i in range(W):
+                    row[pw + i, c] = np.int16(x[n, g * Cg + c, y, i])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -105,14 +132,14 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
     _, nchunk, _, _, _ = wp.shape
     _, K, Ho, Wo = out.shape
     Kg = K // G
-    nvec = (Kg + 15) // 16
+    nvec = (Kg + LANES - 1) // LANES
     npairs = kw * Cp // 2  # pairs of r per kernel row
     e = 2  # bytes per int16
     for job in prange(N * G * Ho):
         n = job // (G * Ho)
         g = (job // Ho) % G
         oy = job % Ho
-        out32 = np.empty(((Wo + MR - 1) // MR * MR, nchunk * NB_MAX * 16), np.int32)  # one output row
+        out32 = np.empty(((Wo + MR - 1) // MR * MR, nchunk * NB_MAX * LANES), np.int32)  # one output row
         orow = out32.shape[1] * 4
         row0 = xh[n, g, oy * sh]
         for ox0 in range(0, Wo, MR):
@@ -120,8 +147,8 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
             for q in range(nchunk):
                 nb = min(NB_MAX, nvec - q * NB_MAX)
                 waddr = wp[g, q].ctypes.data
-                oaddr = out32.ctypes.data + ox0 * orow + q * NB_MAX * 16 * 4
-                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, npairs, waddr, NB_MAX * 64, oaddr, orow)
+                oaddr = out32.ctypes.data + ox0 * orow + q * NB_MAX * LANES * 4
+                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, npairs, waddr, NB_MAX * LANES * 4, oaddr, orow)
                 if nb == 4:
                     _mk4(*args)
                 elif nb == 3:
@@ -202,8 +229,9 @@ def _make_spikesum(nb, ebits):
     return spikesum
 
 
-_ss8_1, _ss8_2, _ss8_3, _ss8_4 = (_make_spikesum(nb, 8) for nb in range(1, NB_MAX + 1))
-_ss32_1, _ss32_2, _ss32_3, _ss32_4 = (_make_spikesum(nb, 32) for nb in range(1, NB_MAX + 1))
+EVENT_NB = 4  # 16-channel vectors per spikesum call
+_ss8_1, _ss8_2, _ss8_3, _ss8_4 = (_make_spikesum(nb, 8) for nb in range(1, EVENT_NB + 1))
+_ss32_1, _ss32_2, _ss32_3, _ss32_4 = (_make_spikesum(nb, 32) for nb in range(1, EVENT_NB + 1))
 
 
 @numba.njit(cache=True, inline="always")
@@ -259,7 +287,7 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                 for ix in range(W):
                     masks[c // 64, iy * W + ix] |= bit & -np.int64(x[n, g * Cg + c, iy, ix] != 0)
         acc = np.empty((Wo, Kgp), np.int32)
-        zeros = np.zeros(NB_MAX * 16, np.int32)  # the zero row (and zero mask) of spikesum
+        zeros = np.zeros(EVENT_NB * 16, np.int32)  # the zero row (and zero mask) of spikesum
         zero = zeros.ctypes.data
         for oy in range(Ho):
             for ox in range(Wo):
@@ -274,9 +302,9 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
                         continue
                     base = wt.ctypes.data + ((g * kh + ky) * kw + lo - ix0) * Cg * row  # (no view: refcounts)
                     mask0 = masks.ctypes.data + (iy * W + lo) * 8
-                    for q in range(0, nvec, NB_MAX):
+                    for q in range(0, nvec, EVENT_NB):
                         dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
-                        nb = min(NB_MAX, nvec - q)
+                        nb = min(EVENT_NB, nvec - q)
                         _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, zero, dst)
             for k in range(Kg):
                 for ox in range(Wo):

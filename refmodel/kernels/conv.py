@@ -9,9 +9,13 @@ with ``c'(k, c) = (k // (K/groups))·(C/groups) + c``, ``iy = oy·sh + ky − ph
 
 The wrapper validates, proves the range of every partial sum, and picks a kernel.
 When only the exact sum is needed and it fits int32: ``_conv_simd.dense_simd``
-(AVX-512, int16 operands) or, event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
+(AVX-512 or AVX2, int16 operands) or, event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
 Otherwise the int64 kernels of ``_conv_kernels`` that follow the contract order
 (``dense_ordered``, ``event_ordered``).
+
+Weights that are used again and again (a layer's, every timestep) can be prepared once with
+``Weights(w, bias, groups=...)`` and passed in place of ``w``: the per-channel sums that
+prove the partial-sum range and the weight tables of the fast kernels are then computed once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QForma
 from refmodel.kernels import _conv_kernels as _k
 from refmodel.kernels import _conv_simd
 
-__all__ = ["conv2d", "linear", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
+__all__ = ["conv2d", "linear", "Weights", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
 
 #: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
 #: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
@@ -43,7 +47,7 @@ def conv2d(
     *,
     stride=1,
     padding=0,
-    groups=1,
+    groups=None,
     acc: QFormat | None = None,
     overflow="WRAP",
     acc_apply="each",
@@ -56,26 +60,22 @@ def conv2d(
     """2-D convolution (cross-correlation) of integer ``x`` (N, C, H, W) with ``w``
     (K, C/groups, kh, kw) plus ``bias`` (K,): int64 (N, K, Ho, Wo), see the module doc.
 
-    ``Ho = (H + 2·ph − kh) // sh + 1``.  ``method``: "dense", "event" (adds only the
-    terms of nonzero inputs) or "auto".  ``return_overflows``: also return the number
-    of accumulator writes that left the range.  ``*_fmt``: declared formats checked
-    up front.  Overflow "ERROR" raises FixedOverflowError naming (n, k, oy, ox).
+    ``Ho = (H + 2·ph − kh) // sh + 1``.  ``groups`` defaults to 1.  ``w`` may be a
+    ``Weights`` (then it brings the bias and groups, and these arguments stay None).
+    ``method``: "dense", "event" (adds only the terms of nonzero inputs) or "auto".
+    ``return_overflows``: also return the number of accumulator writes that left the
+    range.  ``*_fmt``: declared formats checked up front.  Overflow "ERROR" raises
+    FixedOverflowError naming (n, k, oy, ox).
     """
     x = _int_array(x, "conv2d: x")
-    w = _int_array(w, "conv2d: w")
     if x.ndim != 4:
         raise ShapeError(f"conv2d: x must be 4-D (N, C, H, W), got shape {x.shape}")
-    if w.ndim != 4:
-        raise ShapeError(f"conv2d: w must be 4-D (K, C/groups, kh, kw), got shape {w.shape}")
+    weights = _weights("conv2d", w, bias, groups)
     sh, sw = _pair(stride, "stride", 1)
     ph, pw = _pair(padding, "padding", 0)
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ShapeError(f"conv2d: groups must be an integer >= 1, got {groups!r}")
-    groups = int(groups)
+    groups = weights.groups
     N, C, H, W = x.shape
-    K, Cg, kh, kw = w.shape
-    if K % groups:
-        raise ShapeError(f"conv2d: K = {K} output channels (w.shape[0]) is not divisible by groups = {groups}")
+    K, Cg, kh, kw = weights.w.shape
     if C != Cg * groups:
         raise ShapeError(
             f"conv2d: x has C = {C} channels but w expects C/groups × groups = {Cg} × {groups} = {Cg * groups}"
@@ -86,7 +86,7 @@ def conv2d(
             f"(H×W = {H}×{W}, padding = ({ph}, {pw}))"
         )
     out, n_over = _run(
-        "conv2d", x, w, bias, (sh, sw), (ph, pw), groups, acc, overflow, acc_apply, method,
+        "conv2d", x, weights, (sh, sw), (ph, pw), acc, overflow, acc_apply, method,
         return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=4,
     )
     return (out, n_over) if return_overflows else out
@@ -108,19 +108,20 @@ def linear(
 ):
     """``out[n, k] = A(... A(b[k] + w[k, 0]·x[n, 0]) ... + w[k, F−1]·x[n, F−1])``: int64 (N, K).
 
-    ``x`` (N, F), ``w`` (K, F); the same contract and options as ``conv2d`` (it is a
-    1×1 convolution of (N, F, 1, 1)); "ERROR" names (n, k).
+    ``x`` (N, F), ``w`` (K, F) or a ``Weights`` of it; the same contract and options as
+    ``conv2d`` (it is a 1×1 convolution of (N, F, 1, 1)); "ERROR" names (n, k).
     """
     x = _int_array(x, "linear: x")
-    w = _int_array(w, "linear: w")
     if x.ndim != 2:
         raise ShapeError(f"linear: x must be 2-D (N, F), got shape {x.shape}")
-    if w.ndim != 2:
-        raise ShapeError(f"linear: w must be 2-D (K, F), got shape {w.shape}")
-    if x.shape[1] != w.shape[1]:
-        raise ShapeError(f"linear: x has F = {x.shape[1]} features but w has {w.shape[1]} (w.shape = {w.shape})")
+    weights = _weights("linear", w, bias, None)
+    if weights.w.shape[2:] != (1, 1) or weights.groups != 1:
+        raise ShapeError(f"linear: the Weights must be of a (K, F) weight array, got {weights!r}")
+    F = weights.w.shape[1]
+    if x.shape[1] != F:
+        raise ShapeError(f"linear: x has F = {x.shape[1]} features but w has {F} (w.shape = {weights.w.shape[:2]})")
     out, n_over = _run(
-        "linear", x[:, :, None, None], w[:, :, None, None], bias, (1, 1), (0, 0), 1, acc, overflow,
+        "linear", x[:, :, None, None], weights, (1, 1), (0, 0), acc, overflow,
         acc_apply, method, return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=2,
     )
     out = out[:, :, 0, 0]
@@ -155,33 +156,95 @@ def _fmt_index(index):
     return ", ".join(str(int(i)) for i in index)
 
 
-def _partial_sum_range(api, xmin, xmax, w, b):
-    """[lo, hi] holding every partial sum of every output, for inputs in [xmin, xmax] ∋ 0.
+class Weights:
+    """The weights ``w`` (K, C/groups, kh, kw) and bias (K,) of a conv2d, validated and
+    prepared once for repeated calls (a linear layer's (K, F) weights are ``w[:, :, None, None]``,
+    which ``Weights.linear`` builds).
 
-    0 is in the input range (it stands for padding), so each term w·x lies in
-    [min(w·xmin, w·xmax), max(...)] ∋ 0 and a partial sum of output channel k in
-    [b_k + Σ mins, b_k + Σ maxes].  Refuses when ``max_k Σ|w[k]|·max|x| + |b[k]|`` does not
-    fit int64: below that bound no int64 intermediate of any kernel wraps unintentionally.
+    Kept: per output channel k the sums of its positive weights ``P_k`` and of its negative
+    weights ``N_k`` (exact), from which ``partial_sum_range`` bounds every partial sum in
+    O(K); and, built on first use, the weight tables of the fast kernels.
     """
-    K = w.shape[0]
-    if K == 0:
-        return 0, 0
-    w2 = w.reshape(K, -1)
-    xabs = max(-xmin, xmax)
-    wabs = max(-int(w2.min()), int(w2.max())) if w2.size else 0
-    babs = max(-int(b.min()), int(b.max()))
-    small = wabs * xabs * w2.shape[1] + babs <= _I64_MAX  # then int64 numpy arithmetic is exact
-    w2 = w2.astype(np.int64 if small else object)
-    b = b.astype(np.int64 if small else object)
-    bound = np.abs(w2).sum(axis=1) * xabs + np.abs(b)
-    if max(bound) > _I64_MAX:
-        k = int(np.argmax(bound > _I64_MAX))
-        raise FixedPointError(
-            f"{api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {int(bound[k])} exceeds int64; "
-            f"the exact sum cannot be guaranteed"
-        )
-    t1, t2 = w2 * xmin, w2 * xmax
-    return int(min(b + np.minimum(t1, t2).sum(axis=1))), int(max(b + np.maximum(t1, t2).sum(axis=1)))
+
+    def __init__(self, w, bias=None, *, groups=1, api="conv2d"):
+        w = _int_array(w, f"{api}: w")
+        if w.ndim != 4:
+            raise ShapeError(f"{api}: w must be 4-D (K, C/groups, kh, kw), got shape {w.shape}")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ShapeError(f"{api}: groups must be an integer >= 1, got {groups!r}")
+        K = w.shape[0]
+        if K % groups:
+            raise ShapeError(f"{api}: K = {K} output channels (w.shape[0]) is not divisible by groups = {groups}")
+        bias = np.zeros(K, np.int64) if bias is None else _int_array(bias, f"{api}: bias")
+        if bias.shape != (K,):
+            raise ShapeError(f"{api}: bias must have shape (K,) = ({K},), got {bias.shape}")
+        self.api, self.groups = api, int(groups)
+        self.w, self.bias = w.astype(np.int64), bias.astype(np.int64)  # own copies: never modify them
+        w2 = self.w.reshape(K, -1)
+        wabs = max(-int(w2.min()), int(w2.max())) if w2.size else 0
+        exact = np.int64 if wabs * w2.shape[1] <= _I64_MAX else object  # then int64 sums are exact
+        w2 = w2.astype(exact)
+        self._pos = np.where(w2 > 0, w2, 0).sum(axis=1)
+        self._neg = np.where(w2 < 0, w2, 0).sum(axis=1)
+        self._abs = self._pos - self._neg  # Σ|w[k]|
+        self._abs_max = int(max(self._abs)) if K else 0
+        self._bias_abs = np.abs(self.bias.astype(object))
+        self._bias_abs_max = int(max(self._bias_abs)) if K else 0
+        self.fits8, self.fits16 = _fits(self.w, np.int8), _fits(self.w, np.int16)
+        self._tables = {}
+
+    @classmethod
+    def linear(cls, w, bias=None):
+        """The Weights of a linear layer's (K, F) weight array."""
+        w = _int_array(w, "linear: w")
+        if w.ndim != 2:
+            raise ShapeError(f"linear: w must be 2-D (K, F), got shape {w.shape}")
+        return cls(w[:, :, None, None], bias, api="linear")
+
+    def __repr__(self):
+        return f"Weights(w.shape={self.w.shape}, groups={self.groups})"
+
+    def partial_sum_range(self, xmin, xmax):
+        """[lo, hi] holding every partial sum of every output, for inputs in [xmin, xmax] ∋ 0.
+
+        0 is in the input range (it stands for padding), so each term w·x lies in
+        [min(w·xmin, w·xmax), max(...)] ∋ 0 (the low end is w·xmin for w > 0, w·xmax for
+        w < 0), and a partial sum of output channel k in
+        [b_k + xmin·P_k + xmax·N_k, b_k + xmax·P_k + xmin·N_k].  Refuses when
+        ``max_k Σ|w[k]|·max|x| + |b[k]|`` does not fit int64: below that bound no int64
+        intermediate of any kernel wraps unintentionally.
+        """
+        if self.w.shape[0] == 0:
+            return 0, 0
+        xabs = max(-xmin, xmax)
+        pos, neg, bias = self._pos, self._neg, self.bias
+        if self._abs_max * xabs + self._bias_abs_max > _I64_MAX:  # an upper bound of the exact one
+            bound = self._abs.astype(object) * xabs + self._bias_abs
+            if max(bound) > _I64_MAX:
+                k = int(np.argmax(bound > _I64_MAX))
+                raise FixedPointError(
+                    f"{self.api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {int(bound[k])} exceeds "
+                    f"int64; the exact sum cannot be guaranteed"
+                )
+            pos, neg, bias = pos.astype(object), neg.astype(object), bias.astype(object)
+        return int(min(bias + pos * xmin + neg * xmax)), int(max(bias + pos * xmax + neg * xmin))
+
+    def table(self, kind):
+        """The weight table of a fast kernel ("event" or "dense"), built once."""
+        if kind not in self._tables:
+            self._tables[kind] = (_event_table if kind == "event" else _dense_table)(self.w, self.groups)
+        return self._tables[kind]
+
+
+def _weights(api, w, bias, groups) -> Weights:
+    """``w`` as Weights: as given, or prepared from arrays (``groups`` None stands for 1)."""
+    if isinstance(w, Weights):
+        if bias is not None or groups is not None:
+            raise FixedPointError(f"{api}: a Weights brings its bias and groups; pass them to Weights(), not here")
+        return w
+    if api == "linear":
+        return Weights.linear(w, bias)
+    return Weights(w, bias, groups=1 if groups is None else groups, api=api)
 
 
 def _check_fmt(fmt, values, what):
@@ -193,17 +256,13 @@ def _check_fmt(fmt, values, what):
 
 
 # --------------------------------------------------------------------------- dispatch
-def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, method, want_count, fmts, index_dims):
+def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims):
     """Validate the options, pick a kernel, run it: (int64 out (N, K, Ho, Wo), n_overflows)."""
     N, C, H, W = x.shape
+    w, bias, groups = weights.w, weights.bias, weights.groups
     K, Cg, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    if bias is None:
-        bias = np.zeros(K, np.int64)
-    bias = _int_array(bias, f"{api}: bias")
-    if bias.shape != (K,):
-        raise ShapeError(f"{api}: bias must have shape (K,) = ({K},), got {bias.shape}")
     if acc is not None:
         if not isinstance(acc, QFormat):
             raise FixedPointError(f"{api}: acc must be a QFormat or None, got {acc!r}")
@@ -220,7 +279,7 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
 
     xmin = min(0, int(x.min())) if x.size else 0
     xmax = max(0, int(x.max())) if x.size else 0
-    lo, hi = _partial_sum_range(api, xmin, xmax, w, bias)
+    lo, hi = weights.partial_sum_range(xmin, xmax)
     acc_lo, acc_hi = acc.bounds(overflow) if acc is not None else (-_I64_MAX - 1, _I64_MAX)
     each = acc is not None and acc_apply == "each"
     if each and bias.size and not (acc_lo <= int(bias.min()) and int(bias.max()) <= acc_hi):
@@ -247,15 +306,15 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
     out = np.empty((N, K, Ho, Wo), np.int64)
     mode = (cast_each, acc.bits if acc is not None else 64, acc is None or acc.signed, int(overflow))
     x16 = -(2**15) <= xmin and xmax < 2**15
-    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and x16 and _fits(w, np.int16):
-        _dense_simd(x, w, bias, groups, stride, padding, out)
+    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and x16 and weights.fits16:
+        _dense_simd(x, weights, stride, padding, out)
         counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     elif dense:
         xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         counts, err_at, err_val = (np.empty(N * K, np.int64) for _ in range(3))
-        _k.dense_ordered(xp, w.astype(np.int64), bias.astype(np.int64), sh, sw, *mode, out, counts, err_at, err_val)
+        _k.dense_ordered(xp, w, bias, sh, sw, *mode, out, counts, err_at, err_val)
     elif spikes and not cast_each and fits32:
-        _event_spikes(x, w, bias, groups, stride, padding, out)
+        _conv_simd.event_spikes(x.astype(np.uint8, copy=False), weights.table("event"), bias, *stride, *padding, kh, kw, out)
         counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
     else:
         G, Kg = groups, K // groups
@@ -264,7 +323,7 @@ def _run(api, x, w, bias, stride, padding, groups, acc, overflow, acc_apply, met
         work = np.empty((N * G, Ho, Wo, Kg), acc_t)
         counts, err_at, err_val = (np.empty(N * G, np.int64) for _ in range(3))
         xe = x.astype(np.uint8, copy=False) if spikes else x.astype(np.int64)
-        _k.event_ordered(xe, wt, bias.astype(np.int64), sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val)
+        _k.event_ordered(xe, wt, bias, sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val)
 
     if acc is None:
         return out, 0
@@ -300,35 +359,39 @@ def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
     )
 
 
-def _event_spikes(x, w, bias, groups, stride, padding, out):
-    """Lay the weights out for ``_conv_simd.event_spikes`` (see its doc) and run it."""
+def _event_table(w, groups):
+    """The weight table of ``_conv_simd.event_spikes`` (see its doc): (G, kh, kw·Cg, Kgp)."""
     K, Cg, kh, kw = w.shape
     G, Kg = groups, K // groups
     wt = np.zeros((G, kh, kw, Cg, -(-Kg // 16) * 16), np.int8 if _fits(w, np.int8) else np.int32)
     wt[..., :Kg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
-    _conv_simd.event_spikes(
-        x.astype(np.uint8, copy=False), wt.reshape(G, kh, kw * Cg, -1), bias.astype(np.int64), *stride, *padding,
-        kh, kw, out,
-    )
+    return wt.reshape(G, kh, kw * Cg, -1)
 
 
-def _dense_simd(x, w, bias, groups, stride, padding, out):
-    """Lay the operands out for ``_conv_simd.dense_simd`` (see its module doc) and run it."""
-    N, C, H, W = x.shape
+def _dense_table(w, groups):
+    """The weight table of ``_conv_simd.dense_simd`` (see its module doc): int16 pairs."""
     K, Cg, kh, kw = w.shape
-    _, _, Ho, Wo = out.shape
-    (sh, sw), (ph, pw) = stride, padding
     G, Kg = groups, K // groups
     Cp = Cg + Cg % 2
-    Wq = max(W + 2 * pw, (-(-Wo // _conv_simd.MR) * _conv_simd.MR - 1) * sw + kw)
-    xh = np.zeros((N, G, H + 2 * ph, Wq, Cp), np.int16)
-    xh[:, :, ph : ph + H, pw : pw + W, :Cg] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
-    chunk = 16 * _conv_simd.NB_MAX
-    nchunk = -(-Kg // chunk)
+    lanes, nb = _conv_simd.LANES, _conv_simd.NB_MAX
+    nchunk = -(-Kg // (nb * lanes))
     R2 = kh * kw * Cp // 2
-    wk = np.zeros((G, nchunk * chunk, kh, kw, Cp), np.int16)
+    wk = np.zeros((G, nchunk * nb * lanes, kh, kw, Cp), np.int16)
     wk[:, :Kg, :, :, :Cg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2)
-    # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel 64q + 16j + m, r = 2i + t
-    wp = wk.reshape(G, nchunk, _conv_simd.NB_MAX, 16, R2, 2).transpose(0, 1, 4, 2, 3, 5)
-    wp = np.ascontiguousarray(wp).reshape(G, nchunk, R2, _conv_simd.NB_MAX, 32)
-    _conv_simd.dense_simd(xh, wp, bias.astype(np.int64), sh, sw, kh, kw, out)
+    # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel (nb·q + j)·lanes + m, r = 2i + t
+    wp = wk.reshape(G, nchunk, nb, lanes, R2, 2).transpose(0, 1, 4, 2, 3, 5)
+    return np.ascontiguousarray(wp).reshape(G, nchunk, R2, nb, 2 * lanes)
+
+
+def _dense_simd(x, weights, stride, padding, out):
+    """Lay the input out for ``_conv_simd.dense_simd`` (see its module doc) and run it."""
+    N, C, H, W = x.shape
+    _, Cg, kh, kw = weights.w.shape
+    _, _, Ho, Wo = out.shape
+    (sh, sw), (ph, pw) = stride, padding
+    G = weights.groups
+    Cp = Cg + Cg % 2
+    Wq = max(W + 2 * pw, (-(-Wo // _conv_simd.MR) * _conv_simd.MR - 1) * sw + kw)
+    xh = np.empty((N, G, H + 2 * ph, Wq, Cp), np.int16)
+    _conv_simd.channels_last(x, G, ph, pw, xh)
+    _conv_simd.dense_simd(xh, weights.table("dense"), weights.bias, sh, sw, kh, kw, out)

@@ -7,6 +7,7 @@ docs/arithmetic.md §4; these classes only describe and validate a layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -102,12 +103,19 @@ class Conv2d:
             raise LayerError(self.name, "weight", self.weight, f"kernel {kh}x{kw} exceeds padded input {h}x{w}")
         return (k, (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1)
 
+    @cached_property
+    def _weights(self):
+        """The weights prepared once for the kernels (``refmodel.kernels.Weights``)."""
+        from refmodel.kernels import Weights
+
+        return Weights(self.weight, self.bias, groups=self.groups)
+
     def forward(self, x):
         """(currents int64 (N, K, Ho, Wo), number of accumulator overflows)."""
         from refmodel.kernels import conv2d
 
         return conv2d(
-            x, self.weight, self.bias, stride=self.stride, padding=self.padding, groups=self.groups,
+            x, self._weights, stride=self.stride, padding=self.padding,
             acc=self.acc_format, overflow=self.overflow, acc_apply=self.acc_apply, return_overflows=True,
         )
 
@@ -148,12 +156,19 @@ class Linear:
             )
         return (self.weight.shape[0],)
 
+    @cached_property
+    def _weights(self):
+        """The weights prepared once for the kernels (``refmodel.kernels.Weights``)."""
+        from refmodel.kernels import Weights
+
+        return Weights.linear(self.weight, self.bias)
+
     def forward(self, x):
         """(currents int64 (N, K), number of accumulator overflows)."""
         from refmodel.kernels import linear
 
         return linear(
-            x, self.weight, self.bias, acc=self.acc_format, overflow=self.overflow,
+            x, self._weights, acc=self.acc_format, overflow=self.overflow,
             acc_apply=self.acc_apply, return_overflows=True,
         )
 
