@@ -22,6 +22,7 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, QFormat
 from refmodel.layers import (
+    MAX_CURRENT,
     NEURONS,
     POOLS,
     SYNAPSES,
@@ -32,6 +33,7 @@ from refmodel.layers import (
     OrPool,
     PooledNeuronPool,
     SumPool,
+    WinnerSpikePool,
 )
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
@@ -226,6 +228,28 @@ class Network:
         self.input_format.check(arr, f"network {self.name!r}: stimulus")
         return per_step
 
+    def _stepper(self, i: int, wanted) -> Callable:
+        """How ``run`` steps neuron layer ``i``: ``advance`` (no per-step checks, in place)
+        when its input current provably lies within ±MAX_CURRENT, else the checked ``step``;
+        the Vm before reset is kept only when it is recorded or the next layer ranks by it."""
+        layer = self.layers[i]
+        current = self.formats[(self.layers[i - 1].name, "current")]
+        if not (-MAX_CURRENT <= current.min_int and current.max_int <= MAX_CURRENT):
+            return layer.step
+        after = self.layers[i + 1] if i + 1 < len(self.layers) else None
+        keep_pre = (layer.name, "v_pre") in wanted or (isinstance(after, WinnerSpikePool) and after.vm_stage == "pre")
+        return lambda state, x: layer.advance(state, x, keep_pre)
+
+    def _count_dtype(self, name: str, timesteps: int) -> np.dtype:
+        """The narrowest dtype that holds the sum of ``timesteps`` outputs of layer ``name``
+        (spikes or pool codes): the running spike counts are kept in it, then returned as int64."""
+        fmt = self.formats[(name, "spikes")]
+        lo, hi = timesteps * min(0, fmt.min_int), timesteps * fmt.max_int
+        for dtype in (np.uint8, np.uint16, np.uint32) if lo == 0 else (np.int8, np.int16, np.int32):
+            if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+                return np.dtype(dtype)
+        return np.dtype(np.int64)
+
     def run(
         self,
         stimulus,
@@ -254,6 +278,8 @@ class Network:
             if role_of(layer) in ("neuron", "pool"):
                 states[layer.name] = layer.init_state((batch, *shape_in))
         constant_current = None  # the first layer's current, when its input never changes
+        stepping = {layer.name: self._stepper(i, wanted) for i, layer in enumerate(self.layers)
+                    if role_of(layer) == "neuron"}  # fmt: skip
 
         def emit(layer, signal, t, value):
             if value is None or (layer.name, signal) not in wanted:
@@ -280,7 +306,7 @@ class Network:
                     emit(layer, "current", t, current)
                     x = current
                 elif role == "neuron":
-                    neuron_out = layer.step(states[layer.name], x)
+                    neuron_out = stepping[layer.name](states[layer.name], x)
                     n_over = neuron_out.overflows
                     for signal in SIGNALS["neuron"]:
                         emit(layer, signal, t, getattr(neuron_out, signal))
@@ -303,10 +329,12 @@ class Network:
                     n_over = 0
                 overflows[t, i] = n_over
                 if role in ("neuron", "pool"):
-                    counts = spike_counts.setdefault(layer.name, np.zeros(x.shape, np.int64))
-                    counts += x
+                    if layer.name not in spike_counts:
+                        spike_counts[layer.name] = np.zeros(x.shape, self._count_dtype(layer.name, timesteps))
+                    np.add(spike_counts[layer.name], x, out=spike_counts[layer.name], casting="unsafe")
             if progress is not None:
                 progress(t)
+        spike_counts = {name: counts.astype(np.int64) for name, counts in spike_counts.items()}
         last = self.layers[-1]
         outputs = {"spike_count": spike_counts.get(last.name)}
         if role_of(last) == "neuron":

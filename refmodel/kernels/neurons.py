@@ -54,19 +54,21 @@ def neuron_step(
     compare, reset, reset_value, drive, has_vmin, v_min, refractory,
     leak, leak_a, leak_b, leak_rounding, leak_min_step, order,
     bits, signed, overflow,
-    spikes, v_pre, v_post, refr_out, ovf, err,
+    spikes, v_pre, ovf, err,
 ):  # fmt: skip
     """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT).
 
     Per neuron: refractory hold, leak / integrate (cast) in ``order``, lower bound,
     ``s_k = V cmp thr[k, c]`` into spike channel ``k * C + c``, reset driven by ``drive``
-    (subtraction cast), refractory start.  ``refr``/``refr_out`` are only touched when
-    ``refractory > 0``.  ``ovf[row]`` counts overflowing writes of row ``n * C + c``;
+    (subtraction cast), refractory start.  ``v`` (and ``refr``, only touched when
+    ``refractory > 0``) are updated in place; the Vm before the reset goes to ``v_pre``
+    unless it is empty.  ``ovf[row]`` counts overflowing writes of row ``n * C + c``;
     ``err[row] = (m, write, exact value)`` of its first one, m = -1 when none.
     """
     n_rows = current.shape[0] * current.shape[1]
     n_ch = current.shape[1]
     n_maps = thr.shape[0]
+    keep_pre = v_pre.shape[0] > 0
     for row in numba.prange(n_rows):
         n = row // n_ch
         c = row - n * n_ch
@@ -75,9 +77,9 @@ def neuron_step(
         for m in range(current.shape[2]):
             x = v[n, c, m]
             if refractory > 0 and refr[n, c, m] > 0:
-                refr_out[n, c, m] = refr[n, c, m] - 1
-                v_pre[n, c, m] = x
-                v_post[n, c, m] = x
+                refr[n, c, m] -= 1
+                if keep_pre:
+                    v_pre[n, c, m] = x
                 for k in range(n_maps):
                     spikes[n, k * n_ch + c, m] = 0
                 continue
@@ -95,7 +97,8 @@ def neuron_step(
                 x = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
             if has_vmin and x < v_min:
                 x = v_min
-            v_pre[n, c, m] = x
+            if keep_pre:
+                v_pre[n, c, m] = x
             fired = False
             theta = np.int64(0)
             for k in range(n_maps):
@@ -120,14 +123,14 @@ def neuron_step(
                 elif reset == RESET_VALUE:
                     x = reset_value
             if refractory > 0:
-                refr_out[n, c, m] = refractory if fired else 0
-            v_post[n, c, m] = x
+                refr[n, c, m] = refractory if fired else 0
+            v[n, c, m] = x
         ovf[row] = count
 
 
 @numba.njit(cache=True, parallel=True)
-def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow, bias, u_out, i_out, ovf):
-    """Synaptic current register (Loihi CUBA):
+def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow, bias, i_out, ovf):
+    """Synaptic current register (Loihi CUBA), ``u`` updated in place:
     ``u <- cast(round(u * mult / 2**shift) + a_in * 2**in_shift)``, then
     ``i_out = u + bias[c]``.  ``ovf[row]`` counts the casts that changed ``u``."""
     n_rows = a_in.shape[0] * a_in.shape[1]
@@ -141,6 +144,6 @@ def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow
             if not in_range_int(y, bits, True, overflow):
                 count += 1
             x = cast_int(y, bits, True, overflow)
-            u_out[n, c, m] = x
+            u[n, c, m] = x
             i_out[n, c, m] = x + bias[c]
         ovf[row] = count

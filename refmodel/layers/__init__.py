@@ -5,7 +5,7 @@ LoihiLIF) integrate them and spike; pooling layers follow a neuron layer; Flatte
 """
 
 from refmodel.layers.base import LayerError
-from refmodel.layers.neurons import IF, LIF, DualThreshold, LoihiLIF, NeuronStep
+from refmodel.layers.neurons import IF, LIF, MAX_CURRENT, DualThreshold, LoihiLIF, NeuronStep
 from refmodel.layers.pooling import (
     AvgPool,
     CountGatePool,
@@ -22,7 +22,7 @@ NEURONS = (IF, LIF, DualThreshold, LoihiLIF)
 POOLS = (WinnerSpikePool, PooledNeuronPool, CountGatePool, OrPool, SumPool, AvgPool)
 
 __all__ = [
-    "LayerError", "NeuronStep", "PoolStep", "SYNAPSES", "NEURONS", "POOLS",
+    "LayerError", "MAX_CURRENT", "NeuronStep", "PoolStep", "SYNAPSES", "NEURONS", "POOLS",
     "Conv2d", "Linear", "Flatten", "IF", "LIF", "DualThreshold", "LoihiLIF",
     "WinnerSpikePool", "PooledNeuronPool", "CountGatePool", "OrPool", "SumPool", "AvgPool",
 ]  # fmt: skip

@@ -1,11 +1,15 @@
 """Neuron layers: IF, LIF, DualThreshold (DT-SCNN) and the Loihi CUBA LIF preset.
 
 Each layer is a frozen description, validated on construction, with one uniform way to run
-it one timestep at a time (the network simulator drives every neuron layer like this)::
+it one timestep at a time::
 
     state = layer.init_state((N, C, H, W))     # dict of int64 arrays, Vm = 0
     out = layer.step(state, current)           # current: int64, same shape
     out.spikes, out.v_pre, out.v_post, out.overflows
+
+``step`` checks the state and the current and leaves the state alone when it raises;
+``advance`` (what the network simulator calls, having checked the shapes and formats when
+the network was built) skips those checks and updates the state's arrays in place.
 
 The arithmetic of every option, in order, is specified in ``docs/neurons.md``; the work is
 done by the Numba kernels of ``refmodel.kernels.neurons``.
@@ -54,11 +58,13 @@ class NeuronConfigError(LayerError, FixedPointError):
 
 
 class NeuronStep(NamedTuple):
-    """The result of one ``step``; its arrays are new and never written afterwards.
+    """The result of one ``step`` (or ``advance``).
 
     spikes:    uint8, shape of the current; (N, 2C, ...) = [s1, s2] for DualThreshold.
-    v_pre:     int64 Vm after integration (and lower bound), before the reset.
-    v_post:    int64 Vm after the reset (the array now held in ``state["v"]``).
+    v_pre:     int64 Vm after integration (and lower bound), before the reset
+               (None from ``advance(..., keep_pre=False)``).
+    v_post:    int64 Vm after the reset: the array held in ``state["v"]`` (after ``step``
+               never written again; after ``advance`` it changes with the next ``advance``).
     overflows: number of register writes wrapped or saturated in this step.
     """
 
@@ -152,23 +158,28 @@ def _flat3(shape) -> tuple:
     return (shape[0], shape[1], math.prod(shape[2:]))
 
 
-def _run_neuron_kernel(layer, shape, v, refr, current, thr, codes, fmt: QFormat, overflow: Overflow):
-    """Run ``K.neuron_step`` on (N, C, M) views of ``shape``; raise the first overflow under ERROR.
+def _flat_view(layer, state, key, flat):
+    """``state[key]`` as an (N, C, M) view, so that a kernel updates it in place."""
+    arr = state[key]
+    if not (isinstance(arr, np.ndarray) and arr.dtype == np.int64 and arr.flags.c_contiguous and arr.flags.writeable):
+        _fail(layer, f"state[{key!r}]", getattr(arr, "dtype", type(arr).__name__), "must be a writeable C-contiguous int64 array")
+    return arr.reshape(flat)
 
-    Returns spikes, v_pre, v_post, refractory counters (or the placeholder) and the count.
-    """
-    v, refr, current = (np.ascontiguousarray(a) for a in (v, refr, current))  # one specialization
+
+def _run_neuron_kernel(layer, shape, v, refr, current, thr, codes, fmt: QFormat, overflow: Overflow, keep_pre):
+    """Run ``K.neuron_step`` on (N, C, M) views of ``shape`` (``v`` and ``refr`` in place);
+    raise the first overflow under ERROR.  Returns spikes, v_pre (None unless ``keep_pre``)
+    and the overflow count."""
+    current = np.ascontiguousarray(current)  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
-    v_pre, v_post = np.empty_like(current), np.empty_like(current)
-    refr_out = np.empty_like(current) if refr.size else _NO_REFRACTORY
+    v_pre = np.empty_like(current) if keep_pre else _NO_REFRACTORY
     ovf = np.empty(n * n_ch, np.int64)
     err = np.empty((n * n_ch, 3), np.int64)
-    K.neuron_step(v, refr, current, thr, *codes, fmt.bits, int(fmt.signed), int(overflow),
-                  spikes, v_pre, v_post, refr_out, ovf, err)  # fmt: skip
+    K.neuron_step(v, refr, current, thr, *codes, fmt.bits, int(fmt.signed), int(overflow), spikes, v_pre, ovf, err)
     if overflow == Overflow.ERROR:
         _raise_first_overflow(layer, err, shape, fmt, overflow)
-    return spikes, v_pre, v_post, refr_out, int(ovf.sum())
+    return spikes, (v_pre if keep_pre else None), int(ovf.sum())
 
 
 def _raise_first_overflow(layer, err, shape, fmt, overflow):
@@ -271,24 +282,38 @@ class _Neuron:
         ``state`` entries are replaced by the new arrays; nothing is changed if it raises
         (``FixedOverflowError`` under Overflow.ERROR, ``NeuronConfigError`` for bad input).
         """
-        shape = _check_state(self, state, self._state_ranges())
-        _check_array(self, "current", current, shape, -MAX_CURRENT, MAX_CURRENT)
+        return _checked_step(self, state, current, (-MAX_CURRENT, MAX_CURRENT))
+
+    def advance(self, state, current, keep_pre=True) -> NeuronStep:
+        """``step`` without its checks, the state's arrays updated in place: for a caller
+        whose state comes from ``init_state`` and whose current is int64 of the state's shape
+        within ±MAX_CURRENT.  ``v_pre`` is None unless ``keep_pre``."""
+        shape = state["v"].shape
         flat = _flat3(shape)
         thr = np.stack([_per_channel(self, field, value, shape[1]) for field, value in self._maps()])
-        refr = state["refractory"].reshape(flat) if self.refractory else _NO_REFRACTORY
+        refr = _flat_view(self, state, "refractory", flat) if self.refractory else _NO_REFRACTORY
         v_min = 0 if self.v_min is None else self.v_min
         codes = (
             _COMPARE_CODES[self.compare], _RESET_CODES[self.reset], self.reset_value, self._drive(),
             int(self.v_min is not None), v_min, self.refractory, *self._leak_codes(),
         )  # fmt: skip
-        spikes, v_pre, v_post, refr_out, overflows = _run_neuron_kernel(
-            self, shape, state["v"].reshape(flat), refr, current.reshape(flat), thr, codes, self.vm, self.overflow
-        )
-        state["v"] = v_post.reshape(shape)
-        if self.refractory:
-            state["refractory"] = refr_out.reshape(shape)
+        spikes, v_pre, overflows = _run_neuron_kernel(
+            self, shape, _flat_view(self, state, "v", flat), refr, current.reshape(flat), thr, codes, self.vm,
+            self.overflow, keep_pre,
+        )  # fmt: skip
         spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
-        return NeuronStep(spikes, v_pre.reshape(shape), state["v"], overflows)
+        return NeuronStep(spikes, None if v_pre is None else v_pre.reshape(shape), state["v"], overflows)
+
+
+def _checked_step(layer, state, current, current_range) -> NeuronStep:
+    """``layer.advance`` on a checked copy of ``state``, which takes the new arrays only when
+    nothing raised."""
+    shape = _check_state(layer, state, layer._state_ranges())
+    _check_array(layer, "current", current, shape, *current_range)
+    new = {key: value.copy() for key, value in state.items()}
+    out = layer.advance(new, current)
+    state.update(new)
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -466,29 +491,31 @@ class LoihiLIF:
     def step(self, state, current) -> NeuronStep:
         """One Loihi timestep; ``current`` is a_in (int64 in -2**15..2**15 - 1).
 
-        ``overflows`` counts u wraps plus v saturations.
+        ``overflows`` counts u wraps plus v saturations; nothing is changed if it raises.
         """
-        shape = _check_state(self, state, self._state_ranges())
-        _check_array(self, "current", current, shape, self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int)
+        return _checked_step(self, state, current, (self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int))
+
+    def advance(self, state, current, keep_pre=True) -> NeuronStep:
+        """``step`` without its checks, u and v updated in place (see ``_Neuron.advance``)."""
+        shape = state["v"].shape
         flat = _flat3(shape)
         n_ch = shape[1]
         bias = _per_channel(self, "bias_mant", self.bias_mant, n_ch) << _per_channel(self, "bias_exp", self.bias_exp, n_ch)
         thr = np.stack([_per_channel(self, "vth", self.vth, n_ch) << self.VTH_SHIFT])
-        u = np.empty(flat, np.int64)
         i_v = np.empty(flat, np.int64)
         ovf_u = np.empty(flat[0] * n_ch, np.int64)
         K.current_filter_step(
-            np.ascontiguousarray(state["u"].reshape(flat)), np.ascontiguousarray(current.reshape(flat)),
+            _flat_view(self, state, "u", flat), np.ascontiguousarray(current.reshape(flat)),
             4095 - self.du, self.DECAY_SHIFT,
-            int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, u, i_v, ovf_u,
+            int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, i_v, ovf_u,
         )  # fmt: skip
         codes = (
             K.CMP_GT, K.RESET_ZERO, 0, K.DRIVE_S1, 0, 0, 0,
             K.LEAK_MUL, 4096 - self.dv, self.DECAY_SHIFT, int(Rounding.TRN_ZERO), 0, K.ORDER_LEAK_FIRST,
         )  # fmt: skip
-        spikes, v_pre, v_post, _, ovf_v = _run_neuron_kernel(
-            self, shape, state["v"].reshape(flat), _NO_REFRACTORY, i_v, thr, codes, self.U_FORMAT, Overflow.SAT_SYM
-        )
-        state["u"] = u.reshape(shape)
-        state["v"] = v_post.reshape(shape)
-        return NeuronStep(spikes.reshape(shape), v_pre.reshape(shape), state["v"], int(ovf_u.sum()) + ovf_v)
+        spikes, v_pre, ovf_v = _run_neuron_kernel(
+            self, shape, _flat_view(self, state, "v", flat), _NO_REFRACTORY, i_v, thr, codes, self.U_FORMAT,
+            Overflow.SAT_SYM, keep_pre,
+        )  # fmt: skip
+        v_pre = None if v_pre is None else v_pre.reshape(shape)
+        return NeuronStep(spikes.reshape(shape), v_pre, state["v"], int(ovf_u.sum()) + ovf_v)
