@@ -22,14 +22,10 @@ rounds (median over rounds; ratios taken within a round):
   when torch is importable (best of ``--reps``); its readout Vm is checked equal to refmodel's.
 
 Wall time and the process' CPU time (all threads) are both reported: the machine is shared,
-and CPU time is less sensitive to other processes.  ``--prototype`` adds two cases that
-measure proposals for refmodel (applied here by replacing functions for the duration of a run,
-results checked equal): the conv wrapper's per-call weight work cached (``WeightCaches``),
-then also the neuron layers stepped without per-call checks and in place (``_fast_step``).
-Then a profile of the least disturbed of 3 runs (1 recorded run), by timers around each
+and CPU time is less sensitive to other processes.  Then a profile of the least disturbed of 3 runs (1 recorded run), by timers around each
 layer's ``forward``/``step`` and around the kernels and helpers they call.
 
-    python benchmarks/bench_network.py [--quick] [--rounds 3] [--reps 3] [--threads 2] [--prototype]
+    python benchmarks/bench_network.py [--quick] [--rounds 3] [--reps 3] [--threads 2]
 
 ``--quick``: one round, best of 2 (under a minute once numba's cache is warm).
 """
@@ -60,10 +56,10 @@ import refmodel.kernels._conv_simd as conv_simd  # noqa: E402
 import refmodel.kernels.conv as conv_mod  # noqa: E402
 import refmodel.kernels.neurons as neuron_kernels  # noqa: E402
 import refmodel.kernels.pooling as pool_kernels  # noqa: E402
-from refmodel.fixed import Overflow, QFormat, Rounding  # noqa: E402
+from refmodel.fixed import QFormat  # noqa: E402
 from refmodel.generate import generate  # noqa: E402
 from refmodel.layers import (  # noqa: E402
-    IF, LIF, AvgPool, Conv2d, DualThreshold, Flatten, Linear, NeuronStep, WinnerSpikePool,
+    IF, LIF, NEURONS, AvgPool, Conv2d, DualThreshold, Flatten, Linear, WinnerSpikePool,
 )
 from refmodel.network import Network  # noqa: E402
 from refmodel.spec import Spec, StimulusSpec  # noqa: E402
@@ -265,176 +261,6 @@ def torch_loop(network):
     return run
 
 
-# --------------------------------------------------------------------------- prototype
-class WeightCaches:
-    """What ``--prototype`` measures: the conv wrapper's per-call weight work done once per
-    weight array instead of every call (the wrapper's code otherwise unchanged).
-
-    * range proof: ``conv._partial_sum_range`` forms |w|·|x| products over every weight on
-      every call; with the per-channel sums of the positive and of the negative weights, kept
-      per weight array, the same bounds cost O(K): for xmin <= 0 <= xmax the smallest term of
-      weight w is w·xmin (w > 0) or w·xmax (w < 0).  (The int64 bound check runs once.)
-    * weight layouts: ``conv._event_spikes`` (int8 rows, channel last) and ``conv._dense_simd``
-      (int16 pairs in 64-channel chunks) rebuild the weight table every call; kept here.
-    Weights are keyed by their buffer address, shape and strides (layer weights are read-only),
-    biases by value.
-    """
-
-    def __init__(self):
-        names = ("_partial_sum_range", "_event_spikes", "_dense_simd")
-        self.original = {name: getattr(conv_mod, name) for name in names}
-        self.sums, self.event, self.dense = {}, {}, {}
-
-    @staticmethod
-    def key(a):
-        return a.__array_interface__["data"][0], a.shape, a.strides
-
-    def partial_sum_range(self, api, xmin, xmax, w, b):
-        key = (self.key(w), b.tobytes())  # (the wrapper makes a new zero bias per call when there is none)
-        if key not in self.sums:
-            self.original["_partial_sum_range"](api, xmin, xmax, w, b)
-            w2 = w.reshape(w.shape[0], -1).astype(np.int64)
-            pos, neg = np.where(w2 > 0, w2, 0).sum(axis=1), np.where(w2 < 0, w2, 0).sum(axis=1)
-            self.sums[key] = (pos, neg, b.astype(np.int64))
-        pos, neg, bias = self.sums[key]
-        return int((bias + pos * xmin + neg * xmax).min()), int((bias + pos * xmax + neg * xmin).max())
-
-    def event_spikes(self, x, w, bias, groups, stride, padding, out):
-        K, Cg, kh, kw = w.shape
-        key = (self.key(w), groups)
-        if key not in self.event:
-            G, Kg = groups, K // groups
-            wt = np.zeros((G, kh, kw, Cg, -(-Kg // 16) * 16), np.int8 if conv_mod._fits(w, np.int8) else np.int32)
-            wt[..., :Kg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
-            self.event[key] = wt.reshape(G, kh, kw * Cg, -1)
-        conv_simd.event_spikes(
-            x.astype(np.uint8, copy=False), self.event[key], bias.astype(np.int64), *stride, *padding, kh, kw, out
-        )
-
-    def dense_simd(self, x, w, bias, groups, stride, padding, out):
-        N, _, H, W = x.shape
-        K, Cg, kh, kw = w.shape
-        Wo = out.shape[3]
-        (sh, sw), (ph, pw) = stride, padding
-        G, Kg, Cp = groups, K // groups, Cg + Cg % 2
-        key = (self.key(w), groups)
-        if key not in self.dense:
-            chunk, R2 = 16 * conv_simd.NB_MAX, kh * kw * Cp // 2
-            nchunk = -(-Kg // chunk)
-            wk = np.zeros((G, nchunk * chunk, kh, kw, Cp), np.int16)
-            wk[:, :Kg, :, :, :Cg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2)
-            wp = wk.reshape(G, nchunk, conv_simd.NB_MAX, 16, R2, 2).transpose(0, 1, 4, 2, 3, 5)
-            self.dense[key] = np.ascontiguousarray(wp).reshape(G, nchunk, R2, conv_simd.NB_MAX, 32)
-        Wq = max(W + 2 * pw, (-(-Wo // conv_simd.MR) * conv_simd.MR - 1) * sw + kw)
-        xh = np.zeros((N, G, H + 2 * ph, Wq, Cp), np.int16)
-        xh[:, :, ph : ph + H, pw : pw + W, :Cg] = x.reshape(N, G, Cg, H, W).transpose(0, 1, 3, 4, 2)
-        conv_simd.dense_simd(xh, self.dense[key], bias.astype(np.int64), sh, sw, kh, kw, out)
-
-
-_CACHES = WeightCaches()
-
-
-def with_weight_caches(f):
-    """Run ``f()`` with the wrapper's three helpers replaced by ``_CACHES``' versions."""
-    replaced = {"_partial_sum_range": _CACHES.partial_sum_range, "_event_spikes": _CACHES.event_spikes,
-                "_dense_simd": _CACHES.dense_simd}  # fmt: skip
-    saved = {name: getattr(conv_mod, name) for name in replaced}
-    for name, g in replaced.items():
-        setattr(conv_mod, name, g)
-    try:
-        return f()
-    finally:
-        for name, g in saved.items():
-            setattr(conv_mod, name, g)
-
-
-@numba.njit(cache=True, parallel=True)
-def _neuron_fast(v, cur, thr, leak_mult, leak_shift, strict, reset, lo, hi, spikes, ovf):
-    """The common neuron configurations with the options as plain branches, ``v`` updated in
-    place, no v_pre written (a run that does not record it):
-    ``x = (v * leak_mult) >> leak_shift`` (leak "mul", TRN; none when leak_shift < 0);
-    ``y = sat(x + I)``; ``s_k = y > thr[k, c]`` (``>=`` unless strict); where any map fired,
-    reset by the largest fired threshold (0: subtract, saturated; 1: zero; 2: none).
-    Arrays (N, C, M) as ``neurons.neuron_step``; ``ovf[row]`` counts the saturated writes."""
-    N, C, M = cur.shape
-    K = thr.shape[0]
-    for row in numba.prange(N * C):
-        n = row // C
-        c = row - n * C
-        count = 0
-        for m in range(M):
-            x = v[n, c, m]
-            if leak_shift >= 0:
-                x = (x * leak_mult) >> leak_shift
-            y = x + cur[n, c, m]
-            if y < lo or y > hi:
-                count += 1
-                y = min(max(y, lo), hi)
-            fired = False
-            theta = np.int64(0)
-            for k in range(K):
-                t = thr[k, c]
-                s = y > t if strict else y >= t
-                spikes[n, k * C + c, m] = s
-                if s and (not fired or t > theta):
-                    fired = True
-                    theta = t
-            if fired and reset == 0:
-                y -= theta
-                if y < lo or y > hi:
-                    count += 1
-                    y = min(max(y, lo), hi)
-            elif fired and reset == 1:
-                y = 0
-            v[n, c, m] = y
-        ovf[row] = count
-
-
-def _fast_step(layer):
-    """A ``step`` for ``layer`` through ``_neuron_fast``, without the per-call range checks of the
-    state and the current (the network made both), the Vm updated in place and no v_pre
-    (``NeuronStep.v_pre`` is None); None when the layer's options are not covered."""
-    if (type(layer) not in (IF, LIF, DualThreshold) or layer.refractory or layer.v_min is not None
-            or layer.overflow != Overflow.SAT or getattr(layer, "order", "leak_first") != "leak_first"
-            or layer.reset not in ("subtract", "zero", "none")
-            or getattr(layer, "reset_by", "either") != "either" and isinstance(layer, DualThreshold)):  # fmt: skip
-        return None
-    leak = getattr(layer, "leak", "none")
-    if leak == "mul" and layer.leak_rounding == Rounding.TRN:
-        leak_mult, leak_shift = layer.leak_mult, layer.leak_shift
-    elif leak == "none":
-        leak_mult, leak_shift = 1, -1
-    else:
-        return None
-    lo, hi = layer.vm.bounds(layer.overflow)
-    codes = (leak_mult, leak_shift, layer.compare == ">", ("subtract", "zero", "none").index(layer.reset), lo, hi)
-
-    def step(state, current):
-        shape = state["v"].shape
-        flat = (shape[0], shape[1], int(np.prod(shape[2:])))
-        thr = np.stack([np.broadcast_to(np.asarray(value, np.int64), shape[1]) for _, value in layer._maps()])
-        spikes = np.empty((flat[0], thr.shape[0] * flat[1], flat[2]), np.uint8)
-        ovf = np.empty(flat[0] * flat[1], np.int64)
-        _neuron_fast(state["v"].reshape(flat), current.reshape(flat), thr, *codes, spikes, ovf)
-        return NeuronStep(spikes.reshape((shape[0], -1) + shape[2:]), None, state["v"], int(ovf.sum()))
-
-    return step
-
-
-def with_neuron_fast_path(network, f):
-    """Run ``f()`` (inside ``with_weight_caches``) with every covered neuron layer stepped by
-    ``_fast_step``: the second measured proposal."""
-    for layer in network.layers:
-        step = _fast_step(layer) if isinstance(layer, (IF, LIF, DualThreshold)) else None
-        if step is not None:
-            object.__setattr__(layer, "step", step)
-    try:
-        return with_weight_caches(f)
-    finally:
-        for layer in network.layers:
-            layer.__dict__.pop("step", None)
-
-
 # --------------------------------------------------------------------------- timing
 def timed(f):
     """(wall seconds, CPU seconds of this process, all threads; f's result)."""
@@ -453,7 +279,7 @@ def record_run(network, x, timesteps, directory):
     return result, size
 
 
-def measure(name, rounds, reps, threads, directory, prototype):
+def measure(name, rounds, reps, threads, directory):
     build, timesteps = NETWORKS[name]
     network, x = build(), stimulus()
     reference = network.run(x, timesteps)  # compiles / warms every kernel
@@ -472,20 +298,6 @@ def measure(name, rounds, reps, threads, directory, prototype):
         cases["torch f32"] = lambda: loop(x, timesteps)
     except ImportError:
         pass
-    if prototype:
-        cases["refmodel, weight prep cached (prototype)"] = lambda: with_weight_caches(
-            lambda: network.run(x, timesteps)
-        )
-        cases["refmodel, + neuron fast path (prototype)"] = lambda: with_neuron_fast_path(
-            network, lambda: network.run(x, timesteps)
-        )
-        for case in list(cases)[-2:]:
-            same = cases[case]()
-            checks[f"{case} == refmodel"] = bool(
-                np.array_equal(same.outputs["v"], reference.outputs["v"])
-                and np.array_equal(same.overflows, reference.overflows)
-                and all(np.array_equal(same.spike_counts[k], c) for k, c in reference.spike_counts.items())
-            )
     times = {case: [] for case in cases}
     cpu = {case: [] for case in cases}
     file_size = 0
@@ -544,11 +356,9 @@ _INNER = [
     (conv_simd, "event_spikes", "{kind}: event kernel"),
     (conv_kernels, "dense_ordered", "{kind}: dense ordered kernel"),
     (conv_kernels, "event_ordered", "{kind}: event ordered kernel"),
-    (conv_mod, "_partial_sum_range", "{kind}: range proof (Σ|w| per call)"),
-    (conv_mod, "_dense_simd", "{kind}: dense SIMD kernel + operand layout"),
-    (conv_mod, "_event_spikes", "{kind}: event kernel + weight layout"),
+    (conv_mod.Weights, "partial_sum_range", "{kind}: range proof (O(K))"),
+    (conv_mod, "_dense_simd", "{kind}: dense SIMD kernel + input layout"),
     (neuron_kernels, "neuron_step", "{kind}: neuron kernel"),
-    (sys.modules[__name__], "_neuron_fast", "{kind}: neuron kernel (fast path prototype)"),
     *((pool_kernels, k, "{kind}: pool kernel") for k in pool_kernels.__all__),
     (VectorWriter, "write_step", "vectors: write_step (traces)"),
     (VectorWriter, "write_param", "vectors: write_param"),
@@ -570,7 +380,8 @@ def instrumented(network, timers):
     for module, attr, label in _INNER:
         setattr(module, attr, timers.wrap(getattr(module, attr), label))
     for layer in network.layers:
-        method = "forward" if isinstance(layer, (Conv2d, Linear)) else "step"
+        # what Network.run calls: forward (synapses), advance (neurons), step (pools)
+        method = "forward" if isinstance(layer, (Conv2d, Linear)) else "advance" if isinstance(layer, NEURONS) else "step"
         if hasattr(layer, method):
             kind = _kind(layer)
             object.__setattr__(layer, method, timers.wrap(getattr(layer, method), f"{kind}: whole call", kind))
@@ -580,27 +391,23 @@ def instrumented(network, timers):
         for module, attr, f in saved:
             setattr(module, attr, f)
         for layer in network.layers:
-            for method in ("forward", "step"):
+            for method in ("forward", "step", "advance"):
                 layer.__dict__.pop(method, None)
 
 
-def profile(m, directory, prototype):
+def profile(m, directory):
     network, x, timesteps = m["network"], m["x"], m["timesteps"]
-    cases = [("refmodel", lambda: network.run(x, timesteps), 3, None),
-             ("refmodel + vectors", lambda: record_run(network, x, timesteps, directory), 1, None)]  # fmt: skip
-    if prototype:
-        cases.append(("refmodel, weight prep cached (prototype)", cases[0][1], 3, with_weight_caches))
-        cases.append(("refmodel, + neuron fast path (prototype)", cases[0][1], 3,
-                      functools.partial(with_neuron_fast_path, network)))  # fmt: skip
+    cases = [("refmodel", lambda: network.run(x, timesteps), 3),
+             ("refmodel + vectors", lambda: record_run(network, x, timesteps, directory), 1)]  # fmt: skip
     out = {}
-    for case, f, reps, applied in cases:
+    for case, f, reps in cases:
 
         def one(f=f):
             with instrumented(network, Timers()) as timers:
                 total, _, _ = timed(f)
             return total, timers.seconds, timers.calls
 
-        runs = [applied(one) if applied else one() for _ in range(reps)]
+        runs = [one() for _ in range(reps)]
         out[case] = min(runs, key=lambda run: run[0])  # the least disturbed run
     return out
 
@@ -682,7 +489,6 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3, help="runs per round of the cases without traces (best taken)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prototype", action="store_true", help="also time the weight-cache prototype (WeightCaches)")
     args = ap.parse_args()
     numba.set_num_threads(args.threads)
     rounds, reps = (1, 2) if args.quick else (args.rounds, args.reps)
@@ -690,8 +496,8 @@ def main():
     results, profiles = {}, {}
     with tempfile.TemporaryDirectory() as directory:
         for name in NETWORKS:
-            results[name] = measure(name, rounds, reps, args.threads, directory, args.prototype)
-            profiles[name] = profile(results[name], directory, args.prototype)
+            results[name] = measure(name, rounds, reps, args.threads, directory)
+            profiles[name] = profile(results[name], directory)
     load1 = os.getloadavg()[0]
     lines = report(results, args.threads, rounds, reps, (load0, load1))
     lines += ["", "Where the time goes (timers around each layer call and the kernels inside; nested rows "
