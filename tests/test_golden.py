@@ -1,7 +1,8 @@
 """The golden regression set: regenerating every recipe in vectors/recipes gives the arrays
-of its committed vector file in vectors/golden, bit for bit.
+of its committed vector file in vectors/golden, bit for bit, and the cost figures it stores
+(its ``cost`` group, which compare_files does not compare).
 
-After a deliberate change of the arithmetic, regenerate with
+After a deliberate change of the arithmetic (or of a cost formula), regenerate with
     refmodel gen vectors/recipes/NAME.toml --out vectors/golden/NAME.h5
 and say why in the commit message.
 """
@@ -23,10 +24,13 @@ def test_every_recipe_has_a_golden_file():
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_regenerating_a_recipe_gives_its_golden_arrays(name, tmp_path):
+def test_regenerating_a_recipe_gives_its_golden_arrays_and_cost(name, tmp_path):
     out = tmp_path / f"{name}.h5"
     generate(load_spec(VECTORS / "recipes" / f"{name}.toml"), out)
     comparison = compare_files(VECTORS / "golden" / f"{name}.h5", out)
     assert comparison.equal, comparison.report()
     with VectorFile(out) as fresh, VectorFile(VECTORS / "golden" / f"{name}.h5") as golden:
         assert fresh.config_sha256 == golden.config_sha256
+        stored = golden.cost()
+        assert set(stored) == {"static", "memory", "measured"}, stored.keys()
+        assert fresh.cost() == stored
