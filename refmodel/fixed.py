@@ -164,9 +164,8 @@ class QFormat:
         arr = np.asarray(values)
         if arr.dtype.kind not in "iub":
             raise FixedPointError(f"{what} must be integers, got dtype {arr.dtype}")
-        bad = (arr < self.min_int) | (arr > self.max_int) if arr.size else np.zeros(0, bool)
-        if bad.any():
-            index = np.unravel_index(int(np.argmax(bad)), arr.shape)
+        if arr.size and (int(arr.min()) < self.min_int or int(arr.max()) > self.max_int):
+            index = np.unravel_index(int(np.argmax((arr < self.min_int) | (arr > self.max_int))), arr.shape)
             value = int(arr[index])
             raise FixedOverflowError(
                 f"{what}[{', '.join(map(str, index))}] = {value} does not fit {self} "

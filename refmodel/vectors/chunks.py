@@ -1,0 +1,88 @@
+"""Compressed HDF5 chunks, filtered by refmodel in worker threads and written in order.
+
+Every non-empty dataset of a vector file declares HDF5's standard ``shuffle`` and ``deflate``
+(level 1) filters, which every HDF5 reader (h5py, h5dump, MATLAB, ...) undoes.  h5py would apply
+them in the writing thread, with zlib, one chunk after the other.  ``ChunkWriter`` applies the
+same two filters itself:
+
+* shuffle: the chunk's bytes regrouped by byte position, ``out[j·n + i] = in[i·s + j]`` for n
+  elements of s bytes (nothing for 1-byte elements);
+* deflate: a zlib stream at level 1, from ISA-L's igzip when the ``isal`` package is installed
+  (several times faster), else from zlib;
+
+in a pool of threads (zlib and igzip run without the GIL, beside the simulation), and hands the
+results to HDF5 with ``write_direct_chunk`` in the order they were submitted, so that a file's
+bytes depend only on what was written, never on thread timing.  The zlib stream carries an
+Adler-32 checksum of the chunk, which the reader's inflate verifies.
+"""
+
+from __future__ import annotations
+
+import collections
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # the optional ``fast`` extra is not installed
+    _deflate = zlib
+
+__all__ = ["LEVEL", "COMPRESSOR", "filter_chunk", "ChunkWriter"]
+
+LEVEL = 1  # deflate level: the fastest; traces are written once and read rarely
+COMPRESSOR = "isal" if _deflate is not zlib else "zlib"
+
+
+def filter_chunk(chunk: np.ndarray) -> bytes:
+    """The bytes HDF5 stores for ``chunk`` under the shuffle + deflate pipeline."""
+    data = np.ascontiguousarray(chunk)
+    if data.itemsize > 1:
+        data = data.view(np.uint8).reshape(-1, data.itemsize).T
+    return _deflate.compress(np.ascontiguousarray(data).data, LEVEL)
+
+
+class ChunkWriter:
+    """Filters chunks in ``threads`` worker threads and writes them in submission order.
+
+    At most ``max_pending`` bytes of unwritten chunks are held: ``submit`` waits for the oldest
+    before it takes more.  ``flush`` writes everything pending; ``close`` also stops the threads.
+    """
+
+    def __init__(self, threads: int = 2, max_pending: int = 256 << 20):
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refmodel-chunks")
+        self._pending = collections.deque()  # (dataset, offset, nbytes, future), oldest first
+        self._pending_bytes = 0
+        self._max_pending = max_pending
+
+    def submit(self, dset, offset: tuple, chunk: np.ndarray) -> None:
+        """Queue ``chunk`` (the dataset's dtype and chunk shape, owned by the writer from now on)
+        for the chunk of ``dset`` that starts at ``offset``."""
+        if chunk.dtype != dset.dtype or chunk.shape != dset.chunks:
+            raise ValueError(f"{dset.name}: chunk {chunk.dtype} {chunk.shape} is not {dset.dtype} {dset.chunks}")
+        self._pending.append((dset, offset, chunk.nbytes, self._pool.submit(filter_chunk, chunk)))
+        self._pending_bytes += chunk.nbytes
+        self._write_done(wait=self._pending_bytes > self._max_pending)
+
+    def _write_done(self, wait: bool) -> None:
+        """Write the finished chunks at the head of the queue (waiting for the oldest if ``wait``)."""
+        while self._pending and (wait or self._pending[0][3].done()):
+            dset, offset, nbytes, future = self._pending.popleft()
+            dset.id.write_direct_chunk(offset, future.result(), filter_mask=0)
+            self._pending_bytes -= nbytes
+            wait = wait and self._pending_bytes > self._max_pending
+
+    def flush(self) -> None:
+        """Write every pending chunk."""
+        while self._pending:
+            self._write_done(wait=True)
+
+    def close(self, discard: bool = False) -> None:
+        """Write (or, with ``discard``, drop) what is pending and stop the threads."""
+        if discard:
+            self._pending.clear()
+            self._pending_bytes = 0
+        else:
+            self.flush()
+        self._pool.shutdown(wait=True, cancel_futures=discard)
