@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
+from refmodel.layers.base import LayerError
 from refmodel.layers.neurons import IF, LIF, DualThreshold, LoihiLIF, NeuronConfigError, NeuronStep
 from tests.oracle import neurons as oracle
 
@@ -56,7 +57,7 @@ def neuron_layers(draw, kinds=("IF", "LIF", "DT"), signed=st.booleans()):
     overflow = draw(st.sampled_from(OVERFLOWS))
     lo, hi = fmt.bounds(overflow)
     fields = dict(
-        name=draw(st.sampled_from(["n0", "conv1.neurons", "fc"])),
+        name=draw(st.sampled_from(["n0", "conv1_neurons", "fc"])),
         vm=fmt,
         overflow=overflow,
         compare=draw(st.sampled_from([">=", ">"])),
@@ -391,6 +392,20 @@ def test_invalid_fields_are_refused_naming_layer_field_value(make, field, value)
     name = message.split("'")[1]
     assert name in ("conv1", "lif2", "dt3", "lo4")
     assert f"{field} = {value}" in message
+
+
+@pytest.mark.parametrize("make", [
+    lambda name: IF(name=name, vm=QFormat(8), threshold=5),
+    lambda name: DualThreshold(name=name, vm=QFormat(8), theta1=4, theta2=5),
+    lambda name: LoihiLIF(name=name, du=0, dv=0, vth=1),
+])  # fmt: skip
+@pytest.mark.parametrize("name", ["conv1.neurons", "", "a b", 7])
+def test_layer_names_are_letters_digits_and_underscore(make, name):
+    """The same rule as every other layer (refmodel.layers.base.check_name)."""
+    with pytest.raises(LayerError) as info:
+        make(name)
+    assert (info.value.field, info.value.value) == ("name", name)
+    assert make("conv1_neurons").name == "conv1_neurons"
 
 
 def test_step_refuses_bad_inputs_naming_layer_field_value():

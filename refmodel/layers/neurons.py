@@ -25,7 +25,7 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
 from refmodel.kernels import neurons as K
-from refmodel.layers.base import LayerError
+from refmodel.layers.base import LayerError, check_name
 
 __all__ = [
     "NeuronConfigError",
@@ -118,11 +118,6 @@ def _check_mode(layer, field, value, enum):
         return enum.of(value)
     except FixedPointError:
         _fail(layer, field, value, f"must be a {enum.__name__} mode ({', '.join(m.name for m in enum)})")
-
-
-def _check_name(layer):
-    if not isinstance(layer.name, str) or not layer.name:
-        raise NeuronConfigError(str(layer.name), "name", layer.name, "must be a non-empty string")
 
 
 def _check_shape(layer, shape) -> tuple:
@@ -223,7 +218,7 @@ class _Neuron:
     refractory: int = 0
 
     def __post_init__(self):
-        _check_name(self)
+        check_name(self.name)
         if not isinstance(self.vm, QFormat):
             _fail(self, "vm", self.vm, "must be a QFormat")
         if self.vm.bits > MAX_VM_BITS:
@@ -470,7 +465,7 @@ class LoihiLIF:
     VTH_SHIFT: ClassVar[int] = 6
 
     def __post_init__(self):
-        _check_name(self)
+        check_name(self.name)
         object.__setattr__(self, "du", _check_int(self, "du", self.du, 0, 4095))
         object.__setattr__(self, "dv", _check_int(self, "dv", self.dv, 0, 4095))
         for field, lo, hi in (("vth", 0, 2**17 - 1), ("bias_mant", -4096, 4095), ("bias_exp", 0, 7)):
