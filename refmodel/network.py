@@ -35,12 +35,16 @@ from refmodel.layers import (
     SumPool,
     WinnerSpikePool,
 )
+from refmodel.layers.base import SPIKE
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
 
 
 class NetworkError(LayerError):
-    """The layers do not form a valid network, or the stimulus does not fit it."""
+    """The layers do not form a valid network, or the stimulus does not fit it: names the
+    network ("network 'x': ...") or, for a layer's place or formats, the layer ("layer 'x': ...")."""
+
+    place = "network"
 
 
 #: Signals each role can record, in recording order.
@@ -57,10 +61,8 @@ def role_of(layer) -> str:
     for role, classes in (("synapse", SYNAPSES), ("neuron", NEURONS), ("pool", POOLS), ("flatten", (Flatten,))):
         if isinstance(layer, classes):
             return role
-    raise NetworkError(getattr(layer, "name", "?"), "layer", type(layer).__name__, "is not a refmodel layer")
-
-
-SPIKE = QFormat(1, 0, signed=False)
+    raise NetworkError(getattr(layer, "name", "?"), "layer", type(layer).__name__, "is not a refmodel layer",
+                       place="layer")
 
 
 def _exact_current_format(layer, x_format: QFormat) -> QFormat:
@@ -84,9 +86,8 @@ def _signal_formats(layer, role, x_format, formats) -> QFormat:
         if isinstance(layer, LoihiLIF):
             lo, hi = LoihiLIF.A_IN_FORMAT.min_int, LoihiLIF.A_IN_FORMAT.max_int
             if x_format.min_int < lo or x_format.max_int > hi:
-                raise NetworkError(
-                    name, "input current", str(x_format), f"can leave Loihi's 16-bit a_in range {lo}..{hi}"
-                )
+                raise NetworkError(name, "input current", str(x_format),
+                                   f"can leave Loihi's 16-bit a_in range {lo}..{hi}", place="layer")
         vm = LoihiLIF.U_FORMAT if isinstance(layer, LoihiLIF) else layer.vm
         formats.update({(name, "v_pre"): vm, (name, "v_post"): vm, (name, "spikes"): SPIKE})
         return SPIKE
@@ -107,11 +108,14 @@ def _check_pooled_neuron(pool, neuron) -> None:
     """The pooled neuron fires for its window: the neuron layer before it only integrates,
     into a Vm of the pool's format."""
     if getattr(neuron, "reset", None) != "none":
-        raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool needs a neuron layer with reset='none' before it")
+        raise NetworkError(pool.name, "position", neuron.name,
+                           "a pooled_neuron pool needs a neuron layer with reset='none' before it", place="layer")
     if isinstance(neuron, DualThreshold):
-        raise NetworkError(pool.name, "position", neuron.name, "a pooled_neuron pool pools one Vm map: it cannot follow a dual-threshold layer")
+        raise NetworkError(pool.name, "position", neuron.name,
+                           "a pooled_neuron pool pools one Vm map: it cannot follow a dual-threshold layer", place="layer")
     if neuron.vm != pool.vm:
-        raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}")
+        raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}",
+                           place="layer")
 
 
 def _forward(layer, x):
@@ -159,10 +163,10 @@ class Network:
         for layer in self.layers:
             role = role_of(layer)
             if layer.name in seen:
-                raise NetworkError(layer.name, "name", layer.name, "is used by an earlier layer")
+                raise NetworkError(layer.name, "name", layer.name, "is used by an earlier layer", place="layer")
             seen.add(layer.name)
             if previous not in _MAY_FOLLOW[role]:
-                raise NetworkError(layer.name, "position", role, f"a {role} layer cannot follow {previous}")
+                raise NetworkError(layer.name, "position", role, f"a {role} layer cannot follow {previous}", place="layer")
             if isinstance(layer, PooledNeuronPool):
                 _check_pooled_neuron(layer, self.layers[len(shapes) - 1])
             out = tuple(layer.output_shape(shape))
@@ -170,7 +174,8 @@ class Network:
             x_format = _signal_formats(layer, role, x_format, formats)
             previous, shape = role, out
         if previous == "flatten":
-            raise NetworkError(layer.name, "position", "flatten", "a network cannot end with a flatten layer")
+            raise NetworkError(layer.name, "position", "flatten", "a network cannot end with a flatten layer",
+                               place="layer")
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "formats", formats)
 

@@ -242,7 +242,8 @@ def test_build_errors_name_layer_field_value(case):
     assert (err.value.layer, err.value.field) == (layer, field)
     if value is not None:
         assert err.value.value == value
-    assert f"layer {layer!r}: {field} = " in str(err.value) and problem in str(err.value)
+    place = "network" if layer == "network" else "layer"  # the default network name, or a layer's
+    assert f"{place} {layer!r}: {field} = " in str(err.value) and problem in str(err.value)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,24 @@ import numpy as np
 from refmodel.fixed import FixedOverflowError, QFormat
 
 
-class LayerError(ValueError):
-    """A layer description is invalid: names the layer, the field and the value."""
+#: The format of a spike: one unsigned bit.
+SPIKE = QFormat(1, 0, signed=False)
 
-    def __init__(self, layer: str, field: str, value, problem: str):
+
+class LayerError(ValueError):
+    """A layer description is invalid: names the layer, the field and the value.
+
+    The message reads ``<place> '<name>': <field> = <value> <problem>``; ``place`` is "layer"
+    unless a subclass (or the caller) names another kind of place ("network", "spec").
+    """
+
+    place = "layer"
+
+    def __init__(self, layer: str, field: str, value, problem: str, *, place: str | None = None):
+        self.place = place or type(self).place
         shown = f"array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
-        super().__init__(f"layer {layer!r}: {field} = {shown} {problem}")
-        self.layer, self.field, self.value = layer, field, value
+        super().__init__(f"{self.place} {layer!r}: {field} = {shown} {problem}")
+        self.layer, self.field, self.value, self.problem = layer, field, value, problem
 
 
 def check_name(name) -> None:
@@ -33,9 +44,11 @@ def int_array(layer: str, field: str, value, fmt: QFormat | None, ndim: int | No
             raise LayerError(layer, f"{field}_format", fmt, "must be a QFormat")
         fmt.check_datapath()
         try:
-            fmt.check(arr, f"layer {layer!r}: {field}")
+            fmt.check(arr, field)
         except FixedOverflowError as err:
-            raise LayerError(layer, field, arr, str(err)) from None
+            index = f"[{', '.join(map(str, err.index))}]" if err.index else ""
+            raise LayerError(layer, field, arr, f"has {field}{index} = {err.value}, which does not fit {fmt} "
+                                                f"(range {fmt.min_int}..{fmt.max_int})") from None
     arr = arr.astype(np.int64)
     arr.setflags(write=False)
     return arr

@@ -264,6 +264,17 @@ class _Neuron:
         """Per-sample spike shape for a per-sample current shape (C, ...): the same."""
         return tuple(input_shape)
 
+    def params(self, channels: int) -> dict:
+        """name -> (integer array, QFormat), as stored in vector files: each threshold per
+        channel, shape (C,) for an input of C channels; ``reset_value`` (reset "value") and
+        ``v_min`` (when set) as scalars; all in the Vm format (plus the leak's, see _Leaky)."""
+        out = {field: (_per_channel(self, field, value, channels), self.vm) for field, value in self._maps()}
+        if self.reset == "value":
+            out["reset_value"] = (np.int64(self.reset_value), self.vm)
+        if self.v_min is not None:
+            out["v_min"] = (np.int64(self.v_min), self.vm)
+        return out
+
     def init_state(self, shape) -> dict:
         """{"v": zeros} (plus {"refractory": zeros} when refractory > 0), int64 of ``shape`` (N, C, ...)."""
         shape = _check_shape(self, shape)
@@ -376,6 +387,17 @@ class _Leaky(_Neuron):
         if self.leak_min_step and self.leak != "shift":
             _fail(self, "leak_min_step", self.leak_min_step, f"applies to leak='shift' only, not {self.leak!r}")
 
+    def params(self, channels: int) -> dict:
+        """As ``_Neuron.params``, plus the leak's number: ``leak_step`` (leak "linear", Vm
+        format) or ``leak_mult`` (leak "mul", format u(n+1).n with n = leak_shift: the factor
+        leak_mult * 2**-leak_shift), scalars."""
+        out = super().params(channels)
+        if self.leak == "linear":
+            out["leak_step"] = (np.int64(self.leak_step), self.vm)
+        elif self.leak == "mul":
+            out["leak_mult"] = (np.int64(self.leak_mult), QFormat(self.leak_shift + 1, self.leak_shift, signed=False))
+        return out
+
     def _leak_codes(self):
         a, b = {
             "none": (0, 0),
@@ -475,6 +497,24 @@ class LoihiLIF:
         return {"u": self.U_FORMAT.bounds("WRAP"), "v": self.U_FORMAT.bounds("SAT_SYM")}
 
     output_shape = _Neuron.output_shape
+
+    #: Formats of the fields as stored in vector files (their ranges, checked on construction).
+    PARAM_FORMATS: ClassVar[dict] = {
+        "du": QFormat(12, 0, signed=False),
+        "dv": QFormat(12, 0, signed=False),
+        "vth": QFormat(17, 0, signed=False),
+        "bias_mant": QFormat(13, 0, signed=True),
+        "bias_exp": QFormat(3, 0, signed=False),
+    }
+
+    def params(self, channels: int) -> dict:
+        """name -> (integer array, QFormat), as stored in vector files: ``du`` and ``dv``
+        scalars; ``vth``, ``bias_mant`` and ``bias_exp`` per channel, shape (C,)."""
+        fmt = self.PARAM_FORMATS
+        out = {field: (np.int64(getattr(self, field)), fmt[field]) for field in ("du", "dv")}
+        for field in ("vth", "bias_mant", "bias_exp"):
+            out[field] = (_per_channel(self, field, getattr(self, field), channels), fmt[field])
+        return out
 
     def init_state(self, shape) -> dict:
         """{"u": zeros, "v": zeros}, int64 of ``shape`` (N, C, ...)."""

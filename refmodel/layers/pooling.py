@@ -23,7 +23,7 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
 from refmodel.kernels import pooling as kernels
-from refmodel.layers.base import LayerError, check_name, positive_pair
+from refmodel.layers.base import SPIKE, LayerError, check_name, positive_pair
 
 __all__ = [
     "PoolStep",
@@ -34,8 +34,6 @@ __all__ = [
     "SumPool",
     "AvgPool",
 ]
-
-SPIKE_FORMAT = QFormat(1, 0, signed=False)
 
 
 class PoolStep(NamedTuple):
@@ -121,6 +119,11 @@ class _Pool:
             raise self._error("shape", shape, "must be 4 integers >= 1 (N, C, H, W)")
         return (int(shape[0]), *self.output_shape(tuple(shape[1:])))
 
+    def params(self, channels: int) -> dict:
+        """name -> (integer array, QFormat), as stored in vector files: none unless the
+        variant has numbers beyond its geometry and modes (see PooledNeuronPool)."""
+        return {}
+
     def init_state(self, shape) -> dict:
         """The layer's state for an input ``(N, C, H, W)``: empty unless the variant keeps one."""
         self.batch_output_shape(shape)
@@ -160,7 +163,7 @@ class _SpikePool(_Pool):
     @property
     def out_format(self) -> QFormat:
         """Format of ``PoolStep.out``: a 1-bit unsigned spike."""
-        return SPIKE_FORMAT
+        return SPIKE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +233,11 @@ class CountGatePool(_SpikePool):
         spikes = self._spikes(spikes)
         count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
                             np.int64, spikes.shape)
+        top = self.count_format.max_int
+        if count.size and (count.min() < 0 or count.max() > top):
+            index = np.unravel_index(int(np.argmax((count < 0) | (count > top))), count.shape)
+            raise self._error(f'state["count"][{", ".join(map(str, index))}]', int(count[index]),
+                              f"is outside the {self.count_bits}-bit counter range 0..{top}")
         out, index = self._outputs(spikes.shape)
         saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
         kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
@@ -266,6 +274,10 @@ class PooledNeuronPool(_SpikePool):
         if not (_is_int(self.threshold) and 1 <= self.threshold <= self.vm.max_int):
             raise self._error("threshold", self.threshold, f"must be an integer in 1..{self.vm.max_int}")
         self._set("threshold", int(self.threshold))
+
+    def params(self, channels: int) -> dict:
+        """``threshold`` per channel, shape (C,), in the Vm format."""
+        return {"threshold": (np.full(channels, self.threshold, np.int64), self.vm)}
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
