@@ -26,6 +26,11 @@ flatten    -                                       y[n] = x[n].ravel() (row-majo
 linear     weight (K, F), bias (K,)                y = x @ W.T + b
 =========  ======================================  =================================================
 
+``dual_threshold`` (arrays ``theta1``, ``theta2``: shape () for the layer or (C,) per channel,
+on axis 1) is DT-SCNN's two-level activation, C -> 2C channels of 0.0 / 1.0::
+
+    y = concat([x > theta1, x > theta2], axis=1)        (strict >, thresholds in x's units)
+
 Pooling keeps whole windows only: ``Ho = (H - k) // stride + 1`` (as ``refmodel.layers.pooling``).
 """
 
@@ -46,6 +51,7 @@ ARRAYS = {
     "conv": ("weight", "bias"),
     "batchnorm": ("gamma", "beta", "mean", "var"),
     "linear": ("weight", "bias"),
+    "dual_threshold": ("theta1", "theta2"),
 }
 _OPTIONS = {
     "conv": {"stride": 1, "padding": 0},
@@ -53,6 +59,7 @@ _OPTIONS = {
     "maxpool": {"k": None, "stride": None},
     "avgpool": {"k": None, "stride": None},
     "relu": {},
+    "dual_threshold": {},
     "flatten": {},
     "linear": {},
 }
@@ -166,6 +173,13 @@ def _output_shape(layer, shape) -> tuple:
         if (layer["var"] < 0).any():
             raise _err(layer, "var", float(layer["var"].min()), "must be >= 0")
         return shape
+    if kind == "dual_threshold":
+        for name in ARRAYS[kind]:
+            if layer[name].shape not in ((), (shape[0],)):
+                raise _err(
+                    layer, f"{name}.shape", layer[name].shape, f"must be () (per layer) or ({shape[0]},) (per channel)"
+                )
+        return (2 * shape[0], *shape[1:])
     if len(shape) != 3:
         raise _err(layer, "input shape", shape, "must be (C, H, W)")
     c, h, w_ = shape
@@ -255,6 +269,10 @@ def _layer_forward(layer, x):
         return x * scale.reshape(shape) + shift.reshape(shape)
     if kind == "relu":
         return np.maximum(x, 0.0)
+    if kind == "dual_threshold":
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        maps = [x > np.reshape(layer[name], shape) for name in ARRAYS[kind]]  # () or (C,) per channel
+        return np.concatenate(maps, axis=1).astype(np.float64)
     if kind == "flatten":
         return x.reshape(x.shape[0], -1)
     pooled = windows(x, layer["k"], layer["stride"])

@@ -17,8 +17,9 @@ here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes 
 and ``to_network`` only moves integers into refmodel's spiking layers.
 
 The network must be a chain of *units*: a weight layer (conv or linear), optionally a batchnorm
-(folded), a relu (the IF neuron's rate approximates it), then any maxpool / avgpool / flatten.
-The last weight layer is the readout and may omit its relu.  Anything else is refused.
+(folded), an activation — relu (the IF neuron's rate approximates it) or dual_threshold (a
+DualThreshold layer: exact at T = 1) —, then any maxpool / avgpool / flatten.  The last weight
+layer is the readout and may omit its relu.  Anything else is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from refmodel.layers import (
     IF,
     Conv2d,
     CountGatePool,
+    DualThreshold,
     Flatten,
     Linear,
     OrPool,
@@ -54,6 +56,7 @@ __all__ = [
     "convert",
     "POOLINGS",
     "READOUTS",
+    "RESETS",
     "to_network",
 ]
 
@@ -72,16 +75,17 @@ _UNIT = ("conv", "linear", "maxpool", "avgpool", "flatten")
 #: after conv, linear, batchnorm or relu (so after the readout at most a batchnorm and a relu).
 _FOLLOWERS = {
     None: ("conv", "linear", "flatten"),
-    "conv": ("batchnorm", "relu"),
-    "linear": ("batchnorm", "relu"),
-    "batchnorm": ("relu",),
+    "conv": ("batchnorm", "relu", "dual_threshold"),
+    "linear": ("batchnorm", "relu", "dual_threshold"),
+    "batchnorm": ("relu", "dual_threshold"),
     "relu": _UNIT,
+    "dual_threshold": _UNIT,
     "maxpool": _UNIT,
     "avgpool": _UNIT,
     "flatten": _UNIT,
 }
 _ENDS = ("conv", "linear", "batchnorm", "relu")
-_CHAIN = "conv|linear [batchnorm] relu [maxpool|avgpool|flatten]..., the readout's relu optional"
+_CHAIN = "conv|linear [batchnorm] relu|dual_threshold [maxpool|avgpool|flatten]..., the readout's relu optional"
 
 
 def _weight_indices(ann: ANN) -> list:
@@ -99,6 +103,11 @@ def _weight_indices(ann: ANN) -> list:
             f"the network ends with {prev or 'no layer'}: it must end with its readout conv/linear layer"
         )
     return [i for i, layer in enumerate(ann.layers) if layer["kind"] in WEIGHT_KINDS]
+
+
+def _is_dual_threshold(ann: ANN, i) -> bool:
+    """Whether weight layer ``i`` of a batchnorm-free chain has a dual-threshold activation."""
+    return i + 1 < len(ann.layers) and ann.layers[i + 1]["kind"] == "dual_threshold"
 
 
 def fold_batchnorm(ann: ANN) -> ANN:
@@ -140,6 +149,9 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
     avg-pool and flatten commute with a positive scale, so they pass lambda through.  The
     readout layer is normalized the same way (on its positive outputs): a positive scale
     leaves its argmax unchanged, and its neurons can then also fire at the same threshold.
+    A dual-threshold unit keeps its float scale, ``lam_l = 1`` (``W_l <- W_l * lam_{l-1}``,
+    ``b_l`` and its thresholds unchanged, so ``z_l`` and its 0/1 outputs are those of the
+    float network), and its binary output gives the next layer ``lam_{l-1} = 1``.
 
     Needs a network without batchnorm (``fold_batchnorm`` first).  Returns the normalized
     network and ``{layer name: lam}``.  Calibration runs on the original network: since every
@@ -154,7 +166,7 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
     layers, lambdas, lam_prev = [dict(layer) for layer in ann.layers], {}, 1.0
     for i in indices:
         name = ann.layers[i]["name"]
-        lam = _activation_scale(outputs[i], percentile, name)
+        lam = 1.0 if _is_dual_threshold(ann, i) else _activation_scale(outputs[i], percentile, name)
         layers[i]["weight"], layers[i]["bias"] = (
             layers[i]["weight"] * (lam_prev / lam),
             layers[i]["bias"] / lam,
@@ -249,6 +261,18 @@ def quantize_input(x, input_format: QFormat, rounding="RND_CONV", overflow="ERRO
     )[0]
 
 
+def _dual_thresholds(layer, vm: QFormat, overflow) -> tuple:
+    """The entry fields of a dual-threshold activation, ``theta_k = floor(θ_k * 2**fv)`` (TRN)
+    in the ``vm`` format (frac fv), int64 of θ's shape (() or (C,)); and their clipped counts.
+
+    Floor makes the strict compare exact: for an integer V, ``V > θ·2**fv`` <=> ``V > floor(θ·2**fv)``.
+    """
+    fields, clipped = {"neuron": "dual_threshold"}, {}
+    for key in ("theta1", "theta2"):
+        fields[key], clipped[key] = _to_codes(layer[key], vm, Rounding.TRN, overflow, f"layer {layer['name']!r}: {key}")
+    return fields, clipped
+
+
 def quantize_parameters(
     ann: ANN, formats: dict, input_format: QFormat, rounding="RND_CONV", overflow="ERROR"
 ) -> list:
@@ -263,13 +287,18 @@ def quantize_parameters(
     the layer, field and index (``overflow="ERROR"``), or is clipped (``"SAT"``/``"SAT_SYM"``)
     and counted in the layer's ``"clipped"``.
 
-    Entries, in network order (batchnorm must be folded; relu disappears into the neuron):
+    A dual-threshold unit's thresholds become ``theta_k = floor(θ_k * 2**fv)`` in its vm format
+    (``_dual_thresholds``), refused or clipped and counted like the other values.
+
+    Entries, in network order (batchnorm must be folded; the activation, relu or
+    dual_threshold, disappears into the neuron):
 
     * conv / linear: ``kind, name, weight`` (int64, (K, C, kh, kw) or (K, F)), ``weight_format,
-      bias`` (int64 (K,)), ``bias_format, vm_format, threshold`` (int, code of vm_format),
+      bias`` (int64 (K,)), ``bias_format, vm_format``, ``neuron`` ("if": ``threshold``, the int
+      code of 1.0 in vm_format; "dual_threshold": ``theta1, theta2``, int64 () or (K,)),
       ``input`` ("analog" for the first layer, else "spikes"), ``input_format``
       (``input_format`` or SPIKE_FORMAT), ``readout`` (True for the last weight layer),
-      ``clipped`` ({"weight": n, "bias": n}); conv also ``stride, padding``.
+      ``clipped`` ({"weight": n, "bias": n}, plus "theta1", "theta2"); conv also ``stride, padding``.
     * maxpool / avgpool: ``kind, name, k, stride`` (float pooling of the ANN; the spiking variant
       is chosen when mapping).  flatten: ``kind, name`` (row-major C, H, W).
     """
@@ -304,11 +333,14 @@ def quantize_parameters(
                     f"layer {name!r}: {field} format {fmts[field]} must have frac {fv} "
                     f"(weight frac {fw} + input frac {fv - fw}), the scale of the membrane potential"
                 )
-        threshold = 1 << fv if fv >= 0 else None
-        if threshold is None or threshold > fmts["vm"].max_int:
-            raise ConversionError(
-                f"layer {name!r}: threshold 1.0 = 2**{fv} does not fit the vm format {fmts['vm']}"
-            )
+        if _is_dual_threshold(ann, i):
+            neuron, clipped = _dual_thresholds(ann.layers[i + 1], fmts["vm"], overflow)
+        else:
+            neuron, clipped = {"neuron": "if", "threshold": 1 << fv if fv >= 0 else None}, {}
+            if neuron["threshold"] is None or neuron["threshold"] > fmts["vm"].max_int:
+                raise ConversionError(
+                    f"layer {name!r}: threshold 1.0 = 2**{fv} does not fit the vm format {fmts['vm']}"
+                )
         weight, clipped_w = _to_codes(
             layer["weight"], fmts["weight"], rounding, overflow, f"layer {name!r}: weight"
         )
@@ -317,11 +349,12 @@ def quantize_parameters(
             "kind": kind, "name": name,
             "weight": weight, "weight_format": fmts["weight"],
             "bias": bias, "bias_format": fmts["bias"],
-            "vm_format": fmts["vm"], "threshold": threshold,
+            "vm_format": fmts["vm"],
             "input": "analog" if position == 0 else "spikes",
             "input_format": input_format if position == 0 else SPIKE_FORMAT,
             "readout": position == len(indices) - 1,
-            "clipped": {"weight": clipped_w, "bias": clipped_b},
+            **neuron,
+            "clipped": {"weight": clipped_w, "bias": clipped_b, **clipped},
         }  # fmt: skip
         if kind == "conv":
             entry.update(stride=layer["stride"], padding=layer["padding"])
@@ -352,6 +385,7 @@ def convert(
 # --------------------------------------------------------------------------- integers -> Network
 POOLINGS = ("count_gate", "winner_pre", "winner_post", "pooled_neuron", "or")
 READOUTS = ("vm", "spikes")
+RESETS = ("subtract", "zero")
 
 
 def _avg_shift(entry) -> int:
@@ -367,22 +401,24 @@ def _avg_shift(entry) -> int:
 
 def _rescaled(entry, shift):
     """A weight entry whose input codes gained ``shift`` fraction bits (the exact mean of a sum
-    pool): the current ``Σ w·x`` has frac ``fv + shift``, so ``b << shift``, ``θ << shift`` and
-    the bias and Vm formats ``shift`` bits wider and finer (``QFormat(n + a, f + a)``)."""
+    pool): the current ``Σ w·x`` has frac ``fv + shift``, so ``b << shift``, every threshold
+    ``θ << shift`` and the bias and Vm formats ``shift`` bits wider and finer (``QFormat(n + a, f + a)``)."""
     widen = lambda f: QFormat(f.bits + shift, f.frac + shift, f.signed)  # noqa: E731
+    thresholds = {k: entry[k] << shift for k in ("threshold", "theta1", "theta2") if k in entry}
     return dict(
-        entry,
-        bias=entry["bias"] << shift, bias_format=widen(entry["bias_format"]),
-        threshold=entry["threshold"] << shift, vm_format=widen(entry["vm_format"]),
+        entry, **thresholds,
+        bias=entry["bias"] << shift, bias_format=widen(entry["bias_format"]), vm_format=widen(entry["vm_format"]),
     )  # fmt: skip
 
 
 def _pool_layer(entry, pooling, unit, shift, count_bits, overflow):
     """The refmodel pooling layer for a maxpool / avgpool (area ``2**shift``) entry after weight
-    unit ``unit``."""
+    unit ``unit``; a maxpool after a dual-threshold unit is OR pooling (the max of 0/1 maps)."""
     common = {"name": entry["name"], "kernel": entry["k"], "stride": entry.get("stride", entry["k"])}
     if entry["kind"] == "avgpool":
         return SumPool(out_format=QFormat(shift + 1, shift, signed=False), overflow=overflow, **common)
+    if unit["neuron"] == "dual_threshold":
+        return OrPool(**common)
     if pooling == "count_gate":
         return CountGatePool(count_bits=count_bits, **common)
     if pooling in ("winner_pre", "winner_post"):
@@ -392,26 +428,49 @@ def _pool_layer(entry, pooling, unit, shift, count_bits, overflow):
     return PooledNeuronPool(threshold=unit["threshold"], vm=unit["vm_format"], overflow=overflow, **common)
 
 
+def _neuron_layer(unit, readout, reset, overflow):
+    """The neuron layer of weight entry ``unit``: IF ``<name>_if`` or DualThreshold ``<name>_dt``."""
+    if unit["neuron"] == "dual_threshold":
+        theta = {k: int(unit[k]) if unit[k].ndim == 0 else tuple(unit[k].tolist()) for k in ("theta1", "theta2")}
+        return DualThreshold(name=f"{unit['name']}_dt", vm=unit["vm_format"], overflow=overflow, compare=">",
+                             reset=reset, reset_by="either", **theta)  # fmt: skip
+    return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"], overflow=overflow,
+              compare=">=", reset="none" if unit["readout"] and readout == "vm" else reset)  # fmt: skip
+
+
 def to_network(
-    layers, input_shape, pooling="count_gate", readout="vm", *, count_bits=8, overflow="ERROR", name="converted"
-) -> Network:
+    layers, input_shape, pooling="count_gate", readout="vm", *, reset="subtract", count_bits=8, overflow="ERROR",
+    name="converted",
+) -> Network:  # fmt: skip
     """The refmodel Network of ``quantize_parameters``' integer layers (``input_shape`` (C, H, W)).
 
     Each conv / linear entry becomes Conv2d / Linear (exact accumulation, bias added every
-    timestep) and an IF neuron ``<name>_if``: ``V += I``; ``s = V >= θ``; ``V -= θ`` where s
-    (vm = the entry's vm_format, θ = its threshold, Vm overflow ``overflow``, counted unless
-    ERROR).  The readout's neuron: ``readout="vm"`` integrates only (reset "none": classify by
-    argmax V) or ``"spikes"`` resets by subtraction (classify by argmax of the spike counts).
-    A maxpool becomes ``pooling``: "count_gate" (``count_bits`` counters), "winner_pre" /
-    "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its neuron layer
-    then only integrates, the pool fires at θ and subtracts θ from its window) or "or".  An
-    avgpool of area 2**a becomes a SumPool whose code ``Σ s`` has frac a (the exact mean); the
-    next layer's bias, θ and Vm move to that scale exactly (``_rescaled``).
+    timestep) and a neuron layer (vm = the entry's vm_format, Vm overflow ``overflow``, counted
+    unless ERROR).  An IF unit gets IF ``<name>_if``: ``V += I``; ``s = V >= θ``; where s,
+    ``V -= θ`` (``reset="subtract"``, the default) or ``V = 0`` (``"zero"``).  A dual-threshold
+    unit gets DualThreshold ``<name>_dt``: ``V += I``; ``s1 = V > θ1``, ``s2 = V > θ2`` (the
+    same V), output [s1, s2] (C -> 2C channels); ``reset`` where s1 or s2 (``reset_by="either"``:
+    V -= the larger θ that fired, or V = 0); at T = 1 its spikes are the float activation's.
+    The readout's neuron: ``readout="vm"`` integrates only (reset "none": classify by argmax V)
+    or ``"spikes"`` resets as the others (classify by argmax of the spike counts).
+    A maxpool after an IF unit becomes ``pooling``: "count_gate" (``count_bits`` counters),
+    "winner_pre" / "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its
+    neuron layer then only integrates, the pool fires at θ and subtracts θ from its window; only
+    with ``reset="subtract"``) or "or"; after a dual-threshold unit it is always OR (the max of
+    0/1 values).  An avgpool of area 2**a becomes a SumPool whose code ``Σ s`` has frac a (the
+    exact mean); the next layer's bias, θ and Vm move to that scale exactly (``_rescaled``).
     """
     if pooling not in POOLINGS:
         raise ConversionError(f"pooling = {pooling!r} must be one of {', '.join(POOLINGS)}")
     if readout not in READOUTS:
         raise ConversionError(f"readout = {readout!r} must be one of {', '.join(READOUTS)}")
+    if reset not in RESETS:
+        raise ConversionError(f"reset = {reset!r} must be one of {', '.join(RESETS)}")
+    if pooling == "pooled_neuron" and reset != "subtract":
+        raise ConversionError(
+            f"pooling = 'pooled_neuron' with reset = {reset!r}: the pooled neuron resets its window by "
+            "subtraction only"
+        )
     if not layers or layers[0]["kind"] not in WEIGHT_KINDS:
         raise ConversionError(
             f"the layers must start with a conv/linear entry, not {layers[0]['kind'] if layers else 'nothing'} "
@@ -428,7 +487,7 @@ def to_network(
                 )
             if kind == "avgpool":
                 shift = _avg_shift(entry)
-            elif pooling == "pooled_neuron":
+            elif pooling == "pooled_neuron" and unit["neuron"] == "if":
                 out[-1] = replace(out[-1], reset="none")
             out.append(_pool_layer(entry, pooling, unit, shift, count_bits, overflow))
         elif kind == "flatten":
@@ -441,10 +500,6 @@ def to_network(
                 out.append(Conv2d(stride=unit["stride"], padding=unit["padding"], **params))
             else:
                 out.append(Linear(**params))
-            reset = "none" if unit["readout"] and readout == "vm" else "subtract"
-            out.append(
-                IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"],
-                   overflow=overflow, compare=">=", reset=reset)
-            )  # fmt: skip
+            out.append(_neuron_layer(unit, readout, reset, overflow))
         prev_kind = kind
     return Network(out, input_shape, layers[0]["input_format"], name=name)

@@ -18,6 +18,7 @@ evaluation; Vm, counter and weight + bias memory bits.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from importlib import resources
@@ -31,9 +32,9 @@ from refmodel.cost import estimate, fan_out
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
 from refmodel.layers import SYNAPSES, Flatten
-from refmodel.spec import Spec, StimulusSpec
+from refmodel.spec import Spec, StimulusSpec, layer_config, load_spec
 
-__all__ = ["run_demo", "load_data", "run_variant", "label", "VARIANTS", "TIMESTEPS"]
+__all__ = ["run_demo", "load_data", "run_variant", "within_one_point", "save_spec", "label", "VARIANTS", "TIMESTEPS"]
 
 TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 #: (pooling, readout) pairs, in table order.
@@ -87,28 +88,73 @@ def memory_bits(network) -> dict:
 
 # --------------------------------------------------------------------------- simulation
 def run_variant(network, x_codes, labels, timesteps) -> dict:
-    """One run of ``max(timesteps)`` steps; accuracy and synaptic ops per image after each T in
-    ``timesteps``.  The scores after T steps are the readout's V (``v_post`` of timestep T - 1)
-    or, for a spiking readout, its spikes summed over the T steps."""
+    """One run of ``max(timesteps)`` steps; images classified correctly (``correct``, an int),
+    accuracy and synaptic ops per image after each T in ``timesteps``.  The scores after T steps
+    are the readout's V (``v_post`` of timestep T - 1) or, for a spiking readout, its spikes
+    summed over the T steps."""
     readout = network.layers[-1]
     signal = "v_post" if readout.reset == "none" else "spikes"
     sources = _spike_sources(network)
     totals = dict.fromkeys([*sources, readout.name], 0)  # spikes summed so far (the readout's V)
-    accuracy, synops = {}, {}
+    correct, accuracy, synops = {}, {}, {}
 
     def sink(layer, sig, t, value):
         totals[layer] = value if sig == "v_post" else totals[layer] + value
         if layer == readout.name and t + 1 in timesteps:
             scores = totals[layer].reshape(len(labels), -1)
-            accuracy[t + 1] = float((np.argmax(scores, axis=1) == labels).mean())
+            correct[t + 1] = int((np.argmax(scores, axis=1) == labels).sum())
+            accuracy[t + 1] = correct[t + 1] / len(labels)
             synops[t + 1] = sum(float((totals[n] * f).sum()) for n, f in sources.items()) / len(labels)
 
     record = [(name, "spikes") for name in sources] + [(readout.name, signal)]
     result = network.run(x_codes, max(timesteps), record=record, sink=sink)
-    return {"accuracy": accuracy, "synops": synops, "overflows": int(result.overflows.sum())}
+    return {"correct": correct, "accuracy": accuracy, "synops": synops, "overflows": int(result.overflows.sum())}
+
+
+def within_one_point(correct, float_correct, n) -> bool:
+    """Accuracy within 1 percentage point of the float ANN's, in integers:
+    ``100·correct / n >= 100·float_correct / n - 1``."""
+    return correct * 100 >= float_correct * 100 - n
 
 
 # --------------------------------------------------------------------------- outputs
+def _toml(value) -> str:
+    """A TOML value for what a spec holds: bools, ints, strings, lists and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def save_spec(spec: Spec, path) -> None:
+    """Write ``spec`` as the TOML file ``path`` and its arrays as the ``.npz`` beside it (layer
+    arrays under ``"<layer>.<field>"``, plus ``spec.arrays``), the layout ``load_spec`` reads
+    (docs/spec.md); fields left None are omitted (their default)."""
+    path = Path(path)
+    npz, arrays = path.with_suffix(".npz"), dict(spec.arrays)
+    net = spec.network
+    lines = [f"name = {_toml(net.name)}", f"input_shape = {_toml(list(net.input_shape))}",
+             f"input_format = {_toml(net.input_format.to_dict())}", f"arrays = {_toml(npz.name)}", "", "[stimulus]"]
+    lines += [f"{k} = {_toml(v)}" for k, v in spec.stimulus.to_dict().items() if v is not None]  # fmt: skip
+    for layer in net.layers:
+        lines += ["", "[[layers]]"]
+        for key, value in layer_config(layer).items():  # "kind", then the fields
+            if isinstance(getattr(layer, key, None), np.ndarray):
+                value = f"{layer.name}.{key}"
+                arrays[value] = getattr(layer, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml(value)}")
+    np.savez_compressed(npz, **arrays)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _plot(path, float_accuracy, variants, timesteps):
     import matplotlib
 
@@ -149,7 +195,8 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
     timesteps = TIMESTEPS[:4] if quick else TIMESTEPS
     x_float, labels = data["x_test"][:n, None] / 16.0, data["y_test"][:n].astype(np.int64)
     calib = data["x_calib"][:, None] / 16.0
-    float_accuracy = float((annlib.forward(model, x_float).argmax(axis=1) == labels).mean())
+    float_correct = int((annlib.forward(model, x_float).argmax(axis=1) == labels).sum())
+    float_accuracy = float_correct / n
     layers, lambdas = convert(model, calib, INPUT_FORMAT, percentile=PERCENTILE, weight_bits=8)
     x_codes = quantize_input(x_float, INPUT_FORMAT)
     count_bits = max(timesteps).bit_length()  # a counter never saturates within the run
@@ -185,7 +232,7 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
     print(f"  {'variant':<30}{'Vm bits':>9}{'counter bits':>14}{'weight+bias bits':>18}{'overflows':>11}"
           f"{'best T within 1 pp':>20}", file=out)  # fmt: skip
     for name, r in variants.items():
-        close = [t for t in timesteps if r["accuracy"][t] >= float_accuracy - 0.01]
+        close = [t for t in timesteps if within_one_point(r["correct"][t], float_correct, n)]
         print(f"  {name:<30}{r['vm_bits']:>9}{r['counter_bits']:>14}{r['weight_bits']:>18}{r['overflows']:>11}"
               f"{(str(close[0]) if close else '-'):>20}", file=out)  # fmt: skip
 
@@ -198,13 +245,15 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
         print("\nplot skipped: matplotlib is not installed (pip install 'refmodel[demo]')", file=out)
 
     vec_t = min(16, max(timesteps))
-    vectors = outdir / f"digits_count_gate_T{vec_t}.h5"
-    spec = Spec(networks["count_gate"], StimulusSpec("analog", "digits", VECTOR_IMAGES, vec_t),
-                {"digits": x_codes[:VECTOR_IMAGES]})  # fmt: skip
-    generate(spec, vectors)
+    vectors, spec_path = outdir / f"digits_count_gate_T{vec_t}.h5", outdir / "digits_count_gate.toml"
+    save_spec(Spec(networks["count_gate"], StimulusSpec("analog", "digits", VECTOR_IMAGES, vec_t),
+                   {"digits": x_codes[:VECTOR_IMAGES]}), spec_path)  # fmt: skip
+    generate(load_spec(spec_path), vectors)  # the vectors of the spec as written: `refmodel gen` reproduces them
     print(f"vectors: {vectors} (count gating, {VECTOR_IMAGES} test images, T = {vec_t}, every signal; "
           f"labels {', '.join(map(str, labels[:VECTOR_IMAGES]))})", file=out)  # fmt: skip
+    print(f"spec: {spec_path} (+ .npz; the network and stimulus of the vectors); its cost per layer:\n"
+          f"  refmodel cost {spec_path} --timesteps {vec_t}", file=out)  # fmt: skip
     seconds = time.perf_counter() - start
     print(f"done in {seconds:.1f} s", file=out)
-    return {"float_accuracy": float_accuracy, "timesteps": timesteps, "variants": variants, "plot": plot,
-            "vectors": vectors, "seconds": seconds}  # fmt: skip
+    return {"float_accuracy": float_accuracy, "float_correct": float_correct, "n": n, "timesteps": timesteps,
+            "variants": variants, "plot": plot, "vectors": vectors, "spec": spec_path, "seconds": seconds}  # fmt: skip
