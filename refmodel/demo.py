@@ -1,6 +1,6 @@
 """``refmodel demo``: a CNN trained on real handwritten digits, converted to bit-exact spiking
 hardware, measured (accuracy against timesteps, per max-pooling variant, with its cost), plotted,
-and turned into a test-vector file.
+and turned into a test-vector file and the spec (TOML + .npz) it was generated from.
 
 The model (``examples/digits/train.py``, float test accuracy 97.2 %) and the images
 (``examples/digits/export_demo_data.py``: the 500 held-out test images and 200 calibration
@@ -142,7 +142,7 @@ def save_spec(spec: Spec, path) -> None:
     net = spec.network
     lines = [f"name = {_toml(net.name)}", f"input_shape = {_toml(list(net.input_shape))}",
              f"input_format = {_toml(net.input_format.to_dict())}", f"arrays = {_toml(npz.name)}", "", "[stimulus]"]
-    lines += [f"{k} = {_toml(v)}" for k, v in spec.stimulus.to_dict().items() if v is not None]  # fmt: skip
+    lines += [f"{k} = {_toml(v)}" for k, v in spec.stimulus.to_dict().items() if v is not None]
     for layer in net.layers:
         lines += ["", "[[layers]]"]
         for key, value in layer_config(layer).items():  # "kind", then the fields

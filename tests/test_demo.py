@@ -2,6 +2,10 @@
 
 import importlib.util
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,10 @@ from refmodel import cost
 from refmodel.cli import build_parser
 from refmodel.convert import convert, quantize_input, to_network
 from refmodel.demo import INPUT_FORMAT, VARIANTS, label, load_data, run_demo
+from refmodel.spec import kind_of, load_spec, network_config
 from refmodel.vectors import VectorFile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +62,36 @@ def test_accuracy_per_timestep_and_synops_match_separate_runs(quick):
     measured = cost.measure(result, x)
     first = measured.layers[0].measured["synops"]  # the analog first layer: dense MACs, left out
     assert res["synops"][8] == pytest.approx((measured.total().measured["synops"] - first) / 100)
+
+
+def refmodel(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "refmodel.cli", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def test_quick_demo_spec_is_the_vectors_network_and_refmodel_cost_prints_its_layers(quick, tmp_path):
+    figures, text, _ = quick
+    spec = figures["spec"]
+    assert f"refmodel cost {spec} --timesteps 8" in text
+    model, data = load_data()
+    layers, _ = convert(model, data["x_calib"][:, None] / 16.0, INPUT_FORMAT)
+    network = to_network(layers, model.input_shape, "count_gate", count_bits=4, overflow="SAT", name="digits_count_gate")
+    loaded = load_spec(spec)
+    assert network_config(loaded.network) == network_config(network)
+    np.testing.assert_array_equal(loaded.arrays["digits"], quantize_input(data["x_test"][:4, None] / 16.0, INPUT_FORMAT))
+    with VectorFile(figures["vectors"]) as vf:
+        assert vf.config["network"] == network_config(network)
+    gen = refmodel("gen", spec, "--out", tmp_path / "again.h5")
+    assert gen.returncode == 0, gen.stderr
+    assert (tmp_path / "again.h5").read_bytes() == figures["vectors"].read_bytes()
+    run = refmodel("cost", spec, "--timesteps", 8)
+    assert run.returncode == 0, run.stderr
+    assert "cost of network 'digits_count_gate': T = 8 timesteps, batch N = 4; measured from a run" in run.stdout
+    table = run.stdout.split("operations per sample and timestep (static bound)\n")[1].split("\n\n")[0]
+    rows = [line.split()[:2] for line in table.splitlines()[1:]]
+    assert rows[: len(network.layers)] == [[layer.name, kind_of(layer)] for layer in network.layers]
 
 
 def test_demo_out_option():
