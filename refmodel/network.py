@@ -247,11 +247,12 @@ class Network:
 
     def _count_dtype(self, name: str, timesteps: int) -> np.dtype:
         """The narrowest dtype that holds the sum of ``timesteps`` outputs of layer ``name``
-        (spikes or pool codes): the running spike counts are kept in it, then returned as int64."""
+        (spikes or pool codes): the running spike counts are kept in it, then returned as int64
+        (int64 from the start when there is nothing to add up, T = 1)."""
         fmt = self.formats[(name, "spikes")]
         lo, hi = timesteps * min(0, fmt.min_int), timesteps * fmt.max_int
         for dtype in (np.uint8, np.uint16, np.uint32) if lo == 0 else (np.int8, np.int16, np.int32):
-            if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+            if timesteps > 1 and np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
                 return np.dtype(dtype)
         return np.dtype(np.int64)
 
@@ -269,7 +270,8 @@ class Network:
         timestep, or (T, N, *input_shape) per timestep.  ``record`` chooses traces (see
         ``resolve_record``); with ``sink`` each recorded array is handed to
         ``sink(layer, signal, t, array)`` as it is computed and not kept, so memory stays
-        bounded.  ``progress(t)`` is called after each timestep.
+        bounded (the array may be layer state that changes later: a sink that keeps it copies
+        it).  ``progress(t)`` is called after each timestep.
         """
         per_step = self.check_stimulus(stimulus, timesteps)
         stimulus = np.asarray(stimulus)
@@ -289,12 +291,10 @@ class Network:
         def emit(layer, signal, t, value):
             if value is None or (layer.name, signal) not in wanted:
                 return
-            # a copy: state arrays (counters, a Vm a pooled neuron subtracts from) change in place later
-            value = np.array(value, copy=True)
             if sink is not None:
                 sink(layer.name, signal, t, value)
-            else:
-                traces[(layer.name, signal)].append(value)
+            else:  # a copy: state arrays (Vm, counters) change in place later
+                traces[(layer.name, signal)].append(np.array(value, copy=True))
 
         for t in range(timesteps):
             x = stimulus[t] if per_step else stimulus
@@ -335,11 +335,12 @@ class Network:
                 overflows[t, i] = n_over
                 if role in ("neuron", "pool"):
                     if layer.name not in spike_counts:
-                        spike_counts[layer.name] = np.zeros(x.shape, self._count_dtype(layer.name, timesteps))
-                    np.add(spike_counts[layer.name], x, out=spike_counts[layer.name], casting="unsafe")
+                        spike_counts[layer.name] = x.astype(self._count_dtype(layer.name, timesteps))
+                    else:
+                        np.add(spike_counts[layer.name], x, out=spike_counts[layer.name], casting="unsafe")
             if progress is not None:
                 progress(t)
-        spike_counts = {name: counts.astype(np.int64) for name, counts in spike_counts.items()}
+        spike_counts = {name: counts.astype(np.int64, copy=False) for name, counts in spike_counts.items()}
         last = self.layers[-1]
         outputs = {"spike_count": spike_counts.get(last.name)}
         if role_of(last) == "neuron":

@@ -116,15 +116,15 @@ def test_constant_current_shortcut_equals_recomputation(network, timesteps, data
 @mechanism
 @given(networks(max_stages=2), st.integers(1, 4), st.data())
 def test_sink_gets_the_recorded_traces(network, timesteps, data):
-    """Streaming to a sink (which keeps the arrays it is handed) gives the in-memory traces, in
-    timestep order, and the Result then holds no traces but the same counts and outputs."""
+    """Streaming to a sink (which keeps copies of the arrays it is handed) gives the in-memory
+    traces, in timestep order, and the Result then holds no traces but the same counts and outputs."""
     stimulus = data.draw(stimuli(network, timesteps))
     record = data.draw(st.sampled_from(["all", "spikes", network.layers[0].name]))
     memory = network.run(stimulus, timesteps, record=record)
     kept, steps = {}, []
     streamed = network.run(
         stimulus, timesteps, record=record, progress=steps.append,
-        sink=lambda layer, signal, t, array: kept.setdefault((layer, signal), []).append((t, array)),
+        sink=lambda layer, signal, t, array: kept.setdefault((layer, signal), []).append((t, array.copy())),
     )  # fmt: skip
     assert steps == list(range(timesteps))
     assert streamed.traces == {} and set(kept) == set(memory.traces)
