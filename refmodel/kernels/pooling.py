@@ -51,7 +51,8 @@ def winner_pool(spikes, key, kh, kw, sh, sw, out, index):
                 y0, x0 = oy * sh, ox * sw
                 p, _ = _window_argmax(key, n, c, y0, x0, kh, kw)
                 index[n, c, oy, ox] = p
-                out[n, c, oy, ox] = spikes[n, c, y0 + p // kw, x0 + p % kw]
+                ky = p // kw
+                out[n, c, oy, ox] = spikes[n, c, y0 + ky, x0 + p - ky * kw]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -123,10 +124,14 @@ def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, ou
     events = np.zeros(n_ * c_, np.int64)
     for nc in numba.prange(n_ * c_):
         n, c = nc // c_, nc % c_
+        count = 0
         for oy in range(ho):
             for ox in range(wo):
-                x = shift_right_int(_window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw), shift, rounding)
+                x = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
+                if shift > 0:
+                    x = shift_right_int(x, shift, rounding)
                 if not in_range_int(x, bits, signed, overflow):
-                    events[nc] += 1
+                    count += 1
                 out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
+        events[nc] = count
     return events.sum()
