@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
+               "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex), "
+               "estimate its cost (cost), or run the built-in example (demo). "
+               "Exit status 2 for bad input or an unreadable or unwritable file.")
+
 
 def _cmd_demo(args) -> int:
     from refmodel.demo import run_demo
@@ -35,7 +40,7 @@ def _cmd_gen(args) -> int:
     from refmodel.spec import load_spec
 
     spec = load_spec(args.spec)
-    timesteps = args.timesteps or spec.stimulus.timesteps
+    timesteps = spec.stimulus.timesteps if args.timesteps is None else args.timesteps
     progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
     record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
     result = generate(
@@ -52,6 +57,7 @@ def _cmd_inspect(args) -> int:
     from refmodel.vectors.summary import summarize
 
     with VectorFile(args.file) as vf:
+        vf.verify()
         print(summarize(vf))
     return 0
 
@@ -68,14 +74,19 @@ def _cmd_cost(args) -> int:
     from refmodel import cost
     from refmodel.spec import load_spec
 
-    spec = load_spec(args.spec)
+    if args.spec is None and not args.from_vectors:
+        raise _UsageError("the cost needs SPEC, or --from-vectors FILE")
+    spec = None if args.spec is None else load_spec(args.spec)
     if args.from_vectors:
-        from refmodel.vectors import VectorFile
+        from refmodel.vectors import VectorFile, VectorFileError
 
         with VectorFile(args.from_vectors) as vf:
-            figures = cost.measure_vectors(spec.network, vf, timesteps=args.timesteps)
+            if spec is None and vf.network is None:
+                raise VectorFileError(f"{vf.path}: its config is not a run config of refmodel gen; give SPEC")
+            network = vf.network if spec is None else spec.network
+            figures = cost.measure_vectors(network, vf, timesteps=args.timesteps)
     elif args.static:
-        figures = cost.estimate(spec.network, args.timesteps or spec.stimulus.timesteps)
+        figures = cost.estimate(spec.network, spec.stimulus.timesteps if args.timesteps is None else args.timesteps)
     else:
         figures = cost.measure_spec(spec, timesteps=args.timesteps)
     text = {"table": figures.to_table, "json": figures.to_json, "csv": figures.to_csv}[args.format]()
@@ -91,13 +102,37 @@ def _cmd_export_hex(args) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A combination of arguments argparse cannot refuse by itself."""
+
+
+def _integer(lo, hi=None):
+    """An argparse type: an integer in lo..hi (no upper bound when hi is None)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {f'>= {lo}' if hi is None else f'in {lo}..{hi}'}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from refmodel import __version__
+    from refmodel.encode import SEED_MAX
 
-    parser = argparse.ArgumentParser(prog="refmodel", description=__doc__)
+    parser = argparse.ArgumentParser(prog="refmodel", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"refmodel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo = commands.add_parser("demo", help="run the built-in example and print what it computed")
+    demo = commands.add_parser(
+        "demo", help="run the built-in example and print what it computed",
+        description="Convert the built-in CNN trained on handwritten digits to a bit-exact spiking network, "
+                    "print its accuracy against timesteps and its cost per max-pooling variant, and write the plot, "
+                    "the network spec (TOML + .npz) and its vector file into DIR.")
     demo.add_argument("--out", default="refmodel-demo", metavar="DIR",
                       help="directory for the plot and the vector file (default ./refmodel-demo)")
     demo.set_defaults(func=_cmd_demo)
@@ -108,17 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "overflow counts. Options override the spec's [stimulus] settings.")
     gen.add_argument("spec", help="network spec (TOML)")
     gen.add_argument("--out", required=True, help="vector file to write (HDF5)")
-    gen.add_argument("--timesteps", type=int, help="timesteps T")
-    gen.add_argument("--batch", type=int, help="batch size N")
-    gen.add_argument("--seed", type=int, help="seed of the random stimulus source and encoder")
+    gen.add_argument("--timesteps", type=_integer(1), help="timesteps T (>= 1)")
+    gen.add_argument("--batch", type=_integer(1), help="batch size N (>= 1)")
+    gen.add_argument("--seed", type=_integer(0, SEED_MAX),
+                     help=f"seed of the random stimulus source and encoder (0..{SEED_MAX})")
     gen.add_argument("--record", nargs="+", default=["all"], metavar="WHAT",
                      help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
-        "inspect", help="summarize a vector file: layers, shapes, formats, spike rates, saturation counts",
-        description="Validate a vector file and print its layers, shapes, formats, spike rate per spike "
-                    "trace and its saturation (and other) counts.")
+        "inspect", help="validate a vector file and summarize it: layers, shapes, formats, spike rates, overflows",
+        description="Validate a vector file (its structure, its config, and every value: each chunk's checksum "
+                    "and format) and print its layers, shapes, formats, spike rate per layer and overflow counts.")
     inspect.add_argument("file", help="vector file (HDF5)")
     inspect.set_defaults(func=_cmd_inspect)
     check = commands.add_parser(
@@ -143,10 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "bounds per sample and timestep, memory per sample, and the figures measured over a run: "
                     "by default a run of the spec's [stimulus] (as refmodel gen would run it), or the run "
                     "recorded in a vector file (--from-vectors, needs its spike traces), or none (--static).")
-    cost.add_argument("spec", help="network spec (TOML)")
-    cost.add_argument("--timesteps", type=int, help="timesteps T (default: the spec's; with --from-vectors: the file's)")
+    cost.add_argument("spec", nargs="?", help="network spec (TOML); optional with --from-vectors")
+    cost.add_argument("--timesteps", type=_integer(1),
+                      help="timesteps T (default: the spec's; with --from-vectors: the file's)")
     source = cost.add_mutually_exclusive_group()
-    source.add_argument("--from-vectors", metavar="FILE", help="measure from the spikes recorded in this vector file")
+    source.add_argument("--from-vectors", metavar="FILE",
+                        help="measure from the spikes recorded in this vector file (its network too, without SPEC)")
     source.add_argument("--static", action="store_true", help="static figures only, no run")
     cost.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     cost.set_defaults(func=_cmd_cost)
@@ -161,8 +199,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (VectorFileError, LayerError, FixedPointError) as exc:
+    except (_UsageError, VectorFileError, LayerError, FixedPointError) as exc:
         print(f"refmodel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"refmodel {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

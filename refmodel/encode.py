@@ -18,11 +18,13 @@ import numpy as np
 
 from refmodel.fixed import FixedPointError, QFormat
 
-__all__ = ["Encoder", "AnalogEncoder", "RateEncoder", "RandomEncoder", "make_encoder",
+__all__ = ["Encoder", "AnalogEncoder", "RateEncoder", "RandomEncoder", "ENCODINGS", "SEED_MAX", "make_encoder",
            "mix32", "xorshift32", "seed_state"]
 
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
+#: Seeds are 32-bit: the generators use every bit of them and no more.
+SEED_MAX = _M32
 
 
 class Encoder:
@@ -122,7 +124,7 @@ class RandomEncoder(_SpikeEncoder):
     name = "random"
 
     def __init__(self, x, fmt: QFormat, *, seed, full_scale=None):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= _M32:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
             raise FixedPointError(f"random encoder: seed must be an integer in 0..2**32-1, got {seed!r}")
         self.seed = int(seed)
         super().__init__(x, fmt, full_scale, max_full_scale=1 << 32)
@@ -147,6 +149,8 @@ class RandomEncoder(_SpikeEncoder):
 
 
 _ENCODERS = {cls.name: cls for cls in (AnalogEncoder, RateEncoder, RandomEncoder)}
+#: The names of the encodings; all but "analog" feed spikes.
+ENCODINGS = tuple(_ENCODERS)
 
 
 def make_encoder(name, x, fmt: QFormat, **params) -> Encoder:

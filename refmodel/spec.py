@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from refmodel.encode import ENCODINGS, SEED_MAX
 from refmodel.fixed import FixedPointError, QFormat
 from refmodel.layers import (
     IF,
@@ -37,7 +39,8 @@ from refmodel.layers import (
 )
 from refmodel.network import Network
 
-__all__ = ["KINDS", "SpecError", "Spec", "StimulusSpec", "load_spec", "kind_of", "network_config", "layer_config"]
+__all__ = ["KINDS", "SpecError", "Spec", "StimulusSpec", "load_spec", "kind_of", "network_config", "layer_config",
+           "network_from_config", "array_digest"]
 
 KINDS = {
     "conv2d": Conv2d,
@@ -54,18 +57,20 @@ KINDS = {
     "sum": SumPool,
     "avg": AvgPool,
 }
-ENCODINGS = ("analog", "rate", "random")
 
 
 class SpecError(LayerError):
-    """A spec file is invalid: names the file or layer, the field and the value."""
+    """A spec is invalid: names the spec file ("spec 'x.toml': ...") or the layer ("layer 'x':
+    ..."), the field and the value."""
+
+    place = "spec"
 
 
 def kind_of(layer) -> str:
     for kind, cls in KINDS.items():
         if type(layer) is cls:
             return kind
-    raise SpecError(getattr(layer, "name", "?"), "kind", type(layer).__name__, "has no spec kind")
+    raise SpecError(getattr(layer, "name", "?"), "kind", type(layer).__name__, "has no spec kind", place="layer")
 
 
 def _array_field(f: dataclasses.Field) -> bool:
@@ -82,10 +87,10 @@ def _from_toml(layer, f, value, arrays):
         try:
             return QFormat.from_dict(value)
         except (FixedPointError, TypeError) as err:
-            raise SpecError(layer, f.name, value, f"is not a QFormat: {err}") from None
+            raise SpecError(layer, f.name, value, f"is not a QFormat: {err}", place="layer") from None
     if isinstance(value, str) and _array_field(f):
         if value not in arrays:
-            raise SpecError(layer, f.name, value, "names no array of the spec's .npz")
+            raise SpecError(layer, f.name, value, "names no array of the spec's .npz", place="layer")
         return arrays[value]
     if isinstance(value, list):
         return np.array(value) if _array_field(f) else tuple(value)
@@ -98,17 +103,29 @@ def layer_from_dict(entry: dict, arrays) -> object:
     name = entry.get("name", "?")
     kind = entry.pop("kind", None)
     if kind not in KINDS:
-        raise SpecError(name, "kind", kind, f"must be one of {', '.join(KINDS)}")
+        raise SpecError(name, "kind", kind, f"must be one of {', '.join(KINDS)}", place="layer")
     cls = KINDS[kind]
     fields = {f.name: f for f in _layer_fields(cls)}
     unknown = sorted(set(entry) - set(fields))
     if unknown:
-        raise SpecError(name, unknown[0], entry[unknown[0]], f"is not a field of {kind}; fields: {', '.join(fields)}")
+        raise SpecError(name, unknown[0], entry[unknown[0]], f"is not a field of {kind}; fields: {', '.join(fields)}",
+                        place="layer")
     kwargs = {key: _from_toml(name, fields[key], value, arrays) for key, value in entry.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:  # a missing required field
-        raise SpecError(name, "fields", sorted(entry), str(err)) from None
+        raise SpecError(name, "fields", sorted(entry), str(err), place="layer") from None
+
+
+def array_digest(values) -> dict:
+    """How a config names an integer array: ``{"shape": [...], "sha256": hex}``, the SHA-256 of
+    its values as int64 little-endian bytes in row-major order."""
+    data = np.ascontiguousarray(values, dtype="<i8")
+    return {"shape": list(data.shape), "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+
+
+def _is_digest(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"shape", "sha256"}
 
 
 def _to_json(value):
@@ -117,8 +134,7 @@ def _to_json(value):
     if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value, dtype=np.int64)
-        return {"shape": list(data.shape), "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+        return array_digest(value)
     if isinstance(value, (tuple, list)):
         return [_to_json(v) for v in value]
     if isinstance(value, np.integer):
@@ -136,6 +152,8 @@ def layer_config(layer) -> dict:
 
 
 def network_config(network: Network) -> dict:
+    """The JSON-able description of ``network``: name, input shape and format, and every layer's
+    ``layer_config``."""
     return {
         "name": network.name,
         "input_shape": list(network.input_shape),
@@ -144,12 +162,44 @@ def network_config(network: Network) -> dict:
     }
 
 
+def array_fields(config: dict) -> list[tuple[str, str]]:
+    """(layer, field) of every array a ``network_config`` names by its digest, in layer order."""
+    return [(entry["name"], key) for entry in config["layers"] for key, value in entry.items() if _is_digest(value)]
+
+
+def network_from_config(config: dict, arrays: dict) -> Network:
+    """The network a ``network_config`` describes, its arrays taken from ``arrays`` (keys
+    ``"<layer>.<field>"``); SpecError unless the rebuilt network has exactly this config (so
+    every array matches its shape and SHA-256)."""
+    keys = ("name", "input_shape", "input_format", "layers")
+    if not isinstance(config, dict) or sorted(config) != sorted(keys):
+        got = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise SpecError("config", "network", got, f"must be a table of exactly {', '.join(keys)}")
+    layers = []
+    for entry in config["layers"]:
+        name = entry.get("name", "?")
+        toml = {key: f"{name}.{key}" if _is_digest(value) else value for key, value in entry.items()}
+        layer = layer_from_dict(toml, arrays)
+        rebuilt = json.loads(json.dumps(layer_config(layer)))
+        for key in entry:
+            if rebuilt.get(key) != entry[key]:
+                raise SpecError(name, key, rebuilt.get(key), f"differs from the config's {entry[key]!r}", place="layer")
+        layers.append(layer)
+    return Network(layers, tuple(config["input_shape"]), QFormat.from_dict(config["input_format"]), name=config["name"])
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class StimulusSpec:
     """What ``refmodel gen`` feeds a network: ``encoding`` of the pixel ``source`` ("random":
     uniform codes from the seed, or a key of the spec's .npz) over ``timesteps`` and ``batch``.
     For "rate"/"random" encodings ``format`` is the pixel format (the network input is spikes)
-    and ``full_scale`` the encoder's full scale (None: the code of 1.0, 2**format.frac)."""
+    and ``full_scale`` the encoder's full scale (None: the code of 1.0, 2**format.frac).
+
+    Checked on construction: SpecError naming the field and the value (place "[stimulus]")."""
 
     encoding: str = "analog"
     source: str = "random"
@@ -158,6 +208,21 @@ class StimulusSpec:
     seed: int = 0
     format: QFormat | None = None
     full_scale: int | None = None
+
+    def __post_init__(self):
+        checks = (
+            ("encoding", self.encoding in ENCODINGS, f"must be one of {', '.join(ENCODINGS)}"),
+            ("source", isinstance(self.source, str) and self.source != "", "must be 'random' or a key of the .npz"),
+            ("batch", _is_int(self.batch) and self.batch >= 1, "must be an integer >= 1"),
+            ("timesteps", _is_int(self.timesteps) and self.timesteps >= 1, "must be an integer >= 1"),
+            ("seed", _is_int(self.seed) and 0 <= self.seed <= SEED_MAX, f"must be an integer in 0..{SEED_MAX}"),
+            ("format", self.format is None or isinstance(self.format, QFormat), "must be a QFormat table"),
+            ("full_scale", self.full_scale is None or _is_int(self.full_scale) and self.full_scale >= 1,
+             "must be an integer >= 1"),
+        )  # fmt: skip
+        for name, ok, problem in checks:
+            if not ok:
+                raise SpecError("[stimulus]", name, getattr(self, name), problem)
 
     def to_dict(self) -> dict:
         return {k: _to_json(v) for k, v in dataclasses.asdict(self).items()} | (
@@ -172,8 +237,38 @@ class Spec:
     arrays: dict = field(repr=False)
     path: Path | None = None
 
+    @property
+    def where(self) -> str:
+        """How errors name the spec: its file, else its network's name."""
+        return str(self.path) if self.path else self.network.name
+
 
 _TOP = ("name", "input_shape", "input_format", "arrays", "stimulus", "layers")
+
+
+def _qformat(where, key, value) -> QFormat:
+    try:
+        return QFormat.from_dict(value)
+    except (FixedPointError, TypeError, AttributeError) as err:
+        raise SpecError(where, key, value, f"is not a QFormat table ({err})") from None
+
+
+def stimulus_spec(values: dict, where: str) -> StimulusSpec:
+    """The StimulusSpec of a ``[stimulus]`` table (its format a QFormat table); errors name
+    ``where`` (the spec) and the field as ``stimulus.<key>``."""
+    fields = {f.name for f in dataclasses.fields(StimulusSpec)}
+    if not isinstance(values, dict):
+        raise SpecError(where, "stimulus", values, "must be a table")
+    if set(values) - fields:
+        bad = sorted(set(values) - fields)[0]
+        raise SpecError(where, f"stimulus.{bad}", values[bad], f"is not a stimulus key; keys: {', '.join(sorted(fields))}")
+    values = dict(values)
+    if values.get("format") is not None:
+        values["format"] = _qformat(where, "stimulus.format", values["format"])
+    try:
+        return StimulusSpec(**values)
+    except SpecError as err:
+        raise SpecError(where, f"stimulus.{err.field}", err.value, err.problem) from None
 
 
 def spec_from_dict(d: dict, arrays: dict, path: Path | None = None) -> Spec:
@@ -184,22 +279,18 @@ def spec_from_dict(d: dict, arrays: dict, path: Path | None = None) -> Spec:
     for key in ("input_shape", "input_format", "layers"):
         if key not in d:
             raise SpecError(where, key, None, "is required")
-    try:
-        input_format = QFormat.from_dict(d["input_format"])
-    except (FixedPointError, TypeError, AttributeError) as err:
-        raise SpecError(where, "input_format", d["input_format"], str(err)) from None
+    name = d.get("name", "network")
+    if not isinstance(name, str):
+        raise SpecError(where, "name", name, "must be a string")
+    shape = d["input_shape"]
+    if not (isinstance(shape, list) and shape and all(_is_int(n) and n >= 1 for n in shape)):
+        raise SpecError(where, "input_shape", shape, "must be a list of integers >= 1, e.g. [1, 8, 8]")
+    input_format = _qformat(where, "input_format", d["input_format"])
+    if not (isinstance(d["layers"], list) and all(isinstance(entry, dict) for entry in d["layers"])):
+        raise SpecError(where, "layers", d["layers"], "must be an array of [[layers]] tables")
     layers = [layer_from_dict(entry, arrays) for entry in d["layers"]]
-    network = Network(layers, tuple(d["input_shape"]), input_format, name=d.get("name", "network"))
-    stim = dict(d.get("stimulus", {}))
-    fields = {f.name for f in dataclasses.fields(StimulusSpec)}
-    if set(stim) - fields:
-        bad = sorted(set(stim) - fields)[0]
-        raise SpecError(where, f"stimulus.{bad}", stim[bad], f"is not a stimulus key; keys: {', '.join(sorted(fields))}")
-    if "format" in stim:
-        stim["format"] = QFormat.from_dict(stim["format"])
-    stimulus = StimulusSpec(**stim)
-    if stimulus.encoding not in ENCODINGS:
-        raise SpecError(where, "stimulus.encoding", stimulus.encoding, f"must be one of {ENCODINGS}")
+    network = Network(layers, tuple(shape), input_format, name=name)
+    stimulus = stimulus_spec(d.get("stimulus", {}), where)
     if stimulus.source != "random" and stimulus.source not in arrays:
         raise SpecError(where, "stimulus.source", stimulus.source, "is neither 'random' nor an array of the .npz")
     return Spec(network, stimulus, arrays, path)
@@ -217,6 +308,8 @@ def load_spec(path) -> Spec:
         raise SpecError(str(path), "file", str(path), f"is not valid TOML: {err}") from None
     arrays = {}
     if "arrays" in d:
+        if not isinstance(d["arrays"], str):
+            raise SpecError(str(path), "arrays", d["arrays"], "must be the file name of an .npz")
         npz = path.parent / d["arrays"]
         try:
             with np.load(npz, allow_pickle=False) as data:

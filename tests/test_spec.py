@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 
 from refmodel.fixed import QFormat
-from refmodel.spec import SpecError, kind_of, layer_config, load_spec, network_config
+from refmodel.spec import SpecError, array_fields, kind_of, layer_config, load_spec, network_config
 from refmodel.testing import assert_bit_exact, networks
 
 RECIPES = Path(__file__).resolve().parents[1] / "vectors" / "recipes"
@@ -61,9 +61,11 @@ def test_recipe_loads_with_its_shapes(recipe):
     assert got == RECIPE_SHAPES[recipe]
     # arrays come from the .npz, bit for bit
     with np.load(RECIPES / f"{recipe}.npz") as arrays:
-        for layer in network.layers:
-            for param, (values, _) in getattr(layer, "params", dict)().items():
-                assert_bit_exact(arrays[f"{layer.name}.{param}"], values, layer=layer.name, signal=param, axes=("k", "c", "y", "x"))
+        named = array_fields(network_config(network))
+        assert {f"{layer}.{field}" for layer, field in named} == set(arrays.files)
+        for layer, field in named:
+            values = getattr(network.layer(layer), field)
+            assert_bit_exact(arrays[f"{layer}.{field}"], values, layer=layer, signal=field, axes=("k", "c", "y", "x"))
 
 
 # --------------------------------------------------------------------------- round trip
@@ -105,10 +107,9 @@ def test_network_survives_a_toml_round_trip(tmp_path_factory, network):
     loaded = load_spec(path).network
     assert network_config(loaded) == network_config(network)
     assert loaded.shapes == network.shapes and loaded.formats == network.formats
-    for a, b in zip(network.layers, loaded.layers):
-        for param, (values, fmt) in getattr(a, "params", dict)().items():
-            assert b.params()[param][1] == fmt
-            assert_bit_exact(values, b.params()[param][0], layer=a.name, signal=param, axes=("k", "c", "y", "x"))
+    for layer, field in array_fields(network_config(network)):
+        assert_bit_exact(getattr(network.layer(layer), field), getattr(loaded.layer(layer), field), layer=layer,
+                         signal=field, axes=("k", "c", "y", "x"))
 
 
 # --------------------------------------------------------------------------- network_config
@@ -193,6 +194,17 @@ SPEC_ERRORS = {
     "TOML syntax error": (("threshold = 100", "threshold = = 100"), ("{path}", "file", "{path}"), "is not valid TOML"),
     "layer error inside": (("threshold = 100", "threshold = 100\ncompare = '=>'"), ("out", "compare", "=>"), "must be one of"),
     "network error inside": (("input_shape = [4]", "input_shape = [5]"), ("fc", "weight", None), "expects (4,) inputs, got (5,)"),
+    "weight outside its format": (("weight_format = {bits = 8}", "weight_format = {bits = 1}"), ("fc", "weight", None),
+                                  "has weight[0, 0] = 1, which does not fit s1.0 (range -1..0)"),
+    "input_shape not a list": (("input_shape = [4]", 'input_shape = "4"'), ("{path}", "input_shape", "4"),
+                               "must be a list of integers >= 1"),
+    "batch not an integer": (("batch = 1", 'batch = "two"'), ("{path}", "stimulus.batch", "two"), "must be an integer >= 1"),
+    "timesteps below 1": (("batch = 1", "batch = 1\ntimesteps = -2"), ("{path}", "stimulus.timesteps", -2),
+                          "must be an integer >= 1"),
+    "seed beyond 32 bits": (("batch = 1", "batch = 1\nseed = 5000000000"), ("{path}", "stimulus.seed", 5000000000),
+                            "must be an integer in 0..4294967295"),
+    "stimulus format not a QFormat": (("batch = 1", "batch = 1\nformat = {bitz = 8}"), ("{path}", "stimulus.format",
+                                      {"bitz": 8}), "is not a QFormat table (unknown QFormat keys ['bitz'])"),
 }  # fmt: skip
 
 
@@ -207,6 +219,10 @@ def test_spec_errors_name_place_field_value(tmp_path, case):
     if value is not None:
         assert err.value.value == (value.format(path=path) if isinstance(value, str) else value)
     assert problem in str(err.value)
+    # the message names the place first (the spec file, or the layer), and only once unless it is the value
+    place = "spec" if place == "{path}" else "layer"
+    assert str(err.value).startswith(f"{place} {err.value.layer!r}: {field} = ")
+    assert str(err.value).count(repr(err.value.layer)) == 1 + (field == "file")  # a file error's value is the file
 
 
 def test_missing_file(tmp_path):

@@ -139,7 +139,7 @@ def compare_files(golden, other) -> Comparison:
 
     Structural differences come first in ``differences``, then value mismatches in causal
     order: parameters and input, then by timestep (stimulus spikes, layers in order, counts),
-    then outputs.
+    then spike counts and outputs.
     """
     with VectorFile(golden) as a, VectorFile(other) as b:
         result = Comparison(a.path, b.path)
@@ -167,7 +167,7 @@ def compare_files(golden, other) -> Comparison:
             if m is not None and m.kind != "value":
                 structure.append(m)
             elif m is not None:
-                order = (2, m.index[0]) if ia.stepped else (3, 0) if ia.kind == "output" else (1, 0)
+                order = (2, m.index[0]) if ia.stepped else (3, 0) if ia.kind in ("spike_count", "output") else (1, 0)
                 values.append((order, len(values), m))
         structure += [Mismatch("extra", path=p, layer=i.layer, signal=i.name) for p, i in infos_b.items()]
         result.differences = structure + [m for *_, m in sorted(values, key=lambda v: v[:2])]

@@ -49,7 +49,11 @@ def export_hex(vector_path, out_dir) -> dict:
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise VectorFileError(f"{out_dir}: the output directory exists and is not empty")
     with VectorFile(vector_path) as vf:
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(out_dir), prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp")
+        parent = os.path.dirname(out_dir)
+        try:
+            tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp")
+        except OSError as exc:
+            raise VectorFileError(f"{out_dir}: cannot create a directory in {parent} ({exc.strerror})") from None
         try:
             files = []
             width = max(4, len(str(vf.timesteps - 1)))

@@ -1,4 +1,5 @@
-"""Validating reader of version-1 vector files."""
+"""Validating reader of version-1 vector files: the container's structure, and for a file of
+``refmodel gen`` (a run config) everything its config describes."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from refmodel.fixed import QFormat
+from refmodel.encode import ENCODINGS
+from refmodel.fixed import FixedPointError, QFormat
+from refmodel.layers.base import SPIKE, LayerError
+from refmodel.spec import array_digest, array_fields, network_from_config, stimulus_spec
+from refmodel.vectors.layout import encoder_of, run_layout
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
-    ENCODINGS,
     FORMAT_NAME,
     FORMAT_VERSION,
     ROOT_MEMBERS,
-    SPIKE_FORMAT,
+    SPIKE_COUNT,
     VectorFileError,
     format_of,
     layer_key,
     sha256_hex,
     storage_dtype,
 )
+
+#: The keys of a run config (what refmodel gen stores in config_json).
+RUN_CONFIG_KEYS = ("network", "record", "stimulus")
+_CONFIG_ERRORS = (LayerError, FixedPointError, KeyError, TypeError, AttributeError, ValueError)
 
 _H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
 
@@ -32,7 +40,8 @@ class DatasetInfo:
     """One integer dataset: where it is, what it belongs to, its shape, format and axis names.
 
     ``kind`` is ``param``, ``input`` (the stimulus input), ``spikes`` (encoded stimulus),
-    ``trace``, ``output`` or ``count``; ``stepped`` when axis 0 is the timestep.
+    ``trace``, ``output``, ``count`` (per timestep) or ``spike_count`` (a layer's outputs summed
+    over T); ``stepped`` when axis 0 is the timestep.
     """
 
     path: str
@@ -50,7 +59,8 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """A layer's attributes and the names of its parameters, trace signals and counts."""
+    """A layer's attributes, the names of its parameters, trace signals and per-timestep
+    counts, and whether it has a spike count."""
 
     name: str
     kind: str
@@ -62,6 +72,7 @@ class LayerInfo:
     params: tuple
     signals: tuple
     counts: tuple
+    spike_count: bool = False
 
 
 def _text(value):
@@ -73,7 +84,10 @@ class VectorFile:
 
     Every problem (missing, not HDF5, truncated or damaged, foreign, other version,
     missing or malformed member, config hash mismatch) raises VectorFileError naming the
-    path and what is wrong.
+    path and what is wrong.  When ``config`` is a run config (keys network, record,
+    stimulus: every file of ``refmodel gen``) the file must also be exactly what that run
+    writes (``refmodel.vectors.layout``); ``network``, ``stimulus_spec`` and ``record`` then
+    describe the run (else they are None).  ``verify()`` reads every value.
     """
 
     def __init__(self, path):
@@ -184,8 +198,8 @@ class VectorFile:
         self._datasets.append(info)
         if encoding != "analog":
             spikes = self._info("stimulus/spikes", "spikes", None, "spikes", (T,) + info.shape)
-            if spikes.fmt != SPIKE_FORMAT:
-                self._fail(f"/stimulus/spikes has format {spikes.fmt}, expected {SPIKE_FORMAT}")
+            if spikes.fmt != SPIKE:
+                self._fail(f"/stimulus/spikes has format {spikes.fmt}, expected {SPIKE}")
             self._datasets.append(spikes)
 
         layers_group, traces, counts = self._group("layers"), self._group("traces"), self._group("counts")
@@ -210,16 +224,21 @@ class VectorFile:
                     self._fail(f"/traces/{key}/{s} has shape {info.shape}; it must start with (T, N) = {(T, N)}")
                 self._datasets.append(info)
             for e in events:
-                info = self._info(f"counts/{key}/{e}", "count", name, e, (T,))
-                if info.fmt != COUNT_FORMAT:
-                    self._fail(f"/counts/{key}/{e} has format {info.fmt}, expected {COUNT_FORMAT}")
+                if e == SPIKE_COUNT:
+                    info = self._info(f"counts/{key}/{e}", "spike_count", name, e)
+                    if info.shape[:1] != (N,):
+                        self._fail(f"/counts/{key}/{e} has shape {info.shape}; its first axis must be the batch size {N}")
+                else:
+                    info = self._info(f"counts/{key}/{e}", "count", name, e, (T,))
+                    if info.fmt != COUNT_FORMAT:
+                        self._fail(f"/counts/{key}/{e} has format {info.fmt}, expected {COUNT_FORMAT}")
                 self._datasets.append(info)
             layers.append(LayerInfo(
                 name, attrs.pop("kind"), int(attrs.pop("index")), key,
                 tuple(int(d) for d in attrs.pop("input_shape")), tuple(int(d) for d in attrs.pop("output_shape")),
                 {k: v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v
                  for k, v in attrs.items()},
-                params, signals, events))
+                params, signals, tuple(e for e in events if e != SPIKE_COUNT), SPIKE_COUNT in events))
         self.layers = tuple(layers)
         keys = {layer.key for layer in layers}
         for group in (traces, counts):
@@ -228,6 +247,83 @@ class VectorFile:
                 self._fail(f"/{group.name.strip('/')} has groups {stray} that are not layers")
         self.outputs = tuple(self._group("outputs"))
         self._datasets += [self._info(f"outputs/{o}", "output", None, o) for o in self.outputs]
+        self.network = self.stimulus_spec = self.record = None
+        if isinstance(self.config, dict) and "network" in self.config:
+            self._validate_run()
+
+    def _validate_run(self):
+        """The file against the run its config describes: the layers, every dataset (no more,
+        no fewer) with its shape, format and axes, the parameters' values, the stimulus."""
+        config = self.config
+        if sorted(config) != list(RUN_CONFIG_KEYS):
+            self._fail(f"config_json has keys {sorted(config)}; a run config has exactly {', '.join(RUN_CONFIG_KEYS)}")
+        try:
+            stim = stimulus_spec(config["stimulus"], "config_json")
+            names = [(entry["name"], entry["kind"]) for entry in config["network"]["layers"]]
+            if names != [(la.name, la.kind) for la in self.layers]:
+                self._fail(f"the layers {[(la.name, la.kind) for la in self.layers]} differ from the config's {names}")
+            arrays = {}
+            for layer, field in array_fields(config["network"]):
+                path = f"layers/{self.layer(layer).key}/params/{field}"
+                if path not in {i.path for i in self._datasets}:
+                    self._fail(f"missing dataset /{path}: the config's layer {layer!r} has the array {field!r}")
+                arrays[f"{layer}.{field}"] = values = self.read(path)
+                expected = next(e for e in config["network"]["layers"] if e["name"] == layer)[field]
+                if array_digest(values) != expected:
+                    self._fail(f"/{path} does not match the config: {array_digest(values)} instead of {expected}")
+            network = network_from_config(config["network"], arrays)
+            record = network.resolve_record(config["record"])
+            layout = run_layout(network, stim, record, "config_json")
+        except VectorFileError:
+            raise
+        except _CONFIG_ERRORS as exc:
+            self._fail(f"config_json does not describe a valid run: {exc}")
+        if [f"{layer}.{signal}" for layer, signal in record] != config["record"]:
+            self._fail(f"config record {config['record']} is not in recording order")
+        for attr in ("timesteps", "batch", "seed"):
+            if getattr(self, attr) != getattr(stim, attr):
+                self._fail(f"root attribute {attr!r} = {getattr(self, attr)} differs from the config's "
+                           f"stimulus.{attr} = {getattr(stim, attr)}")
+        self._check_layout(layout, arrays)
+        if self.encoding != stim.encoding:
+            self._fail(f"/stimulus encoding {self.encoding!r} differs from the config's {stim.encoding!r}")
+        try:
+            encoder = encoder_of(stim, *self.stimulus())
+        except FixedPointError as exc:
+            self._fail(f"/stimulus/input does not fit the config's encoder: {exc}")
+        if encoder.params != self.encoding_params:
+            self._fail(f"/stimulus attributes {self.encoding_params} differ from the config's encoder {encoder.params}")
+        cost = self._h5.get("cost")
+        if not isinstance(cost, h5py.Group) or sorted(cost) != ["measured", "memory", "static"]:
+            self._fail("/cost must hold the groups measured, memory and static (cost() checks their contents)")
+        self.network, self.stimulus_spec, self.record = network, stim, tuple(record)
+
+    def _check_layout(self, layout, arrays):
+        """Layer groups and datasets exactly as ``layout`` has them; parameter values equal
+        (the arrays named by digest were checked against the config already)."""
+        for group, la in zip(layout.layers, self.layers):
+            got = {"input_shape": la.input_shape, "output_shape": la.output_shape, **la.attrs}
+            want = {"input_shape": group.input_shape, "output_shape": group.output_shape, **group.attrs}
+            for attr in sorted(set(got) | set(want)):
+                if got.get(attr) != want.get(attr):
+                    self._fail(f"/layers/{la.key} attribute {attr!r} = {got.get(attr)!r}, the config gives "
+                               f"{want.get(attr)!r}")
+        present = {info.path: info for info in self._datasets}
+        expected = {d.path: d for d in layout.datasets()}
+        for path, d in expected.items():
+            if path not in present:
+                self._fail(f"missing dataset /{path} ({d.what}, which the config describes)")
+            info = present[path]
+            if (info.shape, info.fmt, info.axes) != (d.shape, d.fmt, d.axes):
+                self._fail(f"/{path} is {info.shape} {info.fmt} [{' '.join(info.axes)}]; the config describes "
+                           f"{d.shape} {d.fmt} [{' '.join(d.axes)}]")
+        for path in present:
+            if path not in expected:
+                self._fail(f"unexpected dataset /{path}: the config describes no such dataset")
+        for group in layout.layers:
+            for name, d in group.params.items():
+                if f"{group.name}.{name}" not in arrays and not np.array_equal(self.read(d.path), d.values):
+                    self._fail(f"/{d.path} = {self.read(d.path).tolist()} differs from the config's {d.values.tolist()}")
 
     # ------------------------------------------------------------------ accessors
     def layer(self, name) -> LayerInfo:
@@ -290,6 +386,26 @@ class VectorFile:
         """``{event: (T,) int64 counts}`` of ``layer``."""
         la = self.layer(layer)
         return {e: self.read(f"counts/{la.key}/{e}") for e in la.counts}
+
+    def spike_count(self, layer):
+        """``(values, fmt)``: the (N, ...) outputs of ``layer`` summed over the T timesteps."""
+        info = self.info(f"counts/{self.layer(layer).key}/{SPIKE_COUNT}")
+        return self.read(info.path), info.fmt
+
+    def verify(self) -> int:
+        """Read every value of every dataset (stepped ones a timestep at a time), so that each
+        chunk's Fletcher-32 checksum is checked, and check that it lies in its dataset's format;
+        returns the number of values read.  Also reads the cost figures (``cost()``)."""
+        self.cost()
+        total = 0
+        for info in self._datasets:
+            for t in range(self.timesteps) if info.stepped and info.kind != "count" else (None,):
+                values = self.read(info.path, t)
+                if values.size and (int(values.min()) < info.fmt.min_int or int(values.max()) > info.fmt.max_int):
+                    self._fail(f"/{info.path}{'' if t is None else f' (t={t})'} holds values outside its format "
+                               f"{info.fmt}")
+                total += values.size
+        return total
 
     def cost(self) -> dict:
         """``{section: {layer: {quantity: int}}}`` of the ``cost`` group (``{}`` when the file has none)."""

@@ -14,16 +14,14 @@ from refmodel.fixed import FixedPointError, QFormat
 FORMAT_NAME = "refmodel-vectors"
 FORMAT_VERSION = 1
 
-#: Members allowed at the root; ``cost`` is reserved for a later minor addition and not validated.
+#: Members allowed at the root; ``cost`` is optional.
 ROOT_MEMBERS = ("layers", "stimulus", "traces", "outputs", "counts", "cost")
-#: Encodings of the stimulus (see docs/encoding.md); all but ``analog`` store spikes.
-ENCODINGS = ("analog", "rate", "random")
 #: Default axis names of traces and of spike stimuli, (T, N, C, Y, X).
 TRACE_AXES = ("t", "n", "c", "y", "x")
-#: Format of a spike: one unsigned bit.
-SPIKE_FORMAT = QFormat(1, 0, False)
-#: Format of a count dataset (non-negative, int64 storage).
+#: Format of a per-timestep event count (non-negative, int64 storage).
 COUNT_FORMAT = QFormat(64, 0, True)
+#: Name of the per-layer count that is not per timestep: a layer's outputs summed over T, (N, ...).
+SPIKE_COUNT = "spike_count"
 #: Digits of the layer index in group names (``layers/000_conv1``): names sort in layer order.
 INDEX_DIGITS = 3
 GZIP_LEVEL = 1  # fastest deflate: half the time of level 4 for ~3% larger trace files

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refmodel.layers.base import SPIKE
 from refmodel.vectors.reader import VectorFile
-from refmodel.vectors.schema import SPIKE_FORMAT
 
 
 def spike_rate(vf: VectorFile, path) -> float:
@@ -15,15 +15,25 @@ def spike_rate(vf: VectorFile, path) -> float:
     return total / max(int(np.prod(info.shape)), 1)
 
 
-def _line(info, vf):
+def _line(info, vf, rate=True):
     text = f"{info.name} {info.shape} {info.fmt} [{' '.join(info.axes)}]"
-    if info.fmt == SPIKE_FORMAT and info.stepped:
+    if rate and info.fmt == SPIKE and info.stepped:
         text += f"  spike rate {spike_rate(vf, info.path):.4f}"
     return text
 
 
+def _spike_count_line(vf: VectorFile, layer) -> str:
+    """The layer's mean output per neuron and timestep, from its spike count: its spike rate
+    when it outputs spikes (known from the run config)."""
+    counts, fmt = vf.spike_count(layer.name)
+    mean = float(counts.sum()) / max(counts.size * vf.timesteps, 1)
+    spikes = vf.network is not None and vf.network.formats[(layer.name, "spikes")] == SPIKE
+    return f"    spike_count {counts.shape} {fmt}: {'spike rate' if spikes else 'mean output per timestep'} {mean:.4f}"
+
+
 def summarize(vf: VectorFile) -> str:
-    """Layers, shapes, formats, spike rate per spike trace, saturation and other counts."""
+    """Layers, shapes, formats, spike rate per layer (from its spike count, else from its spike
+    trace), overflow and other counts."""
     params = ", ".join(f"{k}={v}" for k, v in sorted(vf.encoding_params.items()))
     lines = [
         f"{vf.path}: refmodel-vectors version {vf.format_version} (written by refmodel {vf.refmodel_version})",
@@ -39,7 +49,9 @@ def summarize(vf: VectorFile) -> str:
             if info.layer == la.name and info.kind == "param":
                 lines.append(f"    param {_line(info, vf)}")
             elif info.layer == la.name and info.kind == "trace":
-                lines.append(f"    trace {_line(info, vf)}")
+                lines.append(f"    trace {_line(info, vf, rate=not la.spike_count)}")
+        if la.spike_count:
+            lines.append(_spike_count_line(vf, la))
         for event, counts in vf.counts(la.name).items():
             lines.append(f"    count {event}: total {int(counts.sum())}, max {int(counts.max())} per timestep")
     lines.append(f"outputs: {len(vf.outputs)}")

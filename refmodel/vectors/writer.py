@@ -8,13 +8,15 @@ import tempfile
 import h5py
 import numpy as np
 
+from refmodel.encode import SEED_MAX
 from refmodel.fixed import QFormat
+from refmodel.layers.base import SPIKE
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
     FORMAT_NAME,
     FORMAT_VERSION,
     GZIP_LEVEL,
-    SPIKE_FORMAT,
+    SPIKE_COUNT,
     TRACE_AXES,
     VectorFileError,
     as_codes,
@@ -76,13 +78,16 @@ class VectorWriter:
         self.path = os.fspath(path)
         self.timesteps = _check_int(timesteps, "timesteps", 1)
         self.batch = _check_int(batch, "batch", 1)
-        seed = _check_int(seed, "seed")
+        seed = _check_int(seed, "seed", 0, SEED_MAX)
         config_json = canonical_json(config)
         self._layers = {}  # name -> key
         self._pending = {}  # dataset path -> bool array of written timesteps
         self._stimulus = False
         directory = os.path.dirname(os.path.abspath(self.path))
-        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        try:
+            fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
+        except OSError as exc:
+            raise VectorFileError(f"{self.path}: cannot write a file in {directory} ({exc.strerror})") from None
         os.close(fd)
         try:
             self._h5 = h5py.File(self._tmp, "w")
@@ -247,7 +252,7 @@ class VectorWriter:
         for key, value in sorted(encoder.params.items()):
             group.attrs[key] = _attr_value(value, f"stimulus attribute {key!r}")
         if encoder.spiking:
-            self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE_FORMAT, None)
+            self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE, None)
         self._stimulus = True
 
     def write_stimulus_step(self, t, spikes):
@@ -274,7 +279,9 @@ class VectorWriter:
         self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, TRACE_AXES[1:]), None)
 
     def write_counts(self, layer, event, counts):
-        """Store the per-timestep count (T,) of ``event`` (e.g. ``saturation``) in ``layer``."""
+        """Store the per-timestep count (T,) of ``event`` (e.g. ``overflow``) in ``layer``."""
+        if event == SPIKE_COUNT:
+            raise VectorFileError(f"layer {layer!r}: the count name {SPIKE_COUNT!r} is reserved for write_spike_count")
         path = f"counts/{self._layer(layer)}/{check_name(event, 'count name')}"
         if path in self._file:
             raise VectorFileError(f"{path} is already written")
@@ -284,6 +291,17 @@ class VectorWriter:
         if arr.dtype.kind in "iu" and arr.size and arr.min() < 0:
             raise VectorFileError(f"{path}[{int(np.argmin(arr))}] = {int(arr.min())}: counts cannot be negative")
         self._create(path, as_codes(arr, COUNT_FORMAT, path), COUNT_FORMAT, ("t",), None)
+
+    def write_spike_count(self, layer, counts, fmt: QFormat):
+        """Store ``counts/<layer>/spike_count``: the (N, ...) outputs of ``layer`` summed over the
+        T timesteps, integers of ``fmt`` (default axes n, c, y, x)."""
+        path = f"counts/{self._layer(layer)}/{SPIKE_COUNT}"
+        if path in self._file:
+            raise VectorFileError(f"{path} is already written")
+        codes = as_codes(counts, fmt, path)
+        if codes.ndim < 1 or codes.shape[0] != self.batch:
+            raise VectorFileError(f"{path}: shape {codes.shape} must start with the batch size {self.batch}")
+        self._create(path, codes, fmt, default_axes(codes.ndim, TRACE_AXES[1:]), None)
 
     def write_cost(self, sections):
         """Store cost figures ``{section: {layer: {quantity: int}}}`` (``refmodel.cost.Cost.sections()``)
