@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, QFormat
 from refmodel.kernels import Weights, conv2d, linear
-from refmodel.kernels.conv import ShapeError
+from refmodel.kernels import _conv_kernels, _conv_simd
+from refmodel.kernels import conv as conv_module
+from refmodel.kernels.conv import EVENT_DENSITY_THRESHOLD, ShapeError
+from tests import modes
 from tests.oracle import conv as oracle
 
 OVERFLOWS = ("WRAP", "SAT", "SAT_SYM", "ERROR")
@@ -133,25 +136,97 @@ def test_prepared_weights_bring_bias_and_groups():
     assert linear(np.ones((1, 3), int), Weights.linear(np.ones((2, 3), int), np.array([1, 2]))).tolist() == [[4, 5]]
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.integers(1, 6), st.sampled_from(OVERFLOWS),
-       st.sampled_from(["each", "once"]), st.integers(2, 32), st.booleans(), st.sampled_from(METHODS))
-def test_linear_equals_twin(seed, F, K, overflow, acc_apply, bits, signed, method):
+ACCUMULATORS = st.none() | st.builds(QFormat, st.integers(2, 32), st.integers(-2, 4), st.booleans())
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.integers(1, 6), modes.OVERFLOWS,
+       st.sampled_from(["each", "once"]), ACCUMULATORS, st.sampled_from(["multi-bit", "uint8", "bool"]),
+       st.booleans(), st.sampled_from(METHODS))
+def test_linear_equals_twin(seed, F, K, overflow, acc_apply, acc, inputs, with_bias, method):
+    """Against the twin's own loop: exact or narrow accumulators, multi-bit or 0/1 inputs, with
+    or without a bias.  A result without a counted overflow is the exact sum (nothing left the range)."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(-100, 101, (3, F))
+    if inputs == "multi-bit":
+        x = rng.integers(-100, 101, (3, F))
+    else:
+        x = (rng.random((3, F)) < 0.4).astype(np.uint8 if inputs == "uint8" else np.bool_)
     w = rng.integers(-100, 101, (K, F))
-    acc = QFormat(bits, 0, signed)
-    lo, hi = acc.bounds(overflow)
-    b = rng.integers(max(lo, -1000), min(hi, 1000) + 1, K)
+    b = None
+    if with_bias:
+        lo, hi = acc.bounds(overflow) if acc is not None and acc_apply == "each" else (-1000, 1000)
+        b = rng.integers(max(lo, -1000), min(hi, 1000) + 1, K)
     try:
         got = linear(x, w, b, acc=acc, overflow=overflow, acc_apply=acc_apply, method=method, return_overflows=True)
         got = (got[0].tolist(), got[1])
     except FixedOverflowError as e:
         got = ("raise", e.index, e.value)
     try:
-        want = oracle.linear(x.tolist(), w.tolist(), b.tolist(), acc, overflow, acc_apply)
+        want = oracle.linear(x.tolist(), w.tolist(), None if b is None else b.tolist(), acc, overflow, acc_apply)
     except oracle.ConvOverflow as e:
         want = ("raise", e.index, e.value)
     assert got == want
+    if got[0] != "raise" and got[1] == 0:
+        exact = x.astype(np.int64) @ w.T + (0 if b is None else b)
+        assert got[0] == exact.tolist()
+
+
+def record_kernel_calls(monkeypatch):
+    """Wrap the kernels behind conv2d / linear so that each call appends "dense" or "event"."""
+    calls = []
+    for module, name, path in ((conv_module, "_dense_simd", "dense"), (_conv_kernels, "dense_ordered", "dense"),
+                               (_conv_simd, "event_spikes", "event"), (_conv_kernels, "event_ordered", "event")):
+        kernel = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _kernel=kernel, _path=path: (calls.append(_path), _kernel(*args))[1])
+    return calls
+
+
+def test_auto_takes_the_event_path_for_sparse_spikes(monkeypatch):
+    """§4: method="auto" is event-driven for 0/1 inputs with at most EVENT_DENSITY_THRESHOLD ones."""
+    calls = record_kernel_calls(monkeypatch)
+    size = 20
+    most = int(EVENT_DENSITY_THRESHOLD * size)  # the largest number of ones that is still sparse
+    w = np.arange(3 * 10).reshape(3, 10) - 15
+
+    def path(x, method="auto"):
+        calls.clear()
+        out = linear(x.reshape(2, 10), w, method=method)
+        assert out.tolist() == (x.reshape(2, 10).astype(np.int64) @ w.T).tolist()
+        return calls[0] if len(calls) == 1 else calls
+
+    spikes = np.zeros(size, np.uint8)
+    assert path(spikes) == "event"  # no ones at all
+    spikes[:most] = 1
+    assert path(spikes) == path(spikes.astype(bool)) == path(spikes.astype(np.int16)) == "event"
+    assert path(spikes, "dense") == "dense"
+    multi_bit = spikes.copy()
+    multi_bit[0] = 2
+    assert path(multi_bit) == "dense" and path(multi_bit, "event") == "event"
+    negative = spikes.astype(np.int8)
+    negative[-1] = -1
+    assert path(negative) == "dense"
+    spikes[most] = 1  # one more than the threshold allows
+    assert path(spikes) == "dense"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_terms_are_never_counted(method):
+    """§4: zero terms (zero weight, zero input, padding) leave an in-range accumulator alone and
+    are not counted.  s3 (max 3) starts at the bias 3 and every term is 0: out 3, no overflow."""
+    x = np.array([[1, 0, 1]], np.uint8)
+    w = np.array([[0, 5, 0]])  # 0·1, 5·0, 0·1
+    for overflow in ("WRAP", "SAT", "SAT_SYM", "ERROR"):
+        out, n = linear(x, w, np.array([3]), acc=QFormat(3), overflow=overflow, method=method, return_overflows=True)
+        assert (out.tolist(), n) == ([[3]], 0)
+        # a 1×1 image, padding 1: the 8 taps of weight 5 lie in the padding, the centre weight is 0
+        w3 = np.full((1, 1, 3, 3), 5)
+        w3[0, 0, 1, 1] = 0
+        out, n = conv2d(np.ones((1, 1, 1, 1), np.uint8), w3, np.array([3]), padding=1, acc=QFormat(3),
+                        overflow=overflow, method=method, return_overflows=True)
+        assert (out.ravel().tolist(), n) == ([3], 0)
+    # a nonzero term is counted: 3 + 5 = 8 saturates to 3
+    out, n = linear(np.ones((1, 3), np.uint8), w, np.array([3]), acc=QFormat(3), overflow="SAT", method=method,
+                    return_overflows=True)
+    assert (out.tolist(), n) == ([[3]], 1)
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.sampled_from([np.int8, np.uint8, np.int16]))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refmodel import QFormat
 from refmodel.fixed import (
@@ -17,30 +18,32 @@ from refmodel.fixed import (
     quantize,
     shift_right,
 )
+from tests.modes import OVERFLOWS, ROUNDINGS
 from tests.oracle import fixed as oracle
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
-ROUNDINGS = st.sampled_from(oracle.ROUNDINGS)
-OVERFLOWS = st.sampled_from(oracle.OVERFLOWS)
 DATAPATH_FORMATS = st.one_of(
     st.builds(QFormat, st.integers(1, 64), st.integers(-70, 70), st.just(True)),
     st.builds(QFormat, st.integers(1, 63), st.integers(-70, 70), st.just(False)),
 )
+SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, max_side=4)
 
 
-def oracle_or_overflow(fn, *args):
-    """The twin's result, or the OracleOverflow marker under ERROR."""
+def twin(fn, values, *args):
+    """The twin applied to every element, or ("raise", index, value) for the first (row-major)
+    element that does not fit under ERROR."""
     try:
-        return fn(*args)
-    except oracle.OracleOverflow:
-        return oracle.OracleOverflow
+        return oracle.elementwise(fn, values.tolist(), *args)
+    except oracle.OracleOverflowAt as e:
+        return ("raise", e.index, e.value)
 
 
-def run_or_overflow(fn, *args):
+def kernel(fn, values, *args):
+    """``fn(values, *args)`` as nested lists, or ("raise", index, value) from its FixedOverflowError."""
     try:
-        return [int(v) for v in fn(*args)]
-    except FixedOverflowError:
-        return oracle.OracleOverflow
+        return fn(values, *args).tolist()
+    except FixedOverflowError as e:
+        return ("raise", tuple(int(i) for i in e.index), e.value)
 
 
 # ------------------------------------------------------------------ twin equality
@@ -51,12 +54,16 @@ def test_shift_right_equals_twin(xs, n, rounding):
     ]
 
 
-@given(st.lists(INT64, min_size=1, max_size=20), DATAPATH_FORMATS, OVERFLOWS)
-def test_cast_equals_twin(xs, fmt, overflow):
-    expected = [oracle_or_overflow(oracle.cast, x, fmt, overflow) for x in xs]
-    if oracle.OracleOverflow in expected:
-        expected = oracle.OracleOverflow
-    assert run_or_overflow(cast, np.array(xs, np.int64), fmt, overflow) == expected
+@given(hnp.arrays(np.int64, SHAPES), st.integers(0, 63))
+def test_trn_is_the_arithmetic_shift(x, n):
+    """§2: TRN is the plain arithmetic shift x >> n (numpy's >> on int64)."""
+    assert shift_right(x, n, "TRN").tolist() == (x >> n).tolist()
+
+
+@given(hnp.arrays(np.int64, SHAPES, elements=INT64), DATAPATH_FORMATS, OVERFLOWS)
+def test_cast_equals_twin(x, fmt, overflow):
+    """Values, and under ERROR the first offending index (row-major) and value."""
+    assert kernel(cast, x, fmt, overflow) == twin(oracle.cast, x, fmt, overflow)
 
 
 FLOATS = st.one_of(
@@ -66,19 +73,33 @@ FLOATS = st.one_of(
 )
 
 
-@given(st.lists(FLOATS, min_size=1, max_size=20), DATAPATH_FORMATS, ROUNDINGS, OVERFLOWS)
-def test_quantize_equals_twin(vs, fmt, rounding, overflow):
-    expected = [oracle_or_overflow(oracle.quantize, v, fmt, rounding, overflow) for v in vs]
-    if oracle.OracleOverflow in expected:
-        expected = oracle.OracleOverflow
-    assert run_or_overflow(quantize, np.array(vs), fmt, rounding, overflow) == expected
+@given(hnp.arrays(np.float64, SHAPES, elements=FLOATS), DATAPATH_FORMATS, ROUNDINGS, OVERFLOWS)
+def test_quantize_equals_twin(x, fmt, rounding, overflow):
+    """Codes, and under ERROR the first offending index (row-major) and the real input there."""
+    assert kernel(quantize, x, fmt, rounding, overflow) == twin(oracle.quantize, x, fmt, rounding, overflow)
 
 
-@given(INT64, st.integers(1, 64), OVERFLOWS)
-def test_wrap_is_modular(x, bits, _):
-    """WRAP keeps x modulo 2**bits: the result differs from x by a multiple of 2**bits."""
-    y = int(cast(np.array([x]), QFormat(bits), "WRAP")[0])
-    assert (x - y) % 2**bits == 0 and -(2 ** (bits - 1)) <= y < 2 ** (bits - 1)
+@given(INT64, DATAPATH_FORMATS)
+def test_wrap_is_modular(x, fmt):
+    """WRAP keeps x modulo 2**bits: the result differs from x by a multiple of 2**bits, in range."""
+    y = int(cast(np.array([x]), fmt, "WRAP")[0])
+    assert (x - y) % 2**fmt.bits == 0 and fmt.min_int <= y <= fmt.max_int
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=8), st.integers(1, 20), st.booleans(),
+       st.randoms(use_true_random=False))
+def test_wrap_after_every_addition_equals_wrap_once(terms, bits, signed, random):
+    """§3: wrapping after every addition of a sum, in any order, equals wrapping once at the end."""
+    fmt = QFormat(bits, signed=signed)
+
+    def wrap(v):
+        return int(cast(np.array([v]), fmt, "WRAP")[0])
+
+    random.shuffle(terms)
+    each = 0
+    for t in terms:
+        each = wrap(each + t)
+    assert each == wrap(sum(terms))
 
 
 # ------------------------------------------------------------------ edge values
@@ -137,12 +158,24 @@ def test_unsigned_and_one_bit_formats():
     assert (QFormat(1, signed=False).min_int, QFormat(1, signed=False).max_int) == (0, 1)
     assert cast(np.array([-1, 2, 3]), QFormat(2, signed=False), "WRAP").tolist() == [3, 2, 3]
     assert cast(np.array([-1, 5]), QFormat(2, signed=False), "SAT_SYM").tolist() == [0, 3]
+    assert QFormat(64, signed=False).max_int == 2**64 - 1  # describable, refused by the operations
 
 
-def test_real_range():
+def test_real_range_and_name():
     fmt = QFormat(8, frac=4)
     assert (fmt.min, fmt.max) == (-8.0, 127 / 16)
-    assert QFormat(4, frac=-2, signed=False).max == 60.0
+    assert QFormat(4, frac=-2, signed=False).max == 60.0  # codes 0..15 count multiples of 4
+    assert (str(fmt), str(QFormat(16, signed=False))) == ("s8.4", "u16.0")
+    assert (QFormat(8, 1000).frac, QFormat(8, -1000).frac) == (1000, -1000)  # the ends of the frac range
+
+
+def test_quantize_defaults_to_rnd_conv_and_error():
+    """Ties at +-0.5, 1.5, 2.5 go to the even neighbour by default: 0, 2, 2 (RND would give 1, 2, 3)."""
+    ties = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5])
+    assert quantize(ties, QFormat(8)).tolist() == [0, 2, 2, 0, -2, -2]
+    assert quantize(ties, QFormat(8), "RND").tolist() == [1, 2, 3, 0, -1, -2]
+    with pytest.raises(FixedOverflowError):
+        quantize(np.array([127.5]), QFormat(8))  # rounds to 128 (even), outside s8
 
 
 def test_error_names_first_index_and_value():
@@ -176,10 +209,15 @@ def test_modes_by_name_or_enum():
         (lambda: QFormat(0), "bits must be in 1..64, got 0"),
         (lambda: QFormat(65), "bits must be in 1..64, got 65"),
         (lambda: QFormat(8, 1.5), "frac must be an integer, got 1.5"),
+        (lambda: QFormat(8, 1001), "frac must be in -1000..1000, got 1001"),
+        (lambda: QFormat(8, -1001), "frac must be in -1000..1000, got -1001"),
         (lambda: QFormat(8, signed=1), "signed must be a bool"),
         (lambda: cast(np.array([1.5]), QFormat(8)), "must be integers, got dtype float64"),
         (lambda: shift_right(np.array([1]), -1, "TRN"), "shift must be an integer >= 0, got -1"),
         (lambda: quantize(np.array([1.0, math.nan]), QFormat(8)), r"x\[1\] = nan is not finite"),
+        (lambda: quantize(np.array([[0.0], [math.inf]]), QFormat(8), overflow="SAT"), r"x\[1, 0\] = inf is not finite"),
+        (lambda: quantize(np.array([-math.inf]), QFormat(8), overflow="WRAP"), r"x\[0\] = -inf is not finite"),
+        (lambda: quantize(np.array([1.0]), QFormat(64, signed=False)), "does not fit the int64 datapath"),
         (lambda: cast(np.array([1]), QFormat(64, signed=False)), "does not fit the int64 datapath"),
         (lambda: cast(np.array([2**63], np.uint64), QFormat(8)), "exceeds int64"),
     ],

@@ -11,10 +11,10 @@ from hypothesis.extra import numpy as hnp
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
 from refmodel.layers.base import LayerError
 from refmodel.layers.neurons import IF, LIF, DualThreshold, LoihiLIF, NeuronConfigError, NeuronStep
+from tests import modes
 from tests.oracle import neurons as oracle
 
 ROUNDINGS = [r.name for r in Rounding]
-OVERFLOWS = [o.name for o in Overflow]
 
 
 # --------------------------------------------------------------------------- strategies
@@ -37,7 +37,7 @@ def leak_fields(draw, fmt, allow_none):
     kind = draw(st.sampled_from(kinds))
     fields = {"leak": kind, "order": draw(st.sampled_from(["leak_first", "integrate_first"]))}
     if kind in ("shift", "mul"):
-        fields["leak_rounding"] = draw(st.sampled_from(ROUNDINGS))
+        fields["leak_rounding"] = draw(modes.ROUNDINGS)
     if kind == "shift":
         fields["leak_shift"] = draw(st.integers(0, fmt.bits + 2))
         fields["leak_min_step"] = draw(st.booleans())
@@ -54,7 +54,7 @@ def neuron_layers(draw, kinds=("IF", "LIF", "DT"), signed=st.booleans()):
     """(layer, shape) over random formats, overflow modes, compares, resets, leaks, options."""
     shape = draw(shapes())
     fmt = QFormat(draw(st.integers(2, 32)), draw(st.integers(-2, 8)), draw(signed))
-    overflow = draw(st.sampled_from(OVERFLOWS))
+    overflow = draw(modes.OVERFLOWS)
     lo, hi = fmt.bounds(overflow)
     fields = dict(
         name=draw(st.sampled_from(["n0", "conv1_neurons", "fc"])),
@@ -168,11 +168,13 @@ def test_loihi_matches_twin(data):
 def test_if_subtract_conserves_charge(data):
     """ΣI = V_T - V_0 + θ·(number of spikes), per neuron, when nothing overflows.
 
-    Vm s16, |θ| <= 100 positive, |I| <= 100, T <= 20: |V| stays below 2100 + 100 < 2**15.
+    Vm s16, |θ| <= 100 positive, |I| <= 100, T <= 20: |V| stays below 2100 + 100 < 2**15, so
+    nothing overflows; under WRAP / SAT / SAT_SYM an overflow would be counted (not raised).
     """
     shape = data.draw(shapes())
     threshold = data.draw(st.one_of(st.integers(1, 100), st.tuples(*[st.integers(1, 100)] * shape[1])))
-    layer = IF(name="if", vm=QFormat(16), threshold=threshold, compare=data.draw(st.sampled_from([">=", ">"])))
+    layer = IF(name="if", vm=QFormat(16), threshold=threshold, compare=data.draw(st.sampled_from([">=", ">"])),
+               overflow=data.draw(st.sampled_from(["WRAP", "SAT", "SAT_SYM"])))
     state = layer.init_state(shape)
     state["v"][...] = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-100, 100)))
     v0 = state["v"].copy()
@@ -355,6 +357,38 @@ def test_loihi_saturation_and_wrap_are_counted():
     assert int(state["u"][0, 0]) == -6293569 and out.overflows == 1
 
 
+def test_loihi_u_wraps_in_twos_complement_at_plus_2_23():
+    """§5, the documented difference from Lava: u = +2**23 wraps to -2**23, u = -2**23 is kept.
+
+    du = 0: u <- trunc0(u·4095/4096) + 64·a_in.  u0 = ±6553600 = ±1600·4096, so
+    u0·4095/4096 = ±1600·4095 = ±6552000 exactly; a_in = ±28697, 64·a_in = ±1836608; the sums
+    are +8388608 = 2**23 (wraps to -2**23, counted; Lava keeps +2**23) and -8388608 = -2**23
+    (in range, kept; Lava maps it to +2**23).  dv = 0, v0 = 0: v = u = -2**23 in both neurons,
+    saturated to -(2**23 - 1) (SAT_SYM, counted twice).  vth = 0: θ = 0, no spike."""
+    layer = LoihiLIF(name="lo", du=0, dv=0, vth=0)
+    state = {"u": np.array([[6553600, -6553600]], np.int64), "v": np.zeros((1, 2), np.int64)}
+    out = layer.step(state, np.array([[28697, -28697]], np.int64))
+    assert state["u"].tolist() == [[-(2**23), -(2**23)]]
+    assert out.v_pre.tolist() == [[-(2**23 - 1), -(2**23 - 1)]] and out.overflows == 1 + 2
+    assert not out.spikes.any()
+
+
+def test_loihi_input_and_bias_scaling_are_exact():
+    """§5: a_in·2**6 and bias_mant·2**bias_exp are exact (in int16 both products below wrap to 0
+    or change sign).  du = 4095: u = 64·a_in (no memory); dv = 4095: v0 = 0 stays 0 before the sum.
+    Channel 0: a_in = -32768 -> u = -2097152, bias -4096·2**7 = -524288, v = -2621440.
+    Channel 1: a_in = 32767 -> u = 2097088, bias 4095·2**7 = 524160, v = 2621248.
+    vth = 2**17 - 1: θ = 8388544, no spike; nothing overflows.  a_in outside 16 bits is refused."""
+    layer = LoihiLIF(name="lo", du=4095, dv=4095, vth=2**17 - 1, bias_mant=(-4096, 4095), bias_exp=(7, 7))
+    state = layer.init_state((1, 2))
+    out = layer.step(state, np.array([[-32768, 32767]], np.int64))
+    assert state["u"].tolist() == [[-2097152, 2097088]]
+    assert out.v_pre.tolist() == [[-2621440, 2621248]] and out.overflows == 0 and not out.spikes.any()
+    for a_in in (-32769, 32768):
+        with pytest.raises(NeuronConfigError, match=rf"lo.*current\[0, 1\] = {a_in}"):
+            layer.step(state, np.array([[0, a_in]], np.int64))
+
+
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "make, field, value",
@@ -430,12 +464,32 @@ def test_step_refuses_bad_inputs_naming_layer_field_value():
 
 
 def test_step_contract():
-    """init_state keys and dtypes; NeuronStep fields; returned arrays are never written later."""
+    """init_state keys and dtypes; NeuronStep fields; step gives the state new arrays, so the
+    arrays of an earlier step are not written by a later step."""
     layer = LIF(name="l", vm=QFormat(12), threshold=9, leak="shift", leak_shift=2, refractory=1)
     state = layer.init_state((2, 2, 3, 3))
     assert set(state) == {"v", "refractory"} and all(a.dtype == np.int64 and not a.any() for a in state.values())
     out = layer.step(state, np.full((2, 2, 3, 3), 10, np.int64))
     assert isinstance(out, NeuronStep) and out.v_post is state["v"]
-    kept = out.v_post.copy()
+    kept = [a.copy() for a in out[:3]]
     layer.step(state, np.full((2, 2, 3, 3), 7, np.int64))
-    np.testing.assert_array_equal(out.v_post, kept)
+    assert state["v"] is not out.v_post
+    for a, b in zip(out[:3], kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_advance_updates_the_state_in_place():
+    """docs/neurons.md §1: advance writes into the state's arrays, so its v_post (= state["v"])
+    changes with the next advance; spikes and v_pre are new arrays each step; keep_pre=False
+    gives v_pre None.  Same values as step.  V: 0 -> 10 (fires, -9 -> 1) -> 1 + 7 = 8."""
+    layer = IF(name="i", vm=QFormat(12), threshold=9)
+    state, checked = layer.init_state((1, 2)), layer.init_state((1, 2))
+    v = state["v"]
+    first = layer.advance(state, np.full((1, 2), 10, np.int64))
+    assert first.v_post is v is state["v"] and first.v_post.tolist() == [[1, 1]]
+    spikes, v_pre = first.spikes.copy(), first.v_pre.copy()
+    second = layer.advance(state, np.full((1, 2), 7, np.int64), keep_pre=False)
+    assert state["v"] is v and first.v_post.tolist() == [[8, 8]] and second.v_pre is None
+    assert first.spikes.tolist() == spikes.tolist() == [[1, 1]] and first.v_pre.tolist() == v_pre.tolist()
+    layer.step(checked, np.full((1, 2), 10, np.int64))
+    assert layer.step(checked, np.full((1, 2), 7, np.int64)).v_post.tolist() == state["v"].tolist()

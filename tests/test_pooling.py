@@ -10,8 +10,8 @@ from refmodel.fixed import FixedOverflowError, QFormat, shift_right
 from refmodel.layers.base import LayerError
 from refmodel.layers.neurons import IF, DualThreshold
 from refmodel.layers.pooling import AvgPool, CountGatePool, OrPool, PooledNeuronPool, SumPool, WinnerSpikePool
+from tests.modes import OVERFLOWS, ROUNDINGS
 from tests.oracle import pooling as oracle
-from tests.oracle.fixed import OVERFLOWS, ROUNDINGS
 
 
 # ---------------------------------------------------------------------------- strategies
@@ -106,7 +106,7 @@ def integrate(v, currents, fmt):
 @given(geometries(overlap=False), qformats(max_bits=63).filter(lambda f: f.max_int >= 1), st.data())
 def test_pooled_neuron_matches_twin(geometry, fmt, data):
     shape, kernel, stride = geometry
-    overflow = data.draw(st.sampled_from(OVERFLOWS))
+    overflow = data.draw(OVERFLOWS)
     layer = PooledNeuronPool(
         name="vmpool", kernel=kernel, stride=stride, vm=fmt, overflow=overflow,
         threshold=data.draw(st.integers(1, min(fmt.max_int, 6)) | st.integers(1, fmt.max_int)),
@@ -147,14 +147,14 @@ def test_or_pool_matches_twin(geometry, data):
         assert step.out.tolist() == oracle.or_pool(spikes.tolist(), layer.kernel, layer.stride)
 
 
-@given(geometries(power_of_two=True), qformats(max_bits=5), st.sampled_from(OVERFLOWS), st.data())
+@given(geometries(power_of_two=True), qformats(max_bits=5), OVERFLOWS, st.data())
 def test_sum_and_avg_pool_match_twin(geometry, fmt, overflow, data):
     shape, kernel, stride = geometry
     average = data.draw(st.booleans())
     if average:
         log2_area = (kernel[0] * kernel[1]).bit_length() - 1
         fmt = QFormat(fmt.bits, data.draw(st.integers(0, log2_area)), fmt.signed)
-        rounding = data.draw(st.sampled_from(ROUNDINGS))
+        rounding = data.draw(ROUNDINGS)
         layer = AvgPool(name="avg", kernel=kernel, stride=stride, out_format=fmt, overflow=overflow, rounding=rounding)
     else:
         layer = SumPool(name="sum", kernel=kernel, stride=stride, out_format=fmt, overflow=overflow)
@@ -248,6 +248,20 @@ def test_pooled_neuron_spike_count_under_constant_currents(geometry, theta, comp
         assert (((n_theta < tm) & (tm <= n_theta + theta)) | ((n_theta == 0) & (tm == 0))).all()
 
 
+def test_pooled_neuron_subtracts_in_the_neuron_layers_vm_in_place():
+    """§2.2: v_state is the neuron layer's state["v"], which is also the v_post its step returned,
+    so the pool's subtraction shows there.  θ = 4, one 2×2 window, currents 5, 1, 0, 2 into an
+    integrating IF: V = 5, 1, 0, 2; m = 5 >= 4 fires and V <- 1, -3, -4, -2."""
+    neuron = IF(name="if1", vm=QFormat(8), threshold=4, reset="none")
+    pool = PooledNeuronPool(name="vmpool", kernel=2, threshold=4, vm=QFormat(8))
+    state = neuron.init_state((1, 1, 2, 2))
+    out = neuron.step(state, np.array([[[[5, 1], [0, 2]]]], np.int64))
+    step = pool.step({}, spikes=out.spikes, v_pre=out.v_pre, v_post=out.v_post, v_state=state["v"])
+    assert (step.out.ravel().tolist(), step.v.ravel().tolist(), step.index.ravel().tolist()) == ([1], [5], [0])
+    assert out.v_post is state["v"] and out.v_post.tolist() == [[[[1, -3], [-4, -2]]]]
+    assert out.v_pre.tolist() == [[[[5, 1], [0, 2]]]]  # its own array, not written by the pool
+
+
 @given(geometries(), st.integers(1, 3), st.data())
 def test_count_gate_passes_the_spikes_of_the_highest_count(geometry, count_bits, data):
     shape, kernel, stride = geometry
@@ -264,7 +278,7 @@ def test_count_gate_passes_the_spikes_of_the_highest_count(geometry, count_bits,
     assert state["count"].tolist() == counts[-1].tolist()
 
 
-@given(geometries(power_of_two=True), st.sampled_from(ROUNDINGS), st.data())
+@given(geometries(power_of_two=True), ROUNDINGS, st.data())
 def test_avg_is_sum_shifted_by_log2_area(geometry, rounding, data):
     shape, kernel, stride = geometry
     log2_area = (kernel[0] * kernel[1]).bit_length() - 1

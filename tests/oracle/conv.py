@@ -1,15 +1,10 @@
 """Twin of conv2d / linear from docs/arithmetic.md §4: Python ints and explicit loops."""
 
-from tests.oracle.fixed import OracleOverflow, cast
+from tests.oracle.fixed import OracleOverflow, OracleOverflowAt, cast
 
 
-class ConvOverflow(Exception):
+class ConvOverflow(OracleOverflowAt):
     """ERROR mode: the accumulator of output ``index`` took ``value`` outside its range."""
-
-    def __init__(self, index, value):
-        super().__init__(index, value)
-        self.index = index
-        self.value = value
 
 
 def conv2d(x, w, bias=None, stride=(1, 1), padding=(0, 0), groups=1, acc=None, overflow="WRAP", acc_apply="each"):
@@ -50,19 +45,23 @@ def conv2d(x, w, bias=None, stride=(1, 1), padding=(0, 0), groups=1, acc=None, o
 
 
 def linear(x, w, bias=None, acc=None, overflow="WRAP", acc_apply="each"):
-    """x (N, F), w (K, F): acc = b[k], then + w[k, f]·x[n, f] for f = 0..F-1 (§4)."""
-    try:
-        out, n_over = conv2d(
-            [[[[v]] for v in row] for row in x],
-            [[[[v]] for v in row] for row in w],
-            bias,
-            acc=acc,
-            overflow=overflow,
-            acc_apply=acc_apply,
-        )
-    except ConvOverflow as e:
-        raise ConvOverflow(e.index[:2], e.value) from None
-    return [[plane[0][0] for plane in image] for image in out], n_over
+    """x (N, F), w (K, F): a = bias[k], then a = A(a + w[k][f]·x[n][f]) for f = 0 .. F-1
+    (the 1×1 case of §4, written out); returns (out[n][k], writes that left the range)."""
+    n_over = 0
+    out = [[0] * len(w) for _ in x]
+    for n in range(len(x)):
+        for k in range(len(w)):
+            a = int(bias[k]) if bias is not None else 0
+            for f in range(len(w[k])):
+                a = a + int(w[k][f]) * int(x[n][f])
+                if acc is not None and acc_apply == "each":
+                    a, left = _apply(a, acc, overflow, (n, k))
+                    n_over += left
+            if acc is not None and acc_apply == "once":
+                a, left = _apply(a, acc, overflow, (n, k))
+                n_over += left
+            out[n][k] = a
+    return out, n_over
 
 
 def _apply(a, acc, overflow, index):

@@ -11,6 +11,15 @@ class OracleOverflow(Exception):
     """The twin's ERROR mode: the value does not fit."""
 
 
+class OracleOverflowAt(OracleOverflow):
+    """ERROR mode in an array: the first element (row-major) at ``index`` had ``value``."""
+
+    def __init__(self, index, value):
+        super().__init__(f"{index}: {value}")
+        self.index = index
+        self.value = value
+
+
 def code_range(bits, signed):
     """[min, max] of a bits-wide two's complement (signed) or plain binary code."""
     return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
@@ -71,3 +80,14 @@ def cast(x: int, fmt, overflow) -> int:
 def quantize(v: float, fmt, rounding, overflow) -> int:
     """cast(round(v * 2**frac)), computed exactly."""
     return cast(round_rational(Fraction(v) * Fraction(2) ** fmt.frac, rounding), fmt, overflow)
+
+
+def elementwise(fn, x, *args, index=()):
+    """``fn(v, *args)`` for every element v of the nested list ``x``, in row-major order;
+    the first OracleOverflow becomes OracleOverflowAt(its index, v)."""
+    if isinstance(x, list):
+        return [elementwise(fn, v, *args, index=index + (i,)) for i, v in enumerate(x)]
+    try:
+        return fn(x, *args)
+    except OracleOverflow:
+        raise OracleOverflowAt(index, x) from None

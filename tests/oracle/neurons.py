@@ -7,16 +7,11 @@ Overflow.ERROR it raises ``NeuronOverflow(index, value)`` for the first offendin
 
 import numpy as np
 
-from tests.oracle.fixed import OracleOverflow, cast, shift_right
+from tests.oracle.fixed import OracleOverflow, OracleOverflowAt, cast, shift_right
 
 
-class NeuronOverflow(Exception):
+class NeuronOverflow(OracleOverflowAt):
     """The twin's ERROR mode: the write at ``index`` had the exact value ``value``."""
-
-    def __init__(self, index, value):
-        super().__init__(index, value)
-        self.index = index
-        self.value = value
 
 
 def channel_value(value, c):

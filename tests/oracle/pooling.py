@@ -6,16 +6,7 @@ Windows, positions and ties as in the doc: ``Ho = (H - kh) // sh + 1``, position
 under ERROR raises ``OracleOverflowAt`` naming the first such element in row-major order.
 """
 
-from tests.oracle.fixed import OracleOverflow, cast, mode_name, shift_right
-
-
-class OracleOverflowAt(OracleOverflow):
-    """ERROR mode: the first element (row-major) whose value does not fit."""
-
-    def __init__(self, index, value):
-        super().__init__(f"{index}: {value}")
-        self.index = index
-        self.value = value
+from tests.oracle.fixed import OracleOverflow, OracleOverflowAt, cast, mode_name, shift_right
 
 
 def _cast(x, fmt, overflow):
