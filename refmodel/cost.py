@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refmodel.fixed import Overflow
 from refmodel.layers import (
     CountGatePool,
     DualThreshold,
@@ -57,11 +58,8 @@ PER_STEP = OPS + TRAFFIC
 
 
 class CostError(LayerError):
-    """The cost cannot be computed: names the place ("layer 'x'", "network 'y'"), the field and the value."""
-
-    def __init__(self, place: str, field: str, value, problem: str):
-        ValueError.__init__(self, f"{place}: {field} = {value!r} {problem}")
-        self.layer, self.field, self.value = place, field, value
+    """The cost cannot be computed: ``layer 'x': field = value problem``, or with
+    ``place="network"`` (a figure of the whole run) ``network 'y': ...``."""
 
 
 @dataclass(frozen=True)
@@ -172,20 +170,36 @@ def _render(header, rows) -> str:
 @dataclass(frozen=True)
 class Activity:
     """Spikes of a run, summed over its timesteps: ``counts[layer]`` (N, *output shape) for
-    neuron and pooling layers (values for sum/avg pools), ``inputs`` (N, *input shape) the
-    network's input spikes (None for an analog input).  ``source`` names the run."""
+    neuron and pooling layers (for sum/avg pools ``Σ_t |code|``), ``inputs`` (N, *input shape)
+    the network's input spikes (None for an analog input).  ``source`` names the run;
+    ``missing[layer]`` says why a layer's counts could not be taken from it."""
 
     timesteps: int
     batch: int
     counts: dict
     inputs: np.ndarray | None
     source: str
+    missing: dict
 
     def of(self, layer: str) -> np.ndarray:
         if layer not in self.counts:
-            raise CostError(f"layer {layer!r}", "spikes", None,
-                            f"are not available from {self.source} (the measured cost needs them: record them)")
+            why = self.missing.get(layer, "the measured cost counts these spikes")
+            raise CostError(layer, "record", f"{layer}.spikes", f"is not in {self.source} ({why}: record them)")
         return self.counts[layer]
+
+
+def _wraps_negative(layer) -> bool:
+    """A sum/avg pool whose window sum can wrap to a negative code: a signed ``out_format``
+    under WRAP too narrow for a full window (``a >> shift > max_int``)."""
+    if not isinstance(layer, SumPool):
+        return False
+    fmt = layer.out_format
+    return layer.overflow == Overflow.WRAP and fmt.signed and layer.area >> layer.shift > fmt.max_int
+
+
+def _magnitudes(trace) -> np.ndarray:
+    """``Σ_t |value|`` of a (T, N, ...) trace (or of a sequence of per-timestep arrays)."""
+    return sum(np.abs(np.asarray(step, np.int64)) for step in trace)
 
 
 def _input_counts(network: Network, per_step: bool, stimulus: np.ndarray, timesteps: int):
@@ -228,11 +242,14 @@ def _source(network: Network, i: int) -> int | None:
 
 
 def _max_code(network: Network, source: int | None) -> int | None:
-    """The largest input value of a synaptic layer reading ``source``: 1 for spikes, the largest
-    code a full window gives for sum/avg pools, None for an analog (multi-bit) network input."""
+    """The largest |input value| of a synaptic layer reading ``source``: 1 for spikes; for
+    sum/avg pools the code of a full window, ``min(a >> shift, max_int)``, or ``-min_int`` when
+    a sum can wrap to a negative code; None for an analog (multi-bit) network input."""
     if source is None:
         return 1 if network.input_format == SPIKE else None
     layer = network.layers[source]
+    if _wraps_negative(layer):
+        return -layer.out_format.min_int
     if isinstance(layer, SumPool):
         return min(layer.area >> layer.shift, layer.out_format.max_int)
     return 1
@@ -295,11 +312,15 @@ def _pool(network, i, shape_in, shape_out):
 
 
 def _spike_buffer_bits(network, i, shape_out) -> int:
-    """Bits of one timestep's output of a neuron or pool layer, unless a pool consumes it in place."""
-    nxt = i + 1
-    if nxt < len(network.layers) and role_of(network.layers[nxt]) == "pool":
+    """Bits of one timestep's output of a neuron or pool layer; 0 when a pool consumes it in
+    place, or for the Vm readout (a last neuron layer with reset "none": its output is its Vm)."""
+    layer = network.layers[i]
+    if i + 1 < len(network.layers):
+        if role_of(network.layers[i + 1]) == "pool":
+            return 0
+    elif getattr(layer, "reset", None) == "none":
         return 0
-    return math.prod(shape_out) * network.formats[(network.layers[i].name, "spikes")].bits
+    return math.prod(shape_out) * network.formats[(layer.name, "spikes")].bits
 
 
 _STATIC = {"synapse": _synapse, "neuron": _neuron, "pool": _pool}
@@ -331,7 +352,7 @@ def _measured(network, i, static, activity: Activity) -> dict:
 def _cost(network: Network, timesteps: int, batch: int, activity: Activity | None) -> Cost:
     for field, value in (("timesteps", timesteps), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise CostError(f"network {network.name!r}", field, value, "must be an integer >= 1")
+            raise CostError(network.name, field, value, "must be an integer >= 1", place="network")
     layers = []
     for i, (layer, (shape_in, shape_out)) in enumerate(zip(network.layers, network.shapes)):
         role = role_of(layer)
@@ -360,7 +381,16 @@ def measure(result: Result, stimulus) -> Cost:
     network = result.network
     per_step = network.check_stimulus(stimulus, result.timesteps)
     inputs = _input_counts(network, per_step, stimulus, result.timesteps)
-    activity = Activity(result.timesteps, result.batch, result.spike_counts, inputs, "run")
+    counts, missing = dict(result.spike_counts), {}
+    for layer in filter(_wraps_negative, network.layers):  # Σ_t code != Σ_t |code|: take the trace
+        trace = result.traces.get((layer.name, "spikes"))
+        if trace is None:
+            del counts[layer.name]
+            missing[layer.name] = (f"out_format {layer.out_format} under WRAP can wrap a window sum to a "
+                                   "negative code, so the measured cost sums |code| per timestep")  # fmt: skip
+        else:
+            counts[layer.name] = _magnitudes(trace)
+    activity = Activity(result.timesteps, result.batch, counts, inputs, "run", missing)
     return _cost(network, result.timesteps, result.batch, activity)
 
 
@@ -379,18 +409,19 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
     """Static and measured figures of the run a vector file recorded (an open ``VectorFile``
     written for ``network``), from its recorded spike traces and stimulus."""
     expected = json.loads(json.dumps(network_config(network)))
-    where = f"network {network.name!r}"
     if vf.config.get("network") != expected:
-        raise CostError(where, "vector file", vf.path, "was not generated from this network (configs differ)")
+        raise CostError(network.name, "vector file", vf.path, "was not generated from this network (configs differ)",
+                        place="network")
     if timesteps is not None and timesteps != vf.timesteps:
-        raise CostError(where, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
+        raise CostError(network.name, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}",
+                        place="network")
     counts = {}
     for info in vf.layers:
         if "spikes" in info.signals:
-            counts[info.name] = sum(vf.trace(info.name, "spikes", t).astype(np.int64) for t in range(vf.timesteps))
+            counts[info.name] = _magnitudes(vf.trace(info.name, "spikes", t) for t in range(vf.timesteps))
     if vf.encoding != "analog":
         inputs = _input_counts(network, True, vf.stimulus_spikes(), vf.timesteps)
     else:
         inputs = _input_counts(network, False, vf.stimulus()[0], vf.timesteps)
-    activity = Activity(vf.timesteps, vf.batch, counts, inputs, vf.path)
+    activity = Activity(vf.timesteps, vf.batch, counts, inputs, vf.path, {})
     return _cost(network, vf.timesteps, vf.batch, activity)
