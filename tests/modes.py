@@ -1,5 +1,5 @@
 """Hypothesis strategies for rounding and overflow modes in every spelling the API accepts
-(docs/arithmetic.md §2, §3): the enum member, its name, and its name in lower case."""
+(docs/arithmetic.md §2, §3): the enum member, or its name in upper, lower or mixed case."""
 
 from hypothesis import strategies as st
 
@@ -7,10 +7,10 @@ from refmodel.fixed import Overflow, Rounding
 
 
 def spellings(enum):
-    """A member of ``enum`` as the member itself, its NAME or its name."""
+    """A member of ``enum`` as the member itself, or as "RND_CONV", "rnd_conv" or "Rnd_Conv"."""
     members = list(enum)
     return st.sampled_from(members) | st.sampled_from([m.name for m in members]).flatmap(
-        lambda name: st.sampled_from([name, name.lower()])
+        lambda name: st.sampled_from([name, name.lower(), name.title()])
     )
 
 
