@@ -395,14 +395,16 @@ def measure(result: Result, stimulus) -> Cost:
 
 
 def measure_spec(spec, timesteps: int | None = None) -> Cost:
-    """Run ``spec``'s network on its [stimulus] (``timesteps`` overrides the spec's) and measure."""
+    """Run ``spec``'s network on its [stimulus] (``timesteps`` overrides the spec's) and measure
+    (recording the spikes of the sum/avg pools whose codes can wrap negative: measure needs them)."""
     from refmodel.generate import make_stimulus
 
-    stim = spec.stimulus
+    stim, network = spec.stimulus, spec.network
     timesteps = stim.timesteps if timesteps is None else timesteps
     encoder = make_stimulus(spec, stim.batch, stim.seed)
     stimulus = encoder.run(timesteps) if encoder.spiking else encoder.x
-    return measure(spec.network.run(stimulus, timesteps), stimulus)
+    record = [(layer.name, "spikes") for layer in filter(_wraps_negative, network.layers)]
+    return measure(network.run(stimulus, timesteps, record=record), stimulus)
 
 
 def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from refmodel import cost
 from refmodel.fixed import QFormat
-from refmodel.generate import generate
+from refmodel.generate import generate, make_stimulus
 from refmodel.layers import (
     IF,
     LIF,
@@ -445,6 +445,34 @@ def test_a_sum_wrapped_to_a_negative_code_counts_its_magnitude():
         cost.measure(network.run(spikes, 4), spikes)
     assert (err.value.layer, err.value.field, err.value.value) == ("pool", "record", "pool.spikes")
     assert str(err.value).startswith("layer 'pool': record = 'pool.spikes' is not in run (out_format s2.0 under WRAP")
+
+
+WRAP_SPEC = """
+name = "wrap"
+input_shape = [1, 2, 2]
+input_format = {bits = 1, frac = 0, signed = false}
+stimulus = {encoding = "random", format = {bits = 8, frac = 8, signed = false}, batch = 2, timesteps = 6, seed = 1}
+layers = [
+  {kind = "conv2d", name = "conv", weight = [[[[1]]]], weight_format = {bits = 8}},
+  {kind = "if", name = "if1", vm = {bits = 16}, threshold = 1},
+  {kind = "sum", name = "pool", kernel = 2, out_format = {bits = 2, frac = 0, signed = true}, overflow = "WRAP"},
+  {kind = "flatten", name = "flat"},
+  {kind = "linear", name = "fc", weight = [[1], [1], [1]], weight_format = {bits = 8}},
+  {kind = "if", name = "readout", vm = {bits = 16}, threshold = 100, reset = "none"},
+]
+"""
+
+
+def test_measure_spec_records_the_wrapped_codes_it_needs(tmp_path):
+    (tmp_path / "wrap.toml").write_text(WRAP_SPEC)
+    spec = load_spec(tmp_path / "wrap.toml")
+    figures = cost.measure_spec(spec)
+    stim = spec.stimulus
+    spikes = make_stimulus(spec, stim.batch, stim.seed).run(stim.timesteps)
+    result = spec.network.run(spikes, stim.timesteps, record="spikes")
+    assert result.traces[("pool", "spikes")].min() < 0  # the stimulus does wrap some sums
+    counted = check_measured(result, spikes)
+    assert figures.layer("fc").measured["synops"] == counted["fc"]["synops"]
 
 
 def check_bounds(figures):
