@@ -523,7 +523,7 @@ def test_dual_threshold_conversion_at_one_timestep_equals_the_float_model():
     # Formats (input u2.1, codes 2x): conv1 max|W| = 1 -> s8.6 (128 > 127 at frac 7), Vm frac 7:
     #   w = [64, -64], b = [0, 64], theta1 = floor([.25, 0] * 128) = [32, 0], theta2 = [96, 32];
     #   conv2 (spikes) max|W| = 1/4 -> s8.8 (128 > 127 at frac 9): w = 64, Vm frac 8.
-    # T = 1 (V = I): conv1 V = 64 * code - [0, -64]: x = .5 (code 1) -> V = (64, 0): s1 = (64 > 32, 0 > 0) = (1, 0).
+    # T = 1 (V = I): conv1 V = (64 code, 64 - 64 code): x = .5 (code 1) -> V = (64, 0): s1 = (64 > 32, 0 > 0) = (1, 0).
     # conv2 V = 64 * count = (0, 256), (192, 0), (128, 128) = 256 * the normalized outputs (0, 1), (.75, 0), (.5, .5).
     net = dt_hand_net()
     assert net.shapes == [(2, 1, 2), (4, 1, 2), (2, 1, 1)]
@@ -557,7 +557,7 @@ def test_dual_threshold_conversion_at_one_timestep_equals_the_float_model():
 
 
 def dyadic_dt_net(rng):
-    """conv1 (1->3, 3x3, pad 1) dual_threshold maxpool2 | conv2 (6->4, 2x2) relu flatten | fc (4->3), with
+    """conv1 (1->3, 3x3, pad 1) dual_threshold maxpool2 | conv2 (6->4, 2x2) relu flatten | fc (36->3), with
     conv1's weights and biases multiples of 1/16 (exact in the chosen formats); theta1 = 0.25 per
     channel, theta2 = 0.5 for the layer (set them to taste)."""
     dyadic = lambda shape: rng.integers(-24, 25, shape) / 16  # noqa: E731
