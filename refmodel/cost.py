@@ -171,20 +171,18 @@ def _render(header, rows) -> str:
 class Activity:
     """Spikes of a run, summed over its timesteps: ``counts[layer]`` (N, *output shape) for
     neuron and pooling layers (for sum/avg pools ``Σ_t |code|``), ``inputs`` (N, *input shape)
-    the network's input spikes (None for an analog input).  ``source`` names the run;
-    ``missing[layer]`` says why a layer's counts could not be taken from it."""
+    the network's input spikes (None for an analog input).  ``source`` names the run."""
 
     timesteps: int
     batch: int
     counts: dict
     inputs: np.ndarray | None
     source: str
-    missing: dict
 
     def of(self, layer: str) -> np.ndarray:
         if layer not in self.counts:
-            why = self.missing.get(layer, "the measured cost counts these spikes")
-            raise CostError(layer, "record", f"{layer}.spikes", f"is not in {self.source} ({why}: record them)")
+            raise CostError(layer, "record", f"{layer}.spikes",
+                            f"is not in {self.source} (the measured cost counts these spikes: record them)")
         return self.counts[layer]
 
 
@@ -377,34 +375,32 @@ def estimate(network: Network, timesteps: int = 1, batch: int = 1) -> Cost:
 
 
 def measure(result: Result, stimulus) -> Cost:
-    """Static and measured figures of a run: ``result`` of ``network.run(stimulus, ...)``."""
+    """Static and measured figures of a run: ``result`` of ``network.run(stimulus, ...)``.  The
+    codes of a sum/avg pool that can wrap negative come from its recorded spikes trace or, when
+    ``result`` lacks it, from a rerun recording it (same stimulus: the same run)."""
     network = result.network
     per_step = network.check_stimulus(stimulus, result.timesteps)
     inputs = _input_counts(network, per_step, stimulus, result.timesteps)
-    counts, missing = dict(result.spike_counts), {}
-    for layer in filter(_wraps_negative, network.layers):  # Σ_t code != Σ_t |code|: take the trace
-        trace = result.traces.get((layer.name, "spikes"))
-        if trace is None:
-            del counts[layer.name]
-            missing[layer.name] = (f"out_format {layer.out_format} under WRAP can wrap a window sum to a "
-                                   "negative code, so the measured cost sums |code| per timestep")  # fmt: skip
-        else:
-            counts[layer.name] = _magnitudes(trace)
-    activity = Activity(result.timesteps, result.batch, counts, inputs, "run", missing)
+    counts = dict(result.spike_counts)
+    wrapping = [(layer.name, "spikes") for layer in network.layers if _wraps_negative(layer)]
+    if wrapping:  # Σ_t code != Σ_t |code|: every timestep's codes, recorded or from a rerun (deterministic)
+        traces = result.traces
+        if any(pair not in traces for pair in wrapping):
+            traces = network.run(stimulus, result.timesteps, record=wrapping).traces
+        counts.update({name: _magnitudes(traces[(name, signal)]) for name, signal in wrapping})
+    activity = Activity(result.timesteps, result.batch, counts, inputs, "run")
     return _cost(network, result.timesteps, result.batch, activity)
 
 
 def measure_spec(spec, timesteps: int | None = None) -> Cost:
-    """Run ``spec``'s network on its [stimulus] (``timesteps`` overrides the spec's) and measure
-    (recording the spikes of the sum/avg pools whose codes can wrap negative: measure needs them)."""
+    """Run ``spec``'s network on its [stimulus] (``timesteps`` overrides the spec's) and measure."""
     from refmodel.generate import make_stimulus
 
-    stim, network = spec.stimulus, spec.network
+    stim = spec.stimulus
     timesteps = stim.timesteps if timesteps is None else timesteps
     encoder = make_stimulus(spec, stim.batch, stim.seed)
     stimulus = encoder.run(timesteps) if encoder.spiking else encoder.x
-    record = [(layer.name, "spikes") for layer in filter(_wraps_negative, network.layers)]
-    return measure(network.run(stimulus, timesteps, record=record), stimulus)
+    return measure(spec.network.run(stimulus, timesteps), stimulus)
 
 
 def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
@@ -425,5 +421,5 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
         inputs = _input_counts(network, True, vf.stimulus_spikes(), vf.timesteps)
     else:
         inputs = _input_counts(network, False, vf.stimulus()[0], vf.timesteps)
-    activity = Activity(vf.timesteps, vf.batch, counts, inputs, vf.path, {})
+    activity = Activity(vf.timesteps, vf.batch, counts, inputs, vf.path)
     return _cost(network, vf.timesteps, vf.batch, activity)

@@ -441,10 +441,10 @@ def test_a_sum_wrapped_to_a_negative_code_counts_its_magnitude():
     assert result.traces[("pool", "spikes")].ravel().tolist() == [0, -1, -2, 1]
     assert check_measured(result, spikes)["fc"]["synops"] == 3 * (0 + 1 + 2 + 1)
     assert cost.estimate(network).layer("fc").static["synops"] == 3 * 2
-    with pytest.raises(cost.CostError) as err:  # the summed codes (-2) cannot give Σ|code|
-        cost.measure(network.run(spikes, 4), spikes)
-    assert (err.value.layer, err.value.field, err.value.value) == ("pool", "record", "pool.spikes")
-    assert str(err.value).startswith("layer 'pool': record = 'pool.spikes' is not in run (out_format s2.0 under WRAP")
+    # without the trace, the summed codes (-2) cannot give Σ|code|: measure reruns the network
+    unrecorded = network.run(spikes, 4)
+    assert unrecorded.spike_counts["pool"].sum() == -2
+    assert cost.measure(unrecorded, spikes).layer("fc").measured["synops"] == 12
 
 
 WRAP_SPEC = """
@@ -463,7 +463,7 @@ layers = [
 """
 
 
-def test_measure_spec_records_the_wrapped_codes_it_needs(tmp_path):
+def test_wrapped_codes_are_counted_from_a_spec_and_a_vector_file(tmp_path):
     (tmp_path / "wrap.toml").write_text(WRAP_SPEC)
     spec = load_spec(tmp_path / "wrap.toml")
     figures = cost.measure_spec(spec)
@@ -473,6 +473,9 @@ def test_measure_spec_records_the_wrapped_codes_it_needs(tmp_path):
     assert result.traces[("pool", "spikes")].min() < 0  # the stimulus does wrap some sums
     counted = check_measured(result, spikes)
     assert figures.layer("fc").measured["synops"] == counted["fc"]["synops"]
+    generate(spec, tmp_path / "wrap.h5")
+    with VectorFile(tmp_path / "wrap.h5") as vf:
+        assert vf.cost() == figures.sections() == cost.measure_vectors(spec.network, vf).sections()
 
 
 def check_bounds(figures):
