@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 from refmodel.vectors import chunks
 from refmodel.vectors.chunks import ChunkWriter, filter_chunk
+from refmodel.vectors.schema import GZIP_LEVEL
 
 DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.int64)
 
 
 def _dataset(f, name, shape, dtype, steps):
     return f.create_dataset(name, shape=(steps, *shape), dtype=dtype, chunks=(1, *shape), shuffle=True,
-                            compression="gzip", compression_opts=chunks.LEVEL, track_times=False)  # fmt: skip
+                            compression="gzip", compression_opts=GZIP_LEVEL, track_times=False)  # fmt: skip
 
 
 @given(st.sampled_from(DTYPES), st.lists(st.integers(1, 7), min_size=1, max_size=3), st.integers(0, 2**32 - 1))

@@ -19,19 +19,21 @@ Adler-32 checksum of the chunk, which the reader's inflate verifies.
 from __future__ import annotations
 
 import collections
+import itertools
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from refmodel.vectors.schema import GZIP_LEVEL
 
 try:
     from isal import isal_zlib as _deflate
 except ImportError:  # the optional ``fast`` extra is not installed
     _deflate = zlib
 
-__all__ = ["LEVEL", "COMPRESSOR", "filter_chunk", "ChunkWriter"]
+__all__ = ["COMPRESSOR", "filter_chunk", "ChunkWriter"]
 
-LEVEL = 1  # deflate level: the fastest; traces are written once and read rarely
 COMPRESSOR = "isal" if _deflate is not zlib else "zlib"
 
 
@@ -40,7 +42,7 @@ def filter_chunk(chunk: np.ndarray) -> bytes:
     data = np.ascontiguousarray(chunk)
     if data.itemsize > 1:
         data = data.view(np.uint8).reshape(-1, data.itemsize).T
-    return _deflate.compress(np.ascontiguousarray(data).data, LEVEL)
+    return _deflate.compress(np.ascontiguousarray(data).data, GZIP_LEVEL)
 
 
 class ChunkWriter:
@@ -64,6 +66,21 @@ class ChunkWriter:
         self._pending.append((dset, offset, chunk.nbytes, self._pool.submit(filter_chunk, chunk)))
         self._pending_bytes += chunk.nbytes
         self._write_done(wait=self._pending_bytes > self._max_pending)
+
+    def submit_array(self, dset, data: np.ndarray) -> None:
+        """Queue the whole of ``dset`` (``data``, of its shape and dtype, owned by the writer from
+        now on), chunk by chunk; an edge
+        chunk is padded with zeros (the fill value) to the full chunk shape, as HDF5 stores it."""
+        if data.shape != dset.shape:
+            raise ValueError(f"{dset.name}: data of shape {data.shape} is not the dataset's {dset.shape}")
+        grid = [range(0, n, c) for n, c in zip(dset.shape, dset.chunks)]
+        for offset in itertools.product(*grid):
+            part = data[tuple(slice(o, o + c) for o, c in zip(offset, dset.chunks))]
+            if part.shape != dset.chunks:
+                full = np.zeros(dset.chunks, data.dtype)
+                full[tuple(slice(0, n) for n in part.shape)] = part
+                part = full
+            self.submit(dset, offset, np.ascontiguousarray(part))
 
     def _write_done(self, wait: bool) -> None:
         """Write the finished chunks at the head of the queue (waiting for the oldest if ``wait``)."""

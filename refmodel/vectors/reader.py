@@ -394,7 +394,7 @@ class VectorFile:
 
     def verify(self) -> int:
         """Read every value of every dataset (stepped ones a timestep at a time), so that each
-        chunk's Fletcher-32 checksum is checked, and check that it lies in its dataset's format;
+        chunk is inflated and its Adler-32 checksum checked, and check that it lies in its dataset's format;
         returns the number of values read.  Also reads the cost figures (``cost()``)."""
         self.cost()
         total = 0

@@ -1,4 +1,8 @@
-"""Streaming writer of version-1 vector files: one timestep at a time, atomic, byte-deterministic."""
+"""Streaming writer of version-1 vector files: one timestep at a time, atomic, byte-deterministic.
+
+Chunks are compressed in worker threads (``refmodel.vectors.chunks``) while the simulation goes
+on, and written in the order they were handed over.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 from refmodel.encode import SEED_MAX
 from refmodel.fixed import QFormat
 from refmodel.layers.base import SPIKE
+from refmodel.vectors.chunks import ChunkWriter
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
     FORMAT_NAME,
@@ -25,7 +30,6 @@ from refmodel.vectors.schema import (
     check_name,
     default_axes,
     format_attrs,
-    format_of,
     layer_key,
     sha256_hex,
     storage_dtype,
@@ -72,7 +76,8 @@ class VectorWriter:
     has all its timesteps; an exception removes the temporary file and leaves ``path`` alone.
     """
 
-    def __init__(self, path, *, config, seed, timesteps, batch):
+    def __init__(self, path, *, config, seed, timesteps, batch, threads=2):
+        """``threads``: worker threads that compress chunks (the file does not depend on it)."""
         from refmodel import __version__
 
         self.path = os.fspath(path)
@@ -82,11 +87,14 @@ class VectorWriter:
         config_json = canonical_json(config)
         self._layers = {}  # name -> key
         self._pending = {}  # dataset path -> bool array of written timesteps
+        self._step_datasets = {}  # dataset path -> (dataset, QFormat) of the per-timestep datasets
         self._stimulus = False
+        self._chunks = ChunkWriter(_check_int(threads, "threads", 1, 64))
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
         except OSError as exc:
+            self._chunks.close()
             raise VectorFileError(f"{self.path}: cannot write a file in {directory} ({exc.strerror})") from None
         os.close(fd)
         try:
@@ -119,6 +127,7 @@ class VectorWriter:
 
     def abort(self):
         """Discard everything written: close and delete the temporary file."""
+        self._chunks.close(discard=True)
         h5 = getattr(self, "_h5", None)
         if h5 is not None:
             self._h5 = None
@@ -137,6 +146,7 @@ class VectorWriter:
                     raise VectorFileError(
                         f"{self.path}: {name} misses {missing.size} of {done.size} timesteps (first t={missing[0]})"
                     )
+            self._chunks.close()
             self._file.close()
             self._h5 = None
             chmod_default(self._tmp, 0o666)
@@ -148,12 +158,17 @@ class VectorWriter:
     # ------------------------------------------------------------------ helpers
     @property
     def _file(self):
+        """The open file, after writing every pending chunk: HDF5 then sees the same sequence of
+        operations whatever the threads' timing, so the file's bytes do not depend on it."""
         if self._h5 is None:
             raise VectorFileError(f"{self.path}: the writer is closed")
+        self._chunks.flush()
         return self._h5
 
     def _create(self, path, codes, fmt, axes, chunks):
-        """Integer dataset at ``path`` holding ``codes`` (or an empty one of shape ``codes``)."""
+        """Integer dataset at ``path`` holding ``codes`` (new storage-dtype codes, which the
+        chunk writer takes over), or an empty one of shape ``codes``.  A non-empty dataset is
+        chunked (``chunks``, else h5py's choice) with the shuffle + deflate filters."""
         data = codes if isinstance(codes, np.ndarray) else None
         shape = data.shape if data is not None else codes
         axes = default_axes(len(shape)) if axes is None else tuple(axes)
@@ -164,16 +179,18 @@ class VectorWriter:
             path,
             shape=shape,
             dtype=storage_dtype(fmt),
-            data=data,
+            data=None if compress else data,
             chunks=(chunks or True) if compress else None,
+            shuffle=compress,
             compression="gzip" if compress else None,
             compression_opts=GZIP_LEVEL if compress else None,
-            fletcher32=compress,
             fillvalue=0,
             track_times=False,
         )
         for key, value in format_attrs(fmt, axes).items():
             dset.attrs[key] = value
+        if compress and data is not None:
+            self._chunks.submit_array(dset, data)
         return dset
 
     def _layer(self, layer):
@@ -185,8 +202,9 @@ class VectorWriter:
         shape = (self.timesteps, self.batch) + per_step
         if path in self._file:
             raise VectorFileError(f"{path} is already declared")
-        self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
+        dset = self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
         self._pending[path] = np.zeros(self.timesteps, bool)
+        self._step_datasets[path] = (dset, fmt)
 
     def _write_step(self, path, t, values):
         if path not in self._pending:
@@ -195,11 +213,13 @@ class VectorWriter:
         t = _check_int(t, f"{path}: timestep", 0, self.timesteps - 1)
         if done[t]:
             raise VectorFileError(f"{path}: timestep {t} is already written")
-        dset = self._file[path]
+        dset, fmt = self._step_datasets[path]
         arr = np.asarray(values)
         if arr.shape != dset.shape[1:]:
             raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
-        dset[t] = as_codes(arr, format_of(dset.attrs, path), f"{path}[t={t}]")
+        codes = as_codes(arr, fmt, f"{path}[t={t}]")
+        if dset.chunks is not None:  # (an empty trace has no chunks)
+            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks))
         done[t] = True
 
     # ------------------------------------------------------------------ public API
