@@ -1,4 +1,6 @@
-"""`refmodel gen` through a subprocess: vectors written, deterministic bytes, clear errors."""
+"""The command line through a subprocess: every command's help, `refmodel gen` (vectors written,
+deterministic bytes, clear errors, the progress bar) and `refmodel cost --from-vectors`.
+``refmodel()`` runs the command line for the other CLI tests too."""
 
 import os
 import subprocess
@@ -6,18 +8,33 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from refmodel.generate import make_stimulus
+from refmodel.spec import load_spec
 from refmodel.vectors import VectorFile
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"
+COMMANDS = ("demo", "gen", "inspect", "check", "export-hex", "cost")
 
 
 def refmodel(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "refmodel.cli", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT
-    )
+    """``refmodel ARGS...`` in a fresh interpreter: the CompletedProcess (text stdout and stderr)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "refmodel.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+
+
+def test_help_lists_every_command_and_each_has_its_own():
+    run = refmodel("--help")
+    assert run.returncode == 0 and "``" not in run.stdout
+    for command in COMMANDS:
+        assert f"\n    {command} " in run.stdout or f"\n    {command}\n" in run.stdout
+        sub = refmodel(command, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: refmodel {command}")
+        description = sub.stdout.split("\n\n")[1]  # the paragraph after the usage lines
+        assert not description.startswith(("positional arguments", "options")) and "``" not in sub.stdout
 
 
 def test_gen_writes_a_valid_file_with_the_overrides(tmp_path):
@@ -52,8 +69,49 @@ def test_gen_refuses_bad_input_without_leaving_a_file(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
-def test_help_lists_every_command():
-    run = refmodel("--help")
-    for command in ("gen", "inspect", "check", "export-hex", "demo"):
-        assert command in run.stdout
-    assert refmodel("gen", "--help").returncode == 0
+@pytest.mark.parametrize("args, message", [
+    (("gen", RECIPE, "--out", "/nonexistent/dir/v.h5"),
+     "refmodel gen: error: /nonexistent/dir/v.h5: cannot write a file in /nonexistent/dir (No such file or directory)"),
+    (("gen", RECIPE, "--out", "{tmp}/v.h5", "--timesteps", "0"), "argument --timesteps: must be >= 1, got 0"),
+    (("gen", RECIPE, "--out", "{tmp}/v.h5", "--batch", "-1"), "argument --batch: must be >= 1, got -1"),
+    (("gen", RECIPE, "--out", "{tmp}/v.h5", "--seed", "5000000000"),
+     "argument --seed: must be in 0..4294967295, got 5000000000"),
+    (("cost", RECIPE, "--static", "--timesteps", "0"), "argument --timesteps: must be >= 1, got 0"),
+    (("cost", "--static"), "refmodel cost: error: the cost needs SPEC, or --from-vectors FILE"),
+])  # fmt: skip
+def test_bad_arguments_and_unwritable_files_exit_2_with_one_line(tmp_path, args, message):
+    run = refmodel(*(str(a).format(tmp=tmp_path) for a in args))
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith(message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar(tmp_path):
+    run = refmodel("gen", RECIPE, "--out", tmp_path / "v.h5", "--timesteps", 3, "--progress")
+    assert run.returncode == 0, run.stderr
+    # one line redrawn ("\r", read here as a newline) after each of the 3 timesteps: 10, 20, then 30 of 30 marks
+    assert run.stderr == "".join(f"\nconv_if_vmpool [{'#' * n}{' ' * (30 - n)}] {t}/3" for t, n in
+                                 ((1, 10), (2, 20), (3, 30))) + "\n"
+    assert refmodel("gen", RECIPE, "--out", tmp_path / "w.h5", "--timesteps", 3).stderr == ""  # not a terminal
+
+
+def test_inspect_shows_spike_rates_without_recorded_traces(tmp_path):
+    out = tmp_path / "v.h5"
+    assert refmodel("gen", RECIPE, "--out", out, "--record", "none").returncode == 0
+    spec = load_spec(RECIPE)
+    stimulus = make_stimulus(spec, 2, 1).x  # the recipe's batch and seed
+    result = spec.network.run(stimulus, 8)
+    run = refmodel("inspect", out)
+    assert run.returncode == 0, run.stderr
+    assert "trace" not in run.stdout
+    for layer in ("if1", "pool1"):
+        assert f"spike rate {result.spike_rate(layer):.4f}" in run.stdout
+
+
+def test_cost_from_a_vector_file_alone(tmp_path):
+    out = tmp_path / "v.h5"
+    assert refmodel("gen", RECIPE, "--out", out).returncode == 0
+    alone, with_spec = refmodel("cost", "--from-vectors", out, "--format", "json"), \
+        refmodel("cost", RECIPE, "--from-vectors", out, "--format", "json")
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == with_spec.stdout and '"measured_from"' in alone.stdout

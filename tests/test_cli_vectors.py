@@ -1,22 +1,15 @@
-"""The inspect, check and export-hex commands, run through a subprocess."""
+"""The inspect, check and export-hex commands, run through a subprocess: on files of the
+generic writer API and on files of `refmodel gen`."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
+import h5py
 import pytest
 
+from refmodel.vectors import VectorFile
+from tests.test_cli_gen import RECIPE, refmodel
 from tests.test_vectors import N, T, sample_data, write_sample
-
-ROOT = Path(__file__).parents[1]
-
-
-def refmodel(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "refmodel.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +21,6 @@ def files(tmp_path_factory):
     d["conv1/spikes"][4, 0, 0, 1, 1] ^= 1
     write_sample(tmp / "dut.h5", d)
     return tmp
-
-
-def test_help_lists_every_command():
-    out = refmodel("--help")
-    assert out.returncode == 0
-    for command in ("inspect", "check", "export-hex", "demo"):
-        assert command in out.stdout
-    for command in ("inspect", "check", "export-hex"):
-        sub = refmodel(command, "--help")
-        assert sub.returncode == 0 and f"usage: refmodel {command}" in sub.stdout
 
 
 def test_inspect(files):
@@ -82,3 +65,77 @@ def test_export_hex(files, tmp_path):
     assert all((tmp_path / "hex" / e["file"]).is_file() for e in manifest["files"])
     again = refmodel("export-hex", files / "golden.h5", tmp_path / "hex")
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+# ----------------------------------------------------------------------------- files of refmodel gen
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A file written by `refmodel gen` (the conv_if_vmpool recipe: T = 8, N = 2)."""
+    path = tmp_path_factory.mktemp("gen") / "golden.h5"
+    run = refmodel("gen", RECIPE, "--out", path)
+    assert run.returncode == 0, run.stderr
+    return path
+
+
+def test_check_finds_one_flipped_bit_in_a_gen_file(generated, tmp_path):
+    dut = tmp_path / "dut.h5"
+    shutil.copy(generated, dut)
+    with h5py.File(dut, "r+") as f:
+        v = f["traces/001_if1/v_post"]
+        expected = int(v[5, 1, 2, 3, 4])
+        v[5, 1, 2, 3, 4] = expected ^ 1 << 3
+    assert refmodel("check", generated, generated).returncode == 0
+    out = refmodel("check", generated, dut)
+    assert out.returncode == 1, out.stderr
+    assert (f"first mismatch: layer if1, signal v_post (traces/001_if1/v_post): first mismatch at t=5 n=1 c=2 y=3 x=4: "
+            f"expected {expected}, got {expected ^ 8} (1 of {8 * 2 * 4 * 8 * 8} values differ)") in out.stdout
+    assert "mismatches per signal:\n  traces/001_if1/v_post: 1 of 4096" in out.stdout
+
+
+def test_export_hex_of_a_gen_file(generated, tmp_path):
+    out = refmodel("export-hex", generated, tmp_path / "hex")
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "hex" / "manifest.json").read_text())
+    files = {e["file"]: e for e in manifest["files"]}
+    with VectorFile(generated) as vf:
+        # one file per non-stepped dataset, T per trace and stimulus spike dataset
+        assert len(files) == sum(vf.timesteps if i.kind in ("trace", "spikes") else 1 for i in vf.datasets())
+    # widths and depths from the recipe: Vm s16 (4 hex digits), 4 channels; v_pre (N, C, H, W) = (2, 4, 8, 8)
+    entry = files["layers/001_if1/params/threshold.hex"]
+    assert (entry["bits"], entry["digits"], entry["depth"], entry["axes"]) == (16, 4, 4, ["c"])
+    assert (tmp_path / "hex" / entry["file"]).read_text() == "2ee0\n" * 4  # threshold 12000 = 0x2ee0
+    entry = files["traces/001_if1/v_pre/t0007.hex"]
+    assert (entry["bits"], entry["depth"], entry["timestep"], entry["shape"]) == (16, 2 * 4 * 8 * 8, 7, [2, 4, 8, 8])
+    entry = files["counts/001_if1/spike_count.hex"]
+    assert (entry["bits"], entry["signed"], entry["depth"], entry["kind"]) == (4, False, 2 * 4 * 8 * 8, "spike_count")
+    weight = files["layers/000_conv1/params/weight.hex"]
+    assert (weight["bits"], weight["depth"], weight["axes"]) == (8, 4 * 9, ["co", "ci", "ky", "kx"])
+
+
+def test_inspect_refuses_a_gen_file_missing_a_dataset(generated, tmp_path):
+    copy = tmp_path / "copy.h5"
+    shutil.copy(generated, copy)
+    with h5py.File(copy, "r+") as f:
+        del f["layers/000_conv1/params/weight"]
+    out = refmodel("inspect", copy)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (f"refmodel inspect: error: {copy}: missing dataset /layers/000_conv1/params/weight: "
+                          "the config's layer 'conv1' has the array 'weight'\n")
+
+
+def test_inspect_reads_every_chunk(generated, tmp_path):
+    copy = tmp_path / "copy.h5"
+    shutil.copy(generated, copy)
+    with h5py.File(copy) as f:
+        offset = f["traces/001_if1/v_pre"].id.get_chunk_info(6).byte_offset
+    data = bytearray(copy.read_bytes())
+    data[offset + 1] ^= 0x10
+    copy.write_bytes(bytes(data))
+    out = refmodel("inspect", copy)
+    assert out.returncode == 2 and "cannot read /traces/001_if1/v_pre, the file is damaged" in out.stderr
+
+
+def test_export_hex_into_a_missing_parent_exits_2(generated, tmp_path):
+    out = refmodel("export-hex", generated, tmp_path / "no" / "hex")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"refmodel export-hex: error: {tmp_path / 'no' / 'hex'}: cannot create a directory")

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from refmodel import encode
 from refmodel.encode import AnalogEncoder, RandomEncoder, RateEncoder, make_encoder
 from refmodel.fixed import FixedPointError, QFormat
+from refmodel.generate import random_codes
+from refmodel.spec import SpecError
 from tests.oracle import encode as oracle
 
 U32 = st.integers(0, 2**32 - 1)
@@ -95,6 +97,26 @@ def test_c_reference_in_docs_reproduces_the_encoder(tmp_path):
             for line in lines if "->" in line]
     assert [h for row in rows for h, _ in row] == C_STATES
     assert [[z for _, z in row] for row in rows] == C_SPIKES
+    assert lines[:2] == [f"source {fmt}: {' '.join(map(str, random_codes((3,), fmt, 42)))}" for fmt in (U8_8, QFormat(4))]
+    assert lines[:2] == ["source u8.8: 132 252 78", "source s4.0: -4 4 6"]  # the output the page shows
+    assert "\n".join(lines) in doc  # the page shows the whole output
+
+
+@given(U32, st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1))
+def test_random_source_and_encoder_start_apart(seed, i, p):
+    """The random source seeds element i with seed ^ 2**31, the encoder pixel p with seed: the
+    states coincide only when p - i = 2**31 (mod 2**32), never for indices below 2**31."""
+    assert encode.seed_state(seed ^ 2**31, i) != encode.seed_state(seed, p)
+    assert encode.seed_state(seed ^ 2**31, i) == encode.seed_state(seed, (i + 2**31) % 2**32)
+
+
+def test_random_source_matches_its_definition():
+    """code(i) = min_int + xorshift32(seed_state(seed ^ 2**31, i)) % span, from the oracle's generator."""
+    fmt = QFormat(5, 2)  # min_int -16, span 32
+    expected = [-16 + oracle.xorshift32(oracle.seed_state(7 ^ 2**31, i)) % 32 for i in range(12)]
+    assert random_codes((2, 6), fmt, 7).ravel().tolist() == expected
+    with pytest.raises(SpecError, match=r"seed = 4294967296 must be an integer in 0..4294967295"):
+        random_codes((2,), fmt, 2**32)
 
 
 def test_streaming_equals_run_and_reset_restarts():

@@ -149,14 +149,15 @@ def test_two_runs_are_identical(network, timesteps, data):
 
 # a conv + IF + winner-spike pool + count-gated pool network, run at NUMBA_NUM_THREADS=n
 _THREADED_RUN = """
-import sys, numpy as np
+import sys, numba, numpy as np
 from refmodel.spec import load_spec
 from refmodel.generate import random_codes
 network = load_spec(sys.argv[1]).network
 x = random_codes((16, *network.input_shape), network.input_format, seed=7)
 result = network.run(x, 6, record="all")
 arrays = {f"{layer}.{signal}": values for (layer, signal), values in result.traces.items()}
-np.savez(sys.argv[2], overflows=result.overflows, **arrays, **{f"out.{k}": v for k, v in result.outputs.items()})
+np.savez(sys.argv[2], overflows=result.overflows, **arrays, **{f"out.{k}": v for k, v in result.outputs.items()},
+         threads=numba.get_num_threads())
 """
 
 
@@ -169,8 +170,9 @@ def test_one_thread_equals_two_threads(tmp_path):
         subprocess.run([sys.executable, "-c", _THREADED_RUN, str(spec), str(out)], env=env, check=True, cwd=ROOT)
         saved.append(np.load(out))
     one, two = saved
+    assert (int(one["threads"]), int(two["threads"])) == (1, 2)  # NUMBA_NUM_THREADS took effect
     assert sorted(one.files) == sorted(two.files) and "if1.spikes" in one.files
-    for name in one.files:
+    for name in set(one.files) - {"threads"}:
         assert_bit_exact(one[name], two[name], signal=name)
 
 
@@ -293,6 +295,28 @@ def test_bad_stimulus_is_refused(small, case):
         small.run(stimulus, timesteps)
     assert (err.value.layer, err.value.field) == ("small", field)
     assert problem in str(err.value)
+
+
+def test_network_errors_name_the_network_and_layer_errors_the_layer(small):
+    with pytest.raises(NetworkError, match=r"^network 'small': timesteps = 0 must be an integer >= 1$"):
+        small.run(np.zeros((1, 1, 4, 4), np.int64), 0)
+    with pytest.raises(NetworkError, match=r"^layer 'b': position = 'neuron' a neuron layer cannot follow neuron$"):
+        Network([conv(), if_layer("a"), if_layer("b")], (1, 4, 4), U8, name="small")
+
+
+def test_a_count_gated_pool_refuses_counters_outside_its_width():
+    """Neuron layers refuse out-of-range state; so does the count-gated pool (3-bit counters: 0..7)."""
+    pool = CountGatePool(name="p", kernel=2, count_bits=3)
+    spikes = np.zeros((1, 1, 2, 2), np.uint8)
+    for bad in (8, -1):
+        state = pool.init_state(spikes.shape)
+        state["count"][0, 0, 1, 0] = bad
+        with pytest.raises(LayerError, match=rf'^layer .p.: state\["count"\]\[0, 0, 1, 0\] = {bad} is outside the '
+                                             r"3-bit counter range 0\.\.7$"):
+            pool.step(state, spikes=spikes)
+    state = pool.init_state(spikes.shape)
+    state["count"][...] = 7
+    assert pool.step(state, spikes=spikes).overflows == 0  # the largest count is fine
 
 
 def test_stimulus_outside_the_input_format_names_index_and_value(small):

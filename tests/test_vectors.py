@@ -1,22 +1,29 @@
 """HDF5 vector files: write/read round trip, determinism, validation errors, compare, hex export."""
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refmodel.encode import RateEncoder, make_encoder
+from refmodel.encode import SEED_MAX, RateEncoder, make_encoder
 from refmodel.fixed import QFormat
-from refmodel.testing import assert_bit_exact
+from refmodel.generate import generate, make_stimulus
+from refmodel.layers import IF, Conv2d, SumPool
+from refmodel.network import Network, NetworkError
+from refmodel.spec import Spec, StimulusSpec, load_spec, network_config
+from refmodel.testing import assert_bit_exact, networks
 from refmodel.vectors import VectorFile, VectorFileError, VectorWriter, compare_files, export_hex, first_mismatch
 from refmodel.vectors import hexport
+from tests.oracle import network as twin
 
 T, N = 5, 2
 CONFIG = {"layers": [{"name": "conv1", "kind": "conv"}, {"name": "fc", "kind": "linear"}], "timesteps": T}
@@ -24,7 +31,8 @@ S8_4, S16_4, S24_8, U8_8, U1 = QFormat(8, 4), QFormat(16, 4), QFormat(24, 8), QF
 
 
 def sample_data(seed=0):
-    """Synthetic integer data of a two-layer network (no simulator exists yet)."""
+    """Synthetic integer data of a two-layer network, written through the generic writer API
+    (the files of ``refmodel gen`` are tested at the end of this module)."""
     rng = np.random.default_rng(seed)
     return {
         "input": rng.integers(0, 256, (N, 1, 4, 4)),
@@ -424,3 +432,216 @@ def test_h5dump_reads_the_file(sample):
     assert f"(0,0,0,0,0): {', '.join(map(str, d['conv1/v_pre'][0, 0, 0, 0]))}" in out
     header = subprocess.run(["h5dump", "-p", "-H", str(path)], check=True, capture_output=True, text=True).stdout
     assert "COMPRESSION DEFLATE" in header and "CHUNKED ( 1, 2, 2, 4, 4 )" in header
+
+
+# ----------------------------------------------------------------------------- files of refmodel gen
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+GOLDEN = sorted(p.stem for p in (VECTORS / "golden").glob("*.h5"))
+
+
+def file_stimulus(vf):
+    """The file's stimulus as Network.run takes it: (N, ...) analog codes or (T, N, ...) spikes."""
+    return vf.stimulus()[0] if vf.encoding == "analog" else vf.stimulus_spikes()
+
+
+@settings(max_examples=12)
+@given(networks(max_stages=2), st.integers(1, 4), st.integers(1, 2), st.integers(0, SEED_MAX))
+def test_a_generated_file_holds_the_run(tmp_path_factory, network, timesteps, batch, seed):
+    """Every trace, count, spike count and output of a gen file equals Network.run(record="all")
+    on the file's stimulus, and each parameter dataset holds the layer field of its name."""
+    spec = Spec(network, StimulusSpec(batch=batch, timesteps=timesteps, seed=seed), {})
+    path = tmp_path_factory.mktemp("gen") / "v.h5"
+    generate(spec, path)
+    with VectorFile(path) as vf:
+        assert vf.verify() > 0
+        assert network_config(vf.network) == network_config(network)
+        stimulus = vf.stimulus()[0]
+        assert_bit_exact(make_stimulus(spec, batch, seed).x, stimulus, axes=("n", "c", "y", "x"))
+        result = network.run(stimulus, timesteps, record="all")
+        assert {(la.name, s) for la in vf.layers for s in la.signals} == set(result.traces)
+        for (layer, signal), values in result.traces.items():
+            assert_bit_exact(values, vf.trace(layer, signal), layer=layer, signal=signal)
+        for i, layer in enumerate(network.layers):
+            assert_bit_exact(result.overflows[:, i], vf.counts(layer.name)["overflow"], layer=layer.name, axes=("t",))
+            for name in vf.layer(layer.name).params:
+                values, _ = vf.param(layer.name, name)
+                field = np.asarray(getattr(layer, name))
+                if values.shape != field.shape:  # a scalar field stored once per input channel
+                    assert field.ndim == 0 and values.shape == network.shapes[i][0][:1]
+                assert_bit_exact(np.broadcast_to(field, values.shape), values, layer=layer.name, signal=name,
+                                 axes=vf.info(f"layers/{vf.layer(layer.name).key}/params/{name}").axes)
+        assert {la.name for la in vf.layers if la.spike_count} == set(result.spike_counts)
+        for name, counts in result.spike_counts.items():
+            assert_bit_exact(counts, vf.spike_count(name)[0], layer=name, signal="spike_count", axes=("n", "c", "y", "x"))
+        assert set(vf.outputs) == set(result.outputs)
+        for name, values in result.outputs.items():
+            assert_bit_exact(values, vf.output(name)[0], signal=name, axes=("n", "c", "y", "x"))
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_golden_files_equal_the_twin(name):
+    """The committed golden files against the independent twin (tests/oracle/network.py), run
+    on each file's stimulus; the file's network is its recipe's."""
+    with VectorFile(VECTORS / "golden" / f"{name}.h5") as vf:
+        assert network_config(vf.network) == network_config(load_spec(VECTORS / "recipes" / f"{name}.toml").network)
+        expected = twin.run(vf.network, file_stimulus(vf), vf.timesteps)
+        assert {(la.name, s) for la in vf.layers for s in la.signals} == set(expected.traces)
+        for (layer, signal), values in expected.traces.items():
+            assert_bit_exact(values, vf.trace(layer, signal), layer=layer, signal=signal)
+        for i, la in enumerate(vf.layers):
+            assert_bit_exact([row[i] for row in expected.overflows], vf.counts(la.name)["overflow"], layer=la.name,
+                             signal="overflow", axes=("t",))
+        for layer, counts in expected.spike_counts.items():
+            assert_bit_exact(counts, vf.spike_count(layer)[0], layer=layer, signal="spike_count")
+        for output, values in expected.outputs.items():
+            assert_bit_exact(values, vf.output(output)[0], signal=output, axes=("n", "c", "y", "x"))
+
+
+def test_a_gen_file_describes_its_layers():
+    """What a testbench reads, worked out by hand from vectors/recipes/conv_if_vmpool.toml and loihi_lif.toml."""
+    with VectorFile(VECTORS / "golden" / "conv_if_vmpool.h5") as vf:
+        conv, if1, pool, fc = (vf.layer(n) for n in ("conv1", "if1", "pool1", "fc"))
+        assert conv.attrs == {"stride": [1, 1], "padding": [1, 1], "groups": 1, "acc_format": "s16.0",
+                              "overflow": "SAT", "acc_apply": "each"}  # fmt: skip
+        assert (vf.info("layers/000_conv1/params/weight").axes, vf.info("layers/004_fc/params/weight").axes) == (
+            ("co", "ci", "ky", "kx"), ("co", "ci"))
+        assert vf.info("layers/000_conv1/params/bias").axes == ("co",)
+        assert if1.attrs == {"vm": "s16.0", "overflow": "SAT", "compare": ">=", "reset": "subtract", "refractory": 0}
+        assert if1.params == ("reset_value", "threshold", "v_min")
+        assert [(v.tolist(), str(f)) for v, f in (vf.param("if1", p) for p in if1.params)] == [
+            (0, "s16.0"), ([12000] * 4, "s16.0"), (-12000, "s16.0")]  # 4 Vm channels
+        assert (pool.attrs, pool.params) == ({"kernel": [2, 2], "stride": [2, 2], "vm_stage": "pre"}, ())
+        assert fc.attrs == {"overflow": "WRAP", "acc_apply": "each"}
+        counts, fmt = vf.spike_count("if1")
+        assert counts.shape == (2, 4, 8, 8) and fmt == QFormat(4, 0, False)  # at most T = 8 spikes: 4 bits
+        assert vf.output("spike_count")[1] == QFormat(4, 0, False) and vf.output("v")[1] == QFormat(16)
+    with VectorFile(VECTORS / "golden" / "loihi_lif.h5") as vf:
+        lif = vf.layer("lif")
+        got = {p: (vf.param("lif", p)[0].tolist(), str(vf.param("lif", p)[1])) for p in lif.params}
+        assert got == {"du": (2047, "u12.0"), "dv": (256, "u12.0"), "vth": ([40] * 5, "u17.0"),
+                       "bias_mant": ([3] * 5, "s13.0"), "bias_exp": ([2] * 5, "u3.0")}  # fmt: skip
+        assert lif.attrs == {} and vf.spike_count("lif")[1] == QFormat(5, 0, False)  # T = 16 needs 5 bits
+
+
+def test_spike_count_of_a_sum_pool_output_is_sized_from_its_format(tmp_path):
+    """A network ending in a sum pool: spike_count sums T codes of out_format u3.0 (max 7), so
+    T = 8 needs 8 * 7 = 56 -> 6 bits.  Every input neuron fires every step here (I = 255 >= 1),
+    so each 2x2 window sums 4 per step and 32 over the run, more than 4 bits (bits(T)) hold."""
+    network = Network([
+        Conv2d(name="conv", weight=np.ones((1, 1, 1, 1), np.int64), weight_format=QFormat(2)),
+        IF(name="if1", vm=QFormat(10), threshold=1, overflow="SAT"),
+        SumPool(name="pool", kernel=2, out_format=QFormat(3, 0, signed=False)),
+    ], (1, 2, 2), QFormat(8, signed=False), name="sums")  # fmt: skip
+    spec = Spec(network, StimulusSpec(batch=1, timesteps=8, seed=5), {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("refmodel.generate.random_codes", lambda shape, fmt, seed: np.full(shape, 255))
+        generate(spec, tmp_path / "sums.h5")
+    with VectorFile(tmp_path / "sums.h5") as vf:
+        counts, fmt = vf.output("spike_count")
+        assert fmt == QFormat(6, 0, False) and counts.tolist() == [[[[32]]]]
+
+
+@pytest.fixture
+def gen_copy(tmp_path):
+    """A writable copy of a golden file (a file of refmodel gen)."""
+    def copy(name="conv_if_vmpool"):
+        path = tmp_path / f"{name}.h5"
+        shutil.copy(VECTORS / "golden" / f"{name}.h5", path)
+        return path
+    return copy
+
+
+def _add_dataset(f, path, like):
+    f.create_dataset(path, data=f[like][()])
+    for key, value in f[like].attrs.items():
+        f[path].attrs[key] = value
+
+
+def _set_config(f, edit):
+    config = json.loads(f.attrs["config_json"])
+    edit(config)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    f.attrs["config_json"], f.attrs["config_sha256"] = text, hashlib.sha256(text.encode()).hexdigest()
+
+
+TAMPERED = {
+    "weight deleted": (lambda f: f.__delitem__("layers/000_conv1/params/weight"),
+                       "missing dataset /layers/000_conv1/params/weight: the config's layer 'conv1' has the array 'weight'"),
+    "threshold deleted": (lambda f: f.__delitem__("layers/001_if1/params/threshold"),
+                          r"missing dataset /layers/001_if1/params/threshold \(parameter 'threshold' of layer 'if1'"),
+    "output deleted": (lambda f: f.__delitem__("outputs/v"), r"missing dataset /outputs/v \(output v"),
+    "overflow count deleted": (lambda f: f.__delitem__("counts/001_if1/overflow"), "missing dataset /counts/001_if1/overflow"),
+    "spike count deleted": (lambda f: f.__delitem__("counts/002_pool1/spike_count"),
+                            "missing dataset /counts/002_pool1/spike_count"),
+    "recorded trace deleted": (lambda f: f.__delitem__("traces/001_if1/spikes"),
+                               r"missing dataset /traces/001_if1/spikes \(trace if1.spikes of the record list"),
+    "dataset added": (lambda f: _add_dataset(f, "outputs/w", "outputs/v"),
+                      "unexpected dataset /outputs/w: the config describes no such dataset"),
+    "trace not in the record list": (lambda f: _set_config(f, lambda c: c["record"].remove("if1.spikes")),
+                                     "unexpected dataset /traces/001_if1/spikes"),
+    "weight changed": (lambda f: f["layers/000_conv1/params/weight"].__setitem__((0, 0, 0, 0), 99),
+                       "/layers/000_conv1/params/weight does not match the config"),
+    "threshold changed": (lambda f: f["layers/001_if1/params/threshold"].__setitem__(0, 11999),
+                          r"threshold = \[11999, 12000, 12000, 12000\] differs from the config's \[12000,"),
+    "attribute changed": (lambda f: f["layers/001_if1"].attrs.__setitem__("reset", "zero"),
+                          "/layers/001_if1 attribute 'reset' = 'zero', the config gives 'subtract'"),
+    "format changed": (lambda f: f["traces/001_if1/v_pre"].attrs.__setitem__("bits", np.int32(12)),
+                       r"/traces/001_if1/v_pre is \(8, 2, 4, 8, 8\) s12.0 .*; the config describes .* s16.0"),
+    "seed changed": (lambda f: f.attrs.__setitem__("seed", np.int64(9)),
+                     "root attribute 'seed' = 9 differs from the config's stimulus.seed = 1"),
+    "layer renamed in the config": (lambda f: _set_config(f, lambda c: c["network"]["layers"][1].__setitem__("name", "n1")),
+                                    r"the layers .* differ from the config's"),
+    "cost deleted": (lambda f: f.__delitem__("cost"), "/cost must hold the groups measured, memory and static"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TAMPERED, ids=list(TAMPERED))
+def test_a_gen_file_that_differs_from_its_config_is_refused(gen_copy, case):
+    edit, message = TAMPERED[case]
+    path = gen_copy()
+    with VectorFile(path):
+        pass  # the intact copy reads
+    _edit(path, edit)
+    with pytest.raises(VectorFileError, match=message) as err:
+        VectorFile(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_a_random_stimulus_that_differs_from_its_config_is_refused(gen_copy):
+    path = gen_copy("loihi_lif")
+    _edit(path, lambda f: f["stimulus"].attrs.__setitem__("seed", np.int64(4)))
+    with pytest.raises(VectorFileError, match=r"/stimulus attributes .*'seed': 4.* differ from the config's encoder"):
+        VectorFile(path)
+
+
+def test_verify_reads_every_chunk(gen_copy):
+    path = gen_copy()
+    with VectorFile(path) as vf:
+        assert vf.verify() == sum(int(np.prod(i.shape)) for i in vf.datasets())
+        offset = vf._h5["traces/001_if1/v_pre"].id.get_chunk_info(5).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with VectorFile(path) as vf, pytest.raises(VectorFileError, match="cannot read /traces/001_if1/v_pre, the file is damaged"):
+        vf.verify()
+
+
+def test_seeds_are_32_bit(tmp_path):
+    """5_000_000_000 and 705_032_704 are the same seed modulo 2**32: the larger one is refused."""
+    assert 5_000_000_000 % 2**32 == 705_032_704
+    spec = load_spec(VECTORS / "recipes" / "dt_t1.toml")
+    with pytest.raises(NetworkError, match=r"^network 'dt_t1': seed = 5000000000 must be an integer in 0..4294967295"):
+        generate(spec, tmp_path / "x.h5", seed=5_000_000_000)
+    with pytest.raises(VectorFileError, match=r"seed must be an integer in 0..4294967295, got 4294967296"):
+        VectorWriter(tmp_path / "y.h5", config={}, seed=2**32, timesteps=1, batch=1)
+    assert os.listdir(tmp_path) == []
+    generate(spec, tmp_path / "z.h5", seed=705_032_704)
+    with VectorFile(tmp_path / "z.h5") as vf:
+        assert vf.seed == vf.stimulus_spec.seed == 705_032_704
+
+
+@pytest.mark.parametrize("timesteps", [0, -2])
+def test_timesteps_below_one_name_the_network(tmp_path, timesteps):
+    spec = load_spec(VECTORS / "recipes" / "loihi_lif.toml")
+    with pytest.raises(NetworkError, match=rf"^network 'loihi_lif': timesteps = {timesteps} must be an integer >= 1$"):
+        generate(spec, tmp_path / "x.h5", timesteps=timesteps)

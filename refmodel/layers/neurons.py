@@ -266,11 +266,10 @@ class _Neuron:
 
     def params(self, channels: int) -> dict:
         """name -> (integer array, QFormat), as stored in vector files: each threshold per
-        channel, shape (C,) for an input of C channels; ``reset_value`` (reset "value") and
-        ``v_min`` (when set) as scalars; all in the Vm format (plus the leak's, see _Leaky)."""
+        channel, shape (C,) for an input of C channels; ``reset_value`` (used by reset "value")
+        and ``v_min`` (when set) as scalars; all in the Vm format (plus the leak's, see _Leaky)."""
         out = {field: (_per_channel(self, field, value, channels), self.vm) for field, value in self._maps()}
-        if self.reset == "value":
-            out["reset_value"] = (np.int64(self.reset_value), self.vm)
+        out["reset_value"] = (np.int64(self.reset_value), self.vm)
         if self.v_min is not None:
             out["v_min"] = (np.int64(self.v_min), self.vm)
         return out
