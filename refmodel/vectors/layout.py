@@ -98,7 +98,8 @@ def total_format(fmt: QFormat, timesteps: int, where: str) -> QFormat:
     lo, hi = timesteps * fmt.min_int, timesteps * fmt.max_int
     bits = max(1, hi.bit_length()) if lo >= 0 else max(hi.bit_length(), (-lo - 1).bit_length()) + 1
     if bits > 64:
-        raise NetworkError(where, "timesteps", timesteps, f"make the sum of {fmt} values over T need {bits} bits (> 64)",
+        raise NetworkError(where, "timesteps", timesteps,
+                           f"make its spike count (a sum of T values of {fmt}) need {bits} bits, more than 64",
                            place="layer")
     return QFormat(bits, fmt.frac, signed=lo < 0)
 
@@ -131,7 +132,8 @@ def _layer_group(index: int, layer, shape_in: tuple, shape_out: tuple) -> LayerG
         for name, (values, fmt) in raw.items()
     }  # fmt: skip
     hidden = {"name", "kind", *raw, *(f"{name}_format" for name in raw)}
-    attrs = {field: _attr(value) for field, value in layer_config(layer).items() if field not in hidden and value is not None}
+    attrs = {field: _attr(value) for field, value in layer_config(layer).items()
+             if field not in hidden and value is not None}
     return LayerGroup(layer.name, kind, key, tuple(shape_in), tuple(shape_out), attrs, params)
 
 
@@ -140,7 +142,8 @@ def run_layout(network: Network, stimulus: StimulusSpec, record, where: str | No
     (``(layer, signal)`` pairs, as ``Network.resolve_record`` gives them)."""
     where = where or network.name
     T, N = stimulus.timesteps, stimulus.batch
-    layers = tuple(_layer_group(i, layer, *shapes) for i, (layer, shapes) in enumerate(zip(network.layers, network.shapes)))
+    layers = tuple(_layer_group(i, layer, shape_in, shape_out)
+                   for i, (layer, (shape_in, shape_out)) in enumerate(zip(network.layers, network.shapes)))
     groups = {group.name: group for group in layers}
 
     def stepped(path, shape, fmt, what):

@@ -262,15 +262,7 @@ class VectorFile:
             names = [(entry["name"], entry["kind"]) for entry in config["network"]["layers"]]
             if names != [(la.name, la.kind) for la in self.layers]:
                 self._fail(f"the layers {[(la.name, la.kind) for la in self.layers]} differ from the config's {names}")
-            arrays = {}
-            for layer, field in array_fields(config["network"]):
-                path = f"layers/{self.layer(layer).key}/params/{field}"
-                if path not in {i.path for i in self._datasets}:
-                    self._fail(f"missing dataset /{path}: the config's layer {layer!r} has the array {field!r}")
-                arrays[f"{layer}.{field}"] = values = self.read(path)
-                expected = next(e for e in config["network"]["layers"] if e["name"] == layer)[field]
-                if array_digest(values) != expected:
-                    self._fail(f"/{path} does not match the config: {array_digest(values)} instead of {expected}")
+            arrays = self._config_arrays(config["network"])
             network = network_from_config(config["network"], arrays)
             record = network.resolve_record(config["record"])
             layout = run_layout(network, stim, record, "config_json")
@@ -297,6 +289,21 @@ class VectorFile:
         if not isinstance(cost, h5py.Group) or sorted(cost) != ["measured", "memory", "static"]:
             self._fail("/cost must hold the groups measured, memory and static (cost() checks their contents)")
         self.network, self.stimulus_spec, self.record = network, stim, tuple(record)
+
+    def _config_arrays(self, network_config) -> dict:
+        """``{"<layer>.<field>": values}`` of every array the config names by its digest, read
+        from the parameter datasets, each checked against its shape and SHA-256."""
+        present = {info.path for info in self._datasets}
+        entries = {entry["name"]: entry for entry in network_config["layers"]}
+        arrays = {}
+        for layer, field in array_fields(network_config):
+            path = f"layers/{self.layer(layer).key}/params/{field}"
+            if path not in present:
+                self._fail(f"missing dataset /{path}: the config's layer {layer!r} has the array {field!r}")
+            arrays[f"{layer}.{field}"] = values = self.read(path)
+            if array_digest(values) != entries[layer][field]:
+                self._fail(f"/{path} does not match the config: {array_digest(values)} instead of {entries[layer][field]}")
+        return arrays
 
     def _check_layout(self, layout, arrays):
         """Layer groups and datasets exactly as ``layout`` has them; parameter values equal
