@@ -432,6 +432,11 @@ def test_h5dump_reads_the_file(sample):
     assert f"(0,0,0,0,0): {', '.join(map(str, d['conv1/v_pre'][0, 0, 0, 0]))}" in out
     header = subprocess.run(["h5dump", "-p", "-H", str(path)], check=True, capture_output=True, text=True).stdout
     assert "COMPRESSION DEFLATE" in header and "CHUNKED ( 1, 2, 2, 4, 4 )" in header
+    golden = VECTORS / "golden" / "conv_if_vmpool.h5"  # a file of refmodel gen
+    out = subprocess.run(["h5dump", "-d", "/layers/001_if1/params/v_min", str(golden)], check=True, capture_output=True,
+                         text=True).stdout
+    assert "(0): -12000" in out  # a scalar parameter; the recipe's v_min
+    subprocess.run(["h5dump", str(golden)], check=True, capture_output=True)  # every dataset decompresses
 
 
 # ----------------------------------------------------------------------------- files of refmodel gen
