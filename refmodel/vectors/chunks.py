@@ -2,18 +2,18 @@
 
 Every non-empty dataset of a vector file declares HDF5's standard ``shuffle`` and ``deflate``
 (level 1) filters, which every HDF5 reader (h5py, h5dump, MATLAB, ...) undoes.  h5py would apply
-them in the writing thread, with zlib, one chunk after the other.  ``ChunkWriter`` applies the
-same two filters itself:
+them in the writing thread, one chunk after the other.  ``ChunkWriter`` applies the same two
+filters itself:
 
 * shuffle: the chunk's bytes regrouped by byte position, ``out[j·n + i] = in[i·s + j]`` for n
   elements of s bytes (nothing for 1-byte elements);
-* deflate: a zlib stream at level 1, from ISA-L's igzip when the ``isal`` package is installed
-  (several times faster), else from zlib;
+* deflate: a zlib stream at level 1 (zlib, not a faster deflate such as ISA-L's igzip, whose
+  output for the same chunk was seen to vary from run to run: files must not);
 
-in a pool of threads (zlib and igzip run without the GIL, beside the simulation), and hands the
-results to HDF5 with ``write_direct_chunk`` in the order they were submitted, so that a file's
-bytes depend only on what was written, never on thread timing.  The zlib stream carries an
-Adler-32 checksum of the chunk, which the reader's inflate verifies.
+in a pool of threads (zlib runs without the GIL, beside the simulation), and hands the results
+to HDF5 with ``write_direct_chunk`` in the order they were submitted, so that a file's bytes
+depend only on what was written, never on thread timing.  The zlib stream carries an Adler-32
+checksum of the chunk, which the reader's inflate verifies.
 """
 
 from __future__ import annotations
@@ -27,14 +27,7 @@ import numpy as np
 
 from refmodel.vectors.schema import GZIP_LEVEL
 
-try:
-    from isal import isal_zlib as _deflate
-except ImportError:  # the optional ``fast`` extra is not installed
-    _deflate = zlib
-
-__all__ = ["COMPRESSOR", "filter_chunk", "ChunkWriter"]
-
-COMPRESSOR = "isal" if _deflate is not zlib else "zlib"
+__all__ = ["filter_chunk", "ChunkWriter"]
 
 
 def filter_chunk(chunk: np.ndarray) -> bytes:
@@ -42,7 +35,7 @@ def filter_chunk(chunk: np.ndarray) -> bytes:
     data = np.ascontiguousarray(chunk)
     if data.itemsize > 1:
         data = data.view(np.uint8).reshape(-1, data.itemsize).T
-    return _deflate.compress(np.ascontiguousarray(data).data, GZIP_LEVEL)
+    return zlib.compress(np.ascontiguousarray(data).data, GZIP_LEVEL)
 
 
 class ChunkWriter:

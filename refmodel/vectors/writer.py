@@ -88,6 +88,8 @@ class VectorWriter:
         self._layers = {}  # name -> key
         self._pending = {}  # dataset path -> bool array of written timesteps
         self._step_datasets = {}  # dataset path -> (dataset, QFormat) of the per-timestep datasets
+        self._datasets = []  # every dataset, open until the file closes: HDF5 then never closes
+        # one at a moment that depends on when its last chunk was written
         self._stimulus = False
         self._chunks = ChunkWriter(_check_int(threads, "threads", 1, 64))
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -187,6 +189,7 @@ class VectorWriter:
             fillvalue=0,
             track_times=False,
         )
+        self._datasets.append(dset)
         for key, value in format_attrs(fmt, axes).items():
             dset.attrs[key] = value
         if compress and data is not None:
