@@ -49,11 +49,11 @@ def sample_data(seed=0):
     }
 
 
-def write_sample(path, data=None, config=CONFIG):
+def write_sample(path, data=None, config=CONFIG, threads=2):
     """Write ``data`` (default sample_data()) as a vector file, streaming traces step by step."""
     d = sample_data() if data is None else data
     encoder = RateEncoder(d["input"], U8_8)
-    with VectorWriter(path, config=config, seed=7, timesteps=T, batch=N) as w:
+    with VectorWriter(path, config=config, seed=7, timesteps=T, batch=N, threads=threads) as w:
         w.add_layer("conv1", "conv", input_shape=(1, 4, 4), output_shape=(2, 4, 4), attrs={"stride": 1, "pad": [1, 1]})
         w.add_layer("fc", "linear", input_shape=(32,), output_shape=(3,), attrs={"reset": "subtract"})
         w.write_param("conv1", "weight", d["conv1/weight"], S8_4, axes=("co", "ci", "ky", "kx"))
@@ -120,7 +120,8 @@ def test_identical_inputs_give_identical_bytes(tmp_path):
     write_sample(tmp_path / "a.h5")
     time.sleep(1.1)  # any stored timestamp would now differ
     write_sample(tmp_path / "b.h5")
-    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    write_sample(tmp_path / "c.h5", threads=1)  # chunks compressed by one thread instead of two
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes() == (tmp_path / "c.h5").read_bytes()
 
 
 def test_attribute_order_does_not_change_the_bytes(tmp_path):
