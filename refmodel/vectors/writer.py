@@ -170,19 +170,22 @@ class VectorWriter:
     def _create(self, path, codes, fmt, axes, chunks):
         """Integer dataset at ``path`` holding ``codes`` (new storage-dtype codes, which the
         chunk writer takes over), or an empty one of shape ``codes``.  A non-empty dataset is
-        chunked (``chunks``, else h5py's choice) with the shuffle + deflate filters."""
+        chunked (``chunks``, else one chunk up to 256 MiB, else h5py's choice) with the shuffle
+        + deflate filters."""
         data = codes if isinstance(codes, np.ndarray) else None
         shape = data.shape if data is not None else codes
         axes = default_axes(len(shape)) if axes is None else tuple(axes)
         if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
             raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
         compress = len(shape) > 0 and int(np.prod(shape)) > 0
+        if compress and chunks is None:
+            chunks = tuple(shape) if int(np.prod(shape)) * storage_dtype(fmt).itemsize <= 256 << 20 else True
         dset = self._file.create_dataset(
             path,
             shape=shape,
             dtype=storage_dtype(fmt),
             data=None if compress else data,
-            chunks=(chunks or True) if compress else None,
+            chunks=chunks if compress else None,
             shuffle=compress,
             compression="gzip" if compress else None,
             compression_opts=GZIP_LEVEL if compress else None,
