@@ -43,11 +43,11 @@ from refmodel.layers import (
     SumPool,
     WinnerSpikePool,
 )
+from refmodel.layers.base import SPIKE
 from refmodel.network import Network
 
 __all__ = [
     "ConversionError",
-    "SPIKE_FORMAT",
     "fold_batchnorm",
     "normalize",
     "choose_formats",
@@ -62,8 +62,6 @@ __all__ = [
 
 WEIGHT_KINDS = ("conv", "linear")
 PASS_KINDS = ("maxpool", "avgpool", "flatten")
-#: The format of a spike entering a layer: 0 or 1, no fraction.
-SPIKE_FORMAT = QFormat(1, 0, signed=False)
 
 
 class ConversionError(ANNError):
@@ -178,7 +176,7 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
 
 def _input_frac(position, input_format):
     """Fraction bits of the codes entering the ``position``-th weight layer."""
-    return input_format.frac if position == 0 else SPIKE_FORMAT.frac
+    return input_format.frac if position == 0 else SPIKE.frac
 
 
 def _exact_codes(x, frac, rounding):
@@ -297,7 +295,7 @@ def quantize_parameters(
       bias`` (int64 (K,)), ``bias_format, vm_format``, ``neuron`` ("if": ``threshold``, the int
       code of 1.0 in vm_format; "dual_threshold": ``theta1, theta2``, int64 () or (K,)),
       ``input`` ("analog" for the first layer, else "spikes"), ``input_format``
-      (``input_format`` or SPIKE_FORMAT), ``readout`` (True for the last weight layer),
+      (``input_format`` or SPIKE), ``readout`` (True for the last weight layer),
       ``clipped`` ({"weight": n, "bias": n}, plus "theta1", "theta2"); conv also ``stride, padding``.
     * maxpool / avgpool: ``kind, name, k, stride`` (float pooling of the ANN; the spiking variant
       is chosen when mapping).  flatten: ``kind, name`` (row-major C, H, W).
@@ -351,7 +349,7 @@ def quantize_parameters(
             "bias": bias, "bias_format": fmts["bias"],
             "vm_format": fmts["vm"],
             "input": "analog" if position == 0 else "spikes",
-            "input_format": input_format if position == 0 else SPIKE_FORMAT,
+            "input_format": input_format if position == 0 else SPIKE,
             "readout": position == len(indices) - 1,
             **neuron,
             "clipped": {"weight": clipped_w, "bias": clipped_b, **clipped},

@@ -18,7 +18,6 @@ evaluation; Vm, counter and weight + bias memory bits.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from importlib import resources
@@ -32,9 +31,9 @@ from refmodel.cost import estimate, fan_out
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
 from refmodel.layers import SYNAPSES, Flatten
-from refmodel.spec import Spec, StimulusSpec, layer_config, load_spec
+from refmodel.spec import Spec, StimulusSpec, load_spec, save_spec
 
-__all__ = ["run_demo", "load_data", "run_variant", "within_one_point", "save_spec", "label", "VARIANTS", "TIMESTEPS"]
+__all__ = ["run_demo", "load_data", "run_variant", "within_one_point", "label", "VARIANTS", "TIMESTEPS"]
 
 TIMESTEPS = (1, 2, 4, 8, 16, 32, 64)
 #: (pooling, readout) pairs, in table order.
@@ -118,43 +117,6 @@ def within_one_point(correct, float_correct, n) -> bool:
 
 
 # --------------------------------------------------------------------------- outputs
-def _toml(value) -> str:
-    """A TOML value for what a spec holds: bools, ints, strings, lists and inline tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(map(_toml, value)) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def save_spec(spec: Spec, path) -> None:
-    """Write ``spec`` as the TOML file ``path`` and its arrays as the ``.npz`` beside it (layer
-    arrays under ``"<layer>.<field>"``, plus ``spec.arrays``), the layout ``load_spec`` reads
-    (docs/spec.md); fields left None are omitted (their default)."""
-    path = Path(path)
-    npz, arrays = path.with_suffix(".npz"), dict(spec.arrays)
-    net = spec.network
-    lines = [f"name = {_toml(net.name)}", f"input_shape = {_toml(list(net.input_shape))}",
-             f"input_format = {_toml(net.input_format.to_dict())}", f"arrays = {_toml(npz.name)}", "", "[stimulus]"]
-    lines += [f"{k} = {_toml(v)}" for k, v in spec.stimulus.to_dict().items() if v is not None]
-    for layer in net.layers:
-        lines += ["", "[[layers]]"]
-        for key, value in layer_config(layer).items():  # "kind", then the fields
-            if isinstance(getattr(layer, key, None), np.ndarray):
-                value = f"{layer.name}.{key}"
-                arrays[value] = getattr(layer, key)
-            if value is not None:
-                lines.append(f"{key} = {_toml(value)}")
-    np.savez_compressed(npz, **arrays)
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _plot(path, float_accuracy, variants, timesteps):
     import matplotlib
 

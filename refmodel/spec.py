@@ -40,7 +40,7 @@ from refmodel.layers import (
 from refmodel.network import Network
 
 __all__ = ["KINDS", "SpecError", "Spec", "StimulusSpec", "load_spec", "kind_of", "network_config", "layer_config",
-           "network_from_config", "array_digest"]
+           "network_from_config", "array_digest", "spec_text", "save_spec"]
 
 KINDS = {
     "conv2d": Conv2d,
@@ -317,3 +317,56 @@ def load_spec(path) -> Spec:
         except (OSError, ValueError) as err:
             raise SpecError(str(path), "arrays", d["arrays"], f"cannot be loaded: {err}") from None
     return spec_from_dict(d, arrays, path)
+
+
+# --------------------------------------------------------------------------- writing
+def _toml(value) -> str:
+    """A TOML value for what a spec holds: bools, ints, strings, lists and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def spec_text(network: Network, stimulus: StimulusSpec | None = None, arrays_file: str | None = None):
+    """(TOML text, arrays) of a spec for ``network`` (and ``stimulus``), the layout ``load_spec``
+    reads (docs/spec.md); fields left None are omitted (their default).  Layer arrays are
+    inline lists, or, with ``arrays_file`` (an .npz name), keys ``"<layer>.<field>"`` of the
+    returned arrays, which belong in that file."""
+    arrays = {}
+    lines = [f"name = {_toml(network.name)}", f"input_shape = {_toml(list(network.input_shape))}",
+             f"input_format = {_toml(network.input_format.to_dict())}"]  # fmt: skip
+    if arrays_file is not None:
+        lines.append(f"arrays = {_toml(arrays_file)}")
+    if stimulus is not None:
+        lines += ["", "[stimulus]"] + [f"{k} = {_toml(v)}" for k, v in stimulus.to_dict().items() if v is not None]
+    for layer in network.layers:
+        lines += ["", "[[layers]]"]
+        for key, value in layer_config(layer).items():  # "kind", then the fields
+            raw = getattr(layer, key, None)
+            if isinstance(raw, np.ndarray):
+                if arrays_file is None:
+                    value = raw.tolist()
+                else:
+                    value = f"{layer.name}.{key}"
+                    arrays[value] = raw
+            if value is not None:
+                lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n", arrays
+
+
+def save_spec(spec: Spec, path) -> None:
+    """Write ``spec`` as the TOML file ``path`` and its arrays (the layers' and ``spec.arrays``)
+    as the ``.npz`` beside it."""
+    path = Path(path)
+    npz = path.with_suffix(".npz")
+    text, arrays = spec_text(spec.network, spec.stimulus, npz.name)
+    np.savez_compressed(npz, **arrays, **spec.arrays)
+    path.write_text(text)

@@ -8,7 +8,6 @@ import pytest
 
 from refmodel import ann as annlib
 from refmodel.convert import (
-    SPIKE_FORMAT,
     ConversionError,
     choose_formats,
     convert,
@@ -20,6 +19,7 @@ from refmodel.convert import (
 )
 from refmodel.demo import INPUT_FORMAT, load_data, run_variant, within_one_point
 from refmodel.fixed import FixedOverflowError, QFormat
+from refmodel.layers.base import SPIKE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
@@ -255,7 +255,7 @@ def test_conversion_of_a_tiny_network_equals_the_hand_computation():
     assert (fc["threshold"], fc["input"], fc["input_format"], fc["readout"]) == (
         64,
         "spikes",
-        SPIKE_FORMAT,
+        SPIKE,
         True,
     )
     assert "stride" not in fc

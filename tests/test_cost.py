@@ -2,9 +2,6 @@
 taken independently from recorded spikes, vector files and the ``refmodel cost`` command."""
 
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from refmodel.network import SPIKE, Network
 from refmodel.spec import load_spec
 from refmodel.testing import POOL_KINDS, networks, stimuli
 from refmodel.vectors import VectorFile, VectorFileError, VectorWriter
+from tests.test_cli_gen import refmodel
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "vectors" / "recipes").glob("*.toml"))
@@ -635,15 +633,9 @@ def test_write_cost_refuses_non_integers(tmp_path):
 
 
 # --------------------------------------------------------------------------- command line
-def refmodel(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "refmodel.cli", "cost", *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
-
-
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_cli_prints_the_table_of_every_recipe(recipe):
-    out = refmodel(recipe)
+    out = refmodel("cost", recipe)
     assert out.returncode == 0, out.stderr
     network = load_spec(recipe).network
     assert all(f"\n{layer.name} " in out.stdout for layer in network.layers)
@@ -652,14 +644,14 @@ def test_cli_prints_the_table_of_every_recipe(recipe):
 
 def test_cli_formats_and_sources(count_gate_file):
     spec, path = count_gate_file
-    out = refmodel(spec.path, "--format", "json")
+    out = refmodel("cost", spec.path, "--format", "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == json.loads(cost.measure_spec(spec).to_json())
-    out = refmodel(spec.path, "--static", "--timesteps", "5", "--format", "csv")
+    out = refmodel("cost", spec.path, "--static", "--timesteps", "5", "--format", "csv")
     assert out.returncode == 0, out.stderr
     assert out.stdout == cost.estimate(spec.network, 5).to_csv()
-    out = refmodel(spec.path, "--from-vectors", path, "--format", "json")
+    out = refmodel("cost", spec.path, "--from-vectors", path, "--format", "json")
     with VectorFile(path) as vf:
         assert json.loads(out.stdout) == json.loads(cost.measure_vectors(spec.network, vf).to_json())
-    out = refmodel(ROOT / "vectors" / "recipes" / "dt_t1.toml", "--from-vectors", path)
+    out = refmodel("cost", ROOT / "vectors" / "recipes" / "dt_t1.toml", "--from-vectors", path)
     assert out.returncode == 2 and "not generated from this network" in out.stderr

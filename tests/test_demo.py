@@ -2,9 +2,6 @@
 
 import importlib.util
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ from refmodel.convert import convert, quantize_input, to_network
 from refmodel.demo import INPUT_FORMAT, VARIANTS, label, load_data, run_demo
 from refmodel.spec import kind_of, load_spec, network_config
 from refmodel.vectors import VectorFile
+from tests.test_cli_gen import refmodel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,13 +60,6 @@ def test_accuracy_per_timestep_and_synops_match_separate_runs(quick):
     measured = cost.measure(result, x)
     first = measured.layers[0].measured["synops"]  # the analog first layer: dense MACs, left out
     assert res["synops"][8] == pytest.approx((measured.total().measured["synops"] - first) / 100)
-
-
-def refmodel(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "refmodel.cli", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT
-    )
 
 
 def test_quick_demo_spec_is_the_vectors_network_and_refmodel_cost_prints_its_layers(quick, tmp_path):

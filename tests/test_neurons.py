@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
+from refmodel.fixed import FixedOverflowError, QFormat, Rounding
 from refmodel.layers.base import LayerError
 from refmodel.layers.neurons import IF, LIF, DualThreshold, LoihiLIF, NeuronConfigError, NeuronStep
 from tests import modes

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 
 from refmodel.fixed import QFormat
-from refmodel.spec import SpecError, array_fields, kind_of, layer_config, load_spec, network_config
+from refmodel.spec import SpecError, array_fields, kind_of, layer_config, load_spec, network_config, spec_text
 from refmodel.testing import assert_bit_exact, networks
 
 RECIPES = Path(__file__).resolve().parents[1] / "vectors" / "recipes"
@@ -69,41 +69,11 @@ def test_recipe_loads_with_its_shapes(recipe):
 
 
 # --------------------------------------------------------------------------- round trip
-def toml_value(value) -> str:
-    """A TOML value for the subset a spec uses: ints, strings, bools, lists, tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def spec_text(network) -> str:
-    """A spec file for ``network`` with every array inline (fields left None are omitted)."""
-    lines = [f"name = {toml_value(network.name)}", f"input_shape = {toml_value(list(network.input_shape))}",
-             f"input_format = {toml_value(network.input_format.to_dict())}"]  # fmt: skip
-    for layer in network.layers:
-        lines += ["", "[[layers]]"]
-        for key, value in layer_config(layer).items():
-            raw = getattr(layer, key, None)
-            if isinstance(raw, np.ndarray):
-                value = raw.tolist()
-            if value is not None:
-                lines.append(f"{key} = {toml_value(value)}")
-    return "\n".join(lines) + "\n"
-
-
 @settings(max_examples=40)
 @given(networks())
 def test_network_survives_a_toml_round_trip(tmp_path_factory, network):
     path = tmp_path_factory.mktemp("spec") / "net.toml"
-    path.write_text(spec_text(network))
+    path.write_text(spec_text(network)[0])
     loaded = load_spec(path).network
     assert network_config(loaded) == network_config(network)
     assert loaded.shapes == network.shapes and loaded.formats == network.formats

@@ -12,7 +12,7 @@ def conv2d(x, w, bias=None, stride=(1, 1), padding=(0, 0), groups=1, acc=None, o
 
     Returns (out as nested lists of Python ints, number of accumulator writes that left the range).
     """
-    N, C, H, W = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    N, H, W = len(x), len(x[0][0]), len(x[0][0][0])
     K, Cg, kh, kw = len(w), len(w[0]), len(w[0][0]), len(w[0][0][0])
     (sh, sw), (ph, pw) = stride, padding
     Ho = (H + 2 * ph - kh) // sh + 1
