@@ -15,8 +15,9 @@ time (DT: s1 ~15%, s2 ~5%); the measured rates are printed.  Per network, in int
 rounds (median over rounds; ratios taken within a round):
 
 * ``refmodel``: ``Network.run(x, T)`` without traces (best of ``--reps`` runs per round);
-* ``refmodel + vectors``: ``refmodel.generate.generate`` with ``record="all"`` (every trace of
-  every layer streamed into an HDF5 vector file, the main job);
+* ``refmodel + vectors (R)``: ``refmodel.generate.generate`` with ``record=R`` streamed into an
+  HDF5 vector file (the main job): ``"all"`` (every trace of every layer), ``"spikes"`` (the
+  spikes of every layer) and ``"none"`` (parameters, stimulus, outputs, counts and cost only);
 * ``torch f32``: the same layers, weights and thresholds as a float32 torch loop
   (``torch.no_grad``, the first layer's constant current computed once, as refmodel does),
   when torch is importable (best of ``--reps``); its readout Vm is checked equal to refmodel's.
@@ -269,11 +270,14 @@ def timed(f):
     return time.perf_counter() - t, time.process_time() - c, out
 
 
-def record_run(network, x, timesteps, directory):
-    """The main job: every trace of every layer streamed into a vector file."""
+RECORDS = ("all", "spikes", "none")
+
+
+def record_run(network, x, timesteps, directory, record="all"):
+    """The main job: the ``record`` traces streamed into a vector file; (Result, file size)."""
     spec = Spec(network, StimulusSpec(source="x", batch=x.shape[0], timesteps=timesteps, seed=0), {"x": x})
     path = Path(directory) / f"{network.name}.h5"
-    result = generate(spec, path, record="all")
+    result = generate(spec, path, record=record)
     size = path.stat().st_size
     path.unlink()
     return result, size
@@ -285,7 +289,7 @@ def measure(name, rounds, reps, threads, directory):
     reference = network.run(x, timesteps)  # compiles / warms every kernel
     cases = {
         "refmodel": lambda: network.run(x, timesteps),
-        "refmodel + vectors": lambda: record_run(network, x, timesteps, directory),
+        **{f"refmodel + vectors ({r})": lambda r=r: record_run(network, x, timesteps, directory, r) for r in RECORDS},
     }
     checks = {}
     try:
@@ -300,16 +304,17 @@ def measure(name, rounds, reps, threads, directory):
         pass
     times = {case: [] for case in cases}
     cpu = {case: [] for case in cases}
-    file_size = 0
+    file_size = {}
     for _ in range(rounds):
         for case, f in cases.items():
-            runs = [timed(f) for _ in range(1 if case == "refmodel + vectors" else reps)]
+            recorded = case.startswith("refmodel + vectors")
+            runs = [timed(f) for _ in range(1 if recorded else reps)]
             t, c, out = min(runs, key=lambda run: run[0])
             times[case].append(t)
             cpu[case].append(c)
-            if case == "refmodel + vectors":
-                result, file_size = out
-                checks["recorded run == plain run"] = bool(np.array_equal(result.outputs["v"], reference.outputs["v"]))
+            if recorded:
+                result, file_size[case] = out
+                checks[f"{case} == plain run"] = bool(np.array_equal(result.outputs["v"], reference.outputs["v"]))
     ops, dense = synaptic_ops(network, x, timesteps)
     rates = {layer: reference.spike_rate(layer) for layer in reference.spike_counts}
     return {
@@ -398,7 +403,7 @@ def instrumented(network, timers):
 def profile(m, directory):
     network, x, timesteps = m["network"], m["x"], m["timesteps"]
     cases = [("refmodel", lambda: network.run(x, timesteps), 3),
-             ("refmodel + vectors", lambda: record_run(network, x, timesteps, directory), 1)]  # fmt: skip
+             ("refmodel + vectors (all)", lambda: record_run(network, x, timesteps, directory), 1)]  # fmt: skip
     out = {}
     for case, f, reps in cases:
 
@@ -469,9 +474,11 @@ def report(results, threads, rounds, reps, load):
     lines.append("")
     for name, m in results.items():
         times, T = m["times"], m["timesteps"]
-        share = statistics.median(1 - a / b for a, b in zip(times["refmodel"], times["refmodel + vectors"]))
-        lines.append(f"- **{name}**: trace writing = **{share:.0%}** of the recorded run (target < 25%); vector file "
-                     f"{m['file_size'] / 1e6:.1f} MB for T = {T}.")  # fmt: skip
+        for r in RECORDS:
+            case = f"refmodel + vectors ({r})"
+            share = statistics.median(1 - a / b for a, b in zip(times["refmodel"], times[case]))
+            lines.append(f"- **{name}**, record={r!r}: writing = **{share:.0%}** of the recorded run (target < 25%); "
+                         f"vector file {m['file_size'][case] / 1e6:.1f} MB for T = {T}.")  # fmt: skip
         if "torch f32" in times:
             speed = within(times, "refmodel", "torch f32")
             lines.append(f"- **{name}**: refmodel (no traces) vs torch float32: **{speed:.2f}×** (target >= 1.0×)")
