@@ -251,9 +251,10 @@ class Network:
         (int64 from the start when there is nothing to add up, T = 1)."""
         fmt = self.formats[(name, "spikes")]
         lo, hi = timesteps * min(0, fmt.min_int), timesteps * fmt.max_int
-        for dtype in (np.uint8, np.uint16, np.uint32) if lo == 0 else (np.int8, np.int16, np.int32):
-            if timesteps > 1 and np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
-                return np.dtype(dtype)
+        if timesteps > 1:
+            for dtype in (np.uint8, np.uint16, np.uint32) if lo == 0 else (np.int8, np.int16, np.int32):
+                if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+                    return np.dtype(dtype)
         return np.dtype(np.int64)
 
     def run(

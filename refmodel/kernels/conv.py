@@ -190,7 +190,7 @@ class Weights:
         self._abs_max = int(max(self._abs)) if K else 0
         self._bias_abs = np.abs(self.bias.astype(object))
         self._bias_abs_max = int(max(self._bias_abs)) if K else 0
-        self.fits8, self.fits16 = _fits(self.w, np.int8), _fits(self.w, np.int16)
+        self.fits16 = _fits(self.w, np.int16)  # the dense SIMD kernel takes int16 weights
         self._tables = {}
 
     @classmethod
