@@ -6,7 +6,7 @@ import argparse
 import sys
 
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
-               "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex), "
+               "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex, export-sv), "
                "estimate its cost (cost), or run the built-in example (demo). "
                "Exit status 2 for bad input or an unreadable or unwritable file.")
 
@@ -102,6 +102,14 @@ def _cmd_export_hex(args) -> int:
     return 0
 
 
+def _cmd_export_sv(args) -> int:
+    from refmodel.vectors import export_sv
+
+    macros = [line for line in export_sv(args.file, args.out).splitlines() if line.startswith("`define REFMODEL_")]
+    print(f"wrote {len(macros) - 1} macros to {args.out}")  # less the include guard
+    return 0
+
+
 class _UsageError(Exception):
     """A combination of arguments argparse cannot refuse by itself."""
 
@@ -173,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", help="vector file (HDF5)")
     export.add_argument("dir", help="output directory")
     export.set_defaults(func=_cmd_export_hex)
+    export_sv = commands.add_parser(
+        "export-sv", help="write the network's parameters as a Verilog/SystemVerilog header of `define macros",
+        description="Write the parameters of the run in FILE (run and network constants, every layer's "
+                    "formats, modes, shapes, thresholds and other parameters of rank <= 1, each signal's "
+                    "format) as `define macros REFMODEL_<layer>_<FIELD> into OUT, for RTL and testbenches "
+                    "to take their parameters from the file that holds the vectors (docs/rtl-flow.md).")
+    export_sv.add_argument("file", help="vector file (HDF5) written by refmodel gen")
+    export_sv.add_argument("out", help="header to write (e.g. refmodel_params.vh)")
+    export_sv.set_defaults(func=_cmd_export_sv)
     cost = commands.add_parser(
         "cost", help="operations, memory and memory traffic per layer, static and measured",
         description="Print the cost of SPEC's network per layer and in total (docs/cost-model.md): static "

@@ -36,10 +36,11 @@ from refmodel.layers import (
 )
 from refmodel.network import Network
 from refmodel.vectors.compare import first_mismatch
-from refmodel.vectors.schema import TRACE_AXES
 
 __all__ = [
     "assert_bit_exact",
+    "pack_bits",
+    "unpack_bits",
     "qformats",
     "conv2d_layers",
     "linear_layers",
@@ -57,15 +58,42 @@ _OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
 _ROUNDINGS = tuple(r.name for r in Rounding)
 
 
-def assert_bit_exact(expected, actual, *, layer=None, signal=None, axes=TRACE_AXES):
+def assert_bit_exact(expected, actual, *, layer=None, signal=None, axes=None, at=None):
     """Raise AssertionError with the first-mismatch report unless the integer arrays are equal.
 
     Dtypes may differ (equal values are equal); ``axes`` names the dimensions in the report
-    (default t, n, c, y, x).  Non-integer arrays are refused with ValueError.
+    (default t, n, c, y, x); ``at`` gives the fixed leading coordinates of a slice, e.g.
+    ``at={"t": t, "n": n}`` for the (c, y, x) values of one timestep and sample
+    (``first_mismatch``).  Non-integer arrays are refused with ValueError.
     """
-    mismatch = first_mismatch(expected, actual, axes, layer=layer, signal=signal)
+    mismatch = first_mismatch(expected, actual, axes, at=at, layer=layer, signal=signal)
     if mismatch is not None:
         raise AssertionError(str(mismatch))
+
+
+def pack_bits(values, bits: int) -> int:
+    """The integers ``values`` (row-major) packed into one bus value, as RTL ports and Verilog
+    concatenations ``{e[K-1], ..., e[0]}`` hold them: element ``k`` in bits ``[k*bits +: bits]``,
+    as its two's-complement code.  Refuses a value outside the signed or unsigned ``bits`` range."""
+    flat = [int(v) for v in np.asarray(values).ravel()]
+    lo, hi = -(1 << (bits - 1)), (1 << bits) - 1
+    bad = next((k for k, v in enumerate(flat) if not lo <= v <= hi), None)
+    if bad is not None:
+        raise ValueError(f"pack_bits: element {bad} = {flat[bad]} does not fit {bits} bits")
+    mask = (1 << bits) - 1
+    return sum((v & mask) << (k * bits) for k, v in enumerate(flat))
+
+
+def unpack_bits(value: int, count: int, bits: int, signed: bool) -> np.ndarray:
+    """The ``count`` elements of the bus value ``value`` packed as ``pack_bits`` does, decoded as
+    signed (two's complement) or unsigned ``bits``-wide codes: an int64 array."""
+    value, mask = int(value), (1 << bits) - 1
+    if not 0 <= value < 1 << (count * bits):
+        raise ValueError(f"unpack_bits: {value:#x} is not a {count * bits}-bit bus value")
+    codes = [(value >> (k * bits)) & mask for k in range(count)]
+    if signed:
+        codes = [c - (1 << bits) if c >> (bits - 1) else c for c in codes]
+    return np.array(codes, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- strategies

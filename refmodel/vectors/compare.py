@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,14 +58,20 @@ def _integers(arr, what):
     return arr
 
 
-def first_mismatch(expected, actual, axes=TRACE_AXES, *, path="", layer=None, signal=None):
+def first_mismatch(expected, actual, axes=None, *, at=None, path="", layer=None, signal=None):
     """The first difference between two integer arrays (any integer dtypes), or None.
 
-    ``axes`` names the leading dimensions (extra ones are called d5, d6, ...).  Differing
-    shapes give a ``shape`` Mismatch; equal values of different dtypes are equal.
+    ``axes`` names the leading dimensions (extra ones are called d5, d6, ...); default the
+    trace axes t, n, c, y, x less those in ``at``.  ``at`` (e.g. ``{"t": 3, "n": 0}``) gives
+    the fixed leading coordinates of arrays that are one slice of a larger one, reported
+    before the slice's own.  Differing shapes give a ``shape`` Mismatch; equal values of
+    different dtypes are equal.
     """
     expected, actual = _integers(expected, "expected"), _integers(actual, "actual")
-    names = default_axes(expected.ndim, tuple(axes))
+    at = dict(at or {})
+    if axes is None:
+        axes = tuple(a for a in TRACE_AXES if a not in at)
+    names = tuple(at) + default_axes(expected.ndim, tuple(axes))
     common = dict(path=path, layer=layer, signal=signal, axes=names)
     if expected.shape != actual.shape:
         return Mismatch("shape", expected=expected.shape, got=actual.shape, **common)
@@ -74,8 +80,8 @@ def first_mismatch(expected, actual, axes=TRACE_AXES, *, path="", layer=None, si
     if count == 0:
         return None
     index = tuple(int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape))
-    return Mismatch("value", index=index, expected=int(expected[index]), got=int(actual[index]),
-                    count=count, size=int(expected.size), **common)
+    return Mismatch("value", index=tuple(int(i) for i in at.values()) + index, expected=int(expected[index]),
+                    got=int(actual[index]), count=count, size=int(expected.size), **common)
 
 
 @dataclass
@@ -126,12 +132,11 @@ def _compare_dataset(a: VectorFile, b: VectorFile, ia, ib):
         return first_mismatch(a.read(ia.path), b.read(ia.path), ia.axes, **common)
     first, count = None, 0
     for t in range(ia.shape[0]):
-        m = first_mismatch(a.read(ia.path, t), b.read(ia.path, t), ia.axes[1:], **common)
+        m = first_mismatch(a.read(ia.path, t), b.read(ia.path, t), ia.axes[1:], at={ia.axes[0]: t}, **common)
         if m is not None:
             count += m.count
-            first = first or Mismatch("value", axes=ia.axes, index=(t,) + m.index, expected=m.expected,
-                                      got=m.got, size=int(np.prod(ia.shape)), **common)
-    return None if first is None else Mismatch(**{**first.__dict__, "count": count})
+            first = first or m
+    return None if first is None else replace(first, count=count, size=int(np.prod(ia.shape)))
 
 
 def compare_files(golden, other) -> Comparison:

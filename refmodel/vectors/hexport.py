@@ -11,6 +11,7 @@ import numpy as np
 
 from refmodel.vectors.reader import VectorFile
 from refmodel.vectors.schema import VectorFileError, chmod_default
+from refmodel.vectors.svheader import timestep_digits
 
 HEX_FORMAT = "refmodel-hex"
 HEX_VERSION = 1
@@ -56,7 +57,7 @@ def export_hex(vector_path, out_dir) -> dict:
             raise VectorFileError(f"{out_dir}: cannot create a directory in {parent} ({exc.strerror})") from None
         try:
             files = []
-            width = max(4, len(str(vf.timesteps - 1)))
+            width = timestep_digits(vf.timesteps)
             for info in vf.datasets():
                 if info.kind in ("spikes", "trace"):
                     for t in range(vf.timesteps):
