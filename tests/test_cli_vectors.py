@@ -139,3 +139,29 @@ def test_export_hex_into_a_missing_parent_exits_2(generated, tmp_path):
     out = refmodel("export-hex", generated, tmp_path / "no" / "hex")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith(f"refmodel export-hex: error: {tmp_path / 'no' / 'hex'}: cannot create a directory")
+
+
+def test_export_sv_of_a_gen_file(generated, tmp_path):
+    out = refmodel("export-sv", generated, tmp_path / "p.vh")
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "p.vh").read_text()
+    macros = [line for line in text.splitlines() if line.startswith("`define ")]
+    assert out.stdout == f"wrote {len(macros) - 1} macros to {tmp_path / 'p.vh'}\n"  # less the include guard
+    with VectorFile(generated) as vf:
+        assert f"`define REFMODEL_CONFIG_SHA256 256'h{vf.config_sha256}  //" in text
+    # the recipe's threshold 12000 = 0x2ee0 for each of the 4 channels, v_min -12000 = 0xd120 at 16 bits
+    assert "`define REFMODEL_if1_THRESHOLD {16'h2ee0, 16'h2ee0, 16'h2ee0, 16'h2ee0}  //" in text
+    assert "`define REFMODEL_if1_V_MIN 16'hd120  // s16.0: -12000" in text
+    assert '`define REFMODEL_if1_OVERFLOW "SAT"' in text and "`define REFMODEL_pool1_KERNEL_Y 2" in text
+    assert "REFMODEL_readout_V_MIN" not in text  # the readout has no v_min: no macro
+    assert refmodel("export-sv", generated, tmp_path / "again.vh").returncode == 0
+    assert (tmp_path / "again.vh").read_text() == text
+
+
+def test_export_sv_refuses_a_file_without_a_run_config_or_a_missing_directory(files, generated, tmp_path):
+    out = refmodel("export-sv", files / "golden.h5", tmp_path / "p.vh")
+    assert out.returncode == 2 and "not a run config of refmodel gen" in out.stderr
+    missing = refmodel("export-sv", generated, tmp_path / "no" / "p.vh")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith(f"refmodel export-sv: error: {tmp_path / 'no' / 'p.vh'}: cannot create a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even a temporary file

@@ -20,7 +20,7 @@ from refmodel.generate import generate, make_stimulus
 from refmodel.layers import IF, Conv2d, SumPool
 from refmodel.network import Network, NetworkError
 from refmodel.spec import Spec, StimulusSpec, load_spec, network_config
-from refmodel.testing import assert_bit_exact, networks
+from refmodel.testing import assert_bit_exact, networks, pack_bits, unpack_bits
 from refmodel.vectors import VectorFile, VectorFileError, VectorWriter, compare_files, export_hex, first_mismatch
 from refmodel.vectors import hexport
 from tests.oracle import network as twin
@@ -335,6 +335,48 @@ def test_assert_bit_exact():
     with pytest.raises(AssertionError, match=r"layer conv1, signal v_post: first mismatch at t=0 n=0 c=1: "
                                              r"expected 3, got 4 \(1 of 2 values differ\)"):
         assert_bit_exact(a, np.array([[[-5, 4]]]), layer="conv1", signal="v_post")
+
+
+def test_a_slice_is_reported_at_its_place_in_the_whole():
+    whole = np.zeros((4, 3, 2, 5, 5), np.int64)  # (t, n, c, y, x)
+    dut = whole.copy()
+    dut[2, 1, 1, 3, 0] = -7
+    m = first_mismatch(whole[2, 1], dut[2, 1], at={"t": 2, "n": 1})
+    assert m.location == {"t": 2, "n": 1, "c": 1, "y": 3, "x": 0}
+    assert (m.expected, m.got, m.count, m.size) == (0, -7, 1, 50)
+    full = first_mismatch(whole, dut)  # the same place as the whole array's own report
+    assert (full.location, full.expected, full.got) == (m.location, m.expected, m.got)
+    with pytest.raises(AssertionError, match=r"^layer if1, signal v_pre: first mismatch at t=2 n=1 c=1 y=3 x=0: "
+                                             r"expected 0, got -7 \(1 of 50 values differ\)$"):
+        assert_bit_exact(whole[2, 1], dut[2, 1], layer="if1", signal="v_pre", at={"t": 2, "n": 1})
+    assert first_mismatch(whole[2, 1, 1], dut[2, 1, 1], ("row", "col"), at={"t": 2, "n": 1, "c": 1}).location == \
+        {"t": 2, "n": 1, "c": 1, "row": 3, "col": 0}
+
+
+def test_pack_bits_puts_element_k_at_bits_k_times_width():
+    assert pack_bits([1, -1], 4) == 0xF1  # element 0 in bits 3..0, element 1 (-1 = 0b1111) in bits 7..4
+    assert pack_bits(np.array([[-8, 7], [0, 15]]), 4) == 0xF078  # row-major; 15 fits 4 unsigned bits
+    assert pack_bits([1, 0, 1], 1) == 0b101
+    assert pack_bits([], 8) == 0
+    with pytest.raises(ValueError, match="element 1 = 16 does not fit 4 bits"):
+        pack_bits([0, 16], 4)
+    with pytest.raises(ValueError, match="element 0 = -9 does not fit 4 bits"):
+        pack_bits([-9], 4)
+    assert unpack_bits(0xF1, 2, 4, signed=True).tolist() == [1, -1]
+    assert unpack_bits(0xF1, 2, 4, signed=False).tolist() == [1, 15]
+    with pytest.raises(ValueError, match="0x100 is not a 8-bit bus value"):
+        unpack_bits(0x100, 2, 4, signed=False)
+
+
+@given(st.data())
+def test_unpack_bits_inverts_pack_bits(data):
+    bits = data.draw(st.integers(1, 64))
+    signed = data.draw(st.booleans())
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    values = data.draw(st.lists(st.integers(lo, hi), max_size=20))
+    bus = pack_bits(values, bits)
+    assert 0 <= bus < 1 << (bits * max(1, len(values)))
+    assert unpack_bits(bus, len(values), bits, signed).tolist() == values
 
 
 # ----------------------------------------------------------------------------- hex export

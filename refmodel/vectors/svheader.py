@@ -31,7 +31,6 @@ from refmodel.vectors.reader import VectorFile
 from refmodel.vectors.schema import VectorFileError, chmod_default, layer_key
 
 PREFIX = "REFMODEL"
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 def timestep_digits(timesteps: int) -> int:
@@ -42,14 +41,6 @@ def timestep_digits(timesteps: int) -> int:
 def _string(text: str) -> str:
     r"""A Verilog string literal (``\\``, ``"`` and newlines escaped)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _integer(value: int) -> str:
-    """Decimal, sized to 64 bits when it does not fit Verilog's 32-bit ``integer``."""
-    value = int(value)
-    if _INT32[0] <= value <= _INT32[1]:
-        return str(value)
-    return f"-64'sd{-value}" if value < 0 else f"64'sd{value}"
 
 
 def _code(value: int, fmt: QFormat) -> str:
@@ -84,16 +75,14 @@ def _field(prefix: str, value) -> list[tuple[str, str, str]]:
         return []
     if isinstance(value, bool):
         return [(prefix, str(int(value)), "")]
-    if isinstance(value, int):
-        return [(prefix, _integer(value), "")]
+    if isinstance(value, int):  # small: counts, shifts, periods (the wide integers are parameter datasets)
+        return [(prefix, str(value), "")]
     if isinstance(value, str):
         return [(prefix, _string(value), "")]
     if isinstance(value, dict) and set(value) == {"bits", "frac", "signed"}:
         return _format(prefix, QFormat.from_dict(value))
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return [(f"{prefix}_Y", str(value[0]), ""), (f"{prefix}_X", str(value[1]), "")]
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return [(f"{prefix}_{i}", _integer(v), "") for i, v in enumerate(value)]
     raise AssertionError(f"{prefix}: no macro form for {value!r}")  # every config field type is covered above
 
 

@@ -1,0 +1,151 @@
+"""The RTL flow under Icarus Verilog (examples/rtl, docs/rtl-flow.md): both example networks pass
+the plain Verilog and the cocotb testbench of each block, a vector file with one corrupted
+expected value fails both testbenches of that block exactly there, and export-sv's macros mean,
+to Verilog, the values of the vector file.
+
+Skipped without iverilog (Debian package iverilog) unless REFMODEL_REQUIRE_RTL is set, as
+.ci/run sets it: there a missing simulator fails."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from refmodel.generate import generate
+from refmodel.spec import load_spec
+from refmodel.vectors import VectorFile, export_sv
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "examples" / "rtl" / "run.py"
+RECIPE = ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("iverilog") is None and not os.environ.get("REFMODEL_REQUIRE_RTL"),
+    reason="Icarus Verilog (Debian package iverilog) is not installed",
+)
+
+
+def run_flow(*args):
+    """``python examples/rtl/run.py ARGS...``: (exit status, its PASS/FAIL lines)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    run = subprocess.run([sys.executable, str(RUN), *map(str, args)], capture_output=True, text=True, env=env)
+    lines = [line for line in run.stdout.splitlines() if line.startswith(("PASS ", "FAIL "))]
+    assert lines, run.stdout + run.stderr
+    return run.returncode, lines
+
+
+def test_both_example_networks_pass_every_testbench(tmp_path):
+    status, lines = run_flow("--build", tmp_path)
+    assert status == 0, "\n".join(lines)
+    expected = [f"PASS {bench} {block} [{net}]" for net in ("conv_if_vmpool", "if_wrap")
+                for block in ("if1", "pool1") for bench in ("verilog", "cocotb")]
+    assert [line.split(":")[0] for line in lines] == expected
+
+
+@pytest.fixture(scope="module")
+def recipe_vectors(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rtl") / "vectors.h5"
+    generate(load_spec(RECIPE), path)
+    return path
+
+
+# (layer, signal, place (t, n, c, y, x), the testbenches' block)
+CORRUPTIONS = [("001_if1", "v_post", (5, 1, 2, 3, 4), "if1"), ("002_pool1", "index", (6, 0, 3, 2, 1), "pool1")]
+
+
+@pytest.mark.parametrize("key, signal, place, block", CORRUPTIONS, ids=[c[1] for c in CORRUPTIONS])
+def test_a_corrupted_expected_value_fails_both_testbenches_of_its_block_there(recipe_vectors, tmp_path, key, signal,
+                                                                             place, block):
+    bad = tmp_path / "corrupted.h5"
+    shutil.copy(recipe_vectors, bad)
+    with h5py.File(bad, "r+") as f:
+        dset = f[f"traces/{key}/{signal}"]
+        original = int(dset[place])
+        corrupted = original - 1 if signal == "v_post" else (original + 1) % 4  # stays in the format
+        dset[place] = corrupted
+    status, lines = run_flow("--build", tmp_path / "build", "--vectors", bad)
+    assert status == 1
+    t, n, c, y, x = place
+    size = 256 if block == "if1" else 64
+    report = (f"layer {block}, signal {signal}: first mismatch at t={t} n={n} c={c} y={y} x={x}: "
+              f"expected {corrupted}, got {original} (1 of {size} values differ)")
+    expected = [f"FAIL {bench} {b} [corrupted]: {report}" if b == block else f"PASS {bench} {b} [corrupted]"
+                for b in ("if1", "pool1") for bench in ("verilog", "cocotb")]
+    assert [line if line.startswith("FAIL") else line.split(":")[0] for line in lines] == expected
+
+
+GOLDEN = sorted((ROOT / "vectors" / "golden").glob("*.h5"))
+
+
+def _verilog_dump(vf):
+    """A Verilog module printing, through the header's macros, every value the test checks:
+    ``(lines to $display, the lines expected)``, the expected ones read from the file itself."""
+    body, expected = [], []
+
+    def show(label, expression, value, fmt="%0d"):
+        body.append(f'        $display("{label} {fmt}", {expression});')
+        expected.append(f"{label} {value}")
+
+    show("sha", "`REFMODEL_CONFIG_SHA256", vf.config_sha256, "%h")
+    show("timesteps", "`REFMODEL_TIMESTEPS", vf.timesteps)
+    show("batch", "`REFMODEL_BATCH", vf.batch)
+    for layer, entry in zip(vf.layers, vf.config["network"]["layers"]):
+        m = f"`REFMODEL_{layer.name}"
+        show(f"{layer.name}.kind", f"{m}_KIND", layer.kind, "%0s")
+        show(f"{layer.name}.out_size", f"{m}_OUT_SIZE", int(np.prod(layer.output_shape)))
+        for field, value in entry.items():
+            if isinstance(value, str) and field not in ("kind", "name"):
+                show(f"{layer.name}.{field}", f"{m}_{field.upper()}", value, "%0s")
+        for (name, signal), fmt in vf.network.formats.items():
+            if name == layer.name:
+                s = f"{m}_{signal.upper()}"
+                show(f"{name}.{signal}.format", f"{s}_BITS, {s}_FRAC, {s}_SIGNED",
+                     f"{fmt.bits} {fmt.frac} {int(fmt.signed)}", "%0d %0d %0d")
+        for param in layer.params:
+            values, fmt = vf.param(layer.name, param)
+            if values.ndim > 1:
+                continue
+            p = f"{m}_{param.upper()}"
+            body.append(f"        for (k = 0; k < {p}_COUNT; k = k + 1) begin")
+            body.append(f"            code = ({p} >> (k * {p}_BITS)) & ((65'd1 << {p}_BITS) - 1);")
+            body.append(f"            value = {p}_SIGNED && code[{p}_BITS - 1] ? code - (65'sd1 <<< {p}_BITS) : code;")
+            body.append(f'            $display("{layer.name}.{param} %0d %0d", k, value);')
+            body.append("        end")
+            expected += [f"{layer.name}.{param} {k} {int(v)}" for k, v in enumerate(values.ravel())]
+    source = "\n".join(['`include "refmodel_params.vh"', "module dump;", "    integer k;",
+                        "    reg signed [64:0] code, value;", "    initial begin", *body, "    end", "endmodule", ""])
+    return source, expected
+
+
+@pytest.mark.parametrize("golden", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_export_sv_macros_mean_the_vector_files_values_to_verilog(golden, tmp_path):
+    export_sv(golden, tmp_path / "refmodel_params.vh")
+    with VectorFile(golden) as vf:
+        source, expected = _verilog_dump(vf)
+    (tmp_path / "dump.v").write_text(source)
+    subprocess.run(["iverilog", "-g2005", "-Wall", "-I", str(tmp_path), "-o", str(tmp_path / "dump"),
+                    str(tmp_path / "dump.v")], check=True, capture_output=True, text=True)
+    out = subprocess.run(["vvp", "-n", str(tmp_path / "dump")], check=True, capture_output=True, text=True).stdout
+    assert out.splitlines() == expected
+
+
+def test_export_sv_escapes_the_network_name_for_verilog(tmp_path):
+    name = 'a "quoted" name \\ with a backslash'
+    text = RECIPE.read_text().replace('name = "conv_if_vmpool"', f"name = {json.dumps(name)}")
+    text = text.replace('arrays = "conv_if_vmpool.npz"', f'arrays = "{RECIPE.with_suffix(".npz")}"')
+    (tmp_path / "spec.toml").write_text(text)
+    generate(load_spec(tmp_path / "spec.toml"), tmp_path / "v.h5")
+    export_sv(tmp_path / "v.h5", tmp_path / "refmodel_params.vh")
+    (tmp_path / "name.v").write_text('`include "refmodel_params.vh"\n'
+                                     'module name; initial $display("%0s", `REFMODEL_NETWORK); endmodule\n')
+    subprocess.run(["iverilog", "-g2005", "-I", str(tmp_path), "-o", str(tmp_path / "name"), str(tmp_path / "name.v")],
+                   check=True, capture_output=True)
+    out = subprocess.run(["vvp", "-n", str(tmp_path / "name")], check=True, capture_output=True, text=True).stdout
+    assert out == name + "\n"
