@@ -11,11 +11,15 @@ import numpy as np
 
 from refmodel.vectors.reader import VectorFile
 from refmodel.vectors.schema import VectorFileError, chmod_default
-from refmodel.vectors.svheader import timestep_digits
 
 HEX_FORMAT = "refmodel-hex"
 HEX_VERSION = 1
 _DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def timestep_digits(timesteps: int) -> int:
+    """Digits of the timestep in trace file names ``t<t:0Nd>.hex``: at least 4."""
+    return max(4, len(str(timesteps - 1)))
 
 
 def hex_lines(values, bits) -> bytes:

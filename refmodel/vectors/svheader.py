@@ -27,15 +27,11 @@ import tempfile
 import numpy as np
 
 from refmodel.fixed import QFormat
+from refmodel.vectors.hexport import timestep_digits
 from refmodel.vectors.reader import VectorFile
 from refmodel.vectors.schema import VectorFileError, chmod_default, layer_key
 
 PREFIX = "REFMODEL"
-
-
-def timestep_digits(timesteps: int) -> int:
-    """Digits of the timestep in export-hex trace file names ``t<t:0Nd>.hex``."""
-    return max(4, len(str(timesteps - 1)))
 
 
 def _string(text: str) -> str:
@@ -49,7 +45,7 @@ def _code(value: int, fmt: QFormat) -> str:
 
 
 def _shape(prefix: str, shape) -> list[tuple[str, str, str]]:
-    names = ("C", "H", "W") if len(shape) == 3 else ("F",) if len(shape) == 1 else tuple(f"D{i}" for i in range(len(shape)))
+    names = {1: ("F",), 3: ("C", "H", "W")}.get(len(shape), tuple(f"D{i}" for i in range(len(shape))))
     rows = [(f"{prefix}_{n}", str(d), "") for n, d in zip(names, shape)]
     return rows + [(f"{prefix}_SIZE", str(math.prod(shape)), "")]
 
@@ -66,7 +62,7 @@ def _param(prefix: str, values: np.ndarray, fmt: QFormat, axes) -> list[tuple[st
     else:
         text = "{" + ", ".join(_code(v, fmt) for v in flat[::-1]) + "}"
         note = f"{fmt} [{' '.join(axes)}], element k at [k*{fmt.bits} +: {fmt.bits}]: {flat.tolist()}"
-    return [(prefix, text, note)] + _format(prefix, fmt, str(fmt)) + [(f"{prefix}_COUNT", str(flat.size), "")]
+    return [(prefix, text, note)] + _format(prefix, fmt) + [(f"{prefix}_COUNT", str(flat.size), "")]
 
 
 def _field(prefix: str, value) -> list[tuple[str, str, str]]:
