@@ -29,7 +29,7 @@ SPECS = (HERE.parents[1] / "vectors" / "recipes" / "conv_if_vmpool.toml", HERE /
 #: block -> (RTL top, its sources)
 BLOCKS = {
     "if1": ("if1_top", ("rtl/if1_top.v", "rtl/if_neuron_array.v")),
-    "pool1": ("pool1_top", ("rtl/pool1_top.v", "rtl/vm_maxpool2x2.v")),
+    "pool1": ("pool1_top", ("rtl/pool1_top.v", "rtl/vm_maxpool2x2.v", "rtl/vm_maxpool2x2_unit.v")),
 }
 HEADER = "refmodel_params.vh"
 

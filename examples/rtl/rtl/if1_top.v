@@ -12,7 +12,9 @@ module if1_top (
     output [`REFMODEL_if1_OUT_SIZE*`REFMODEL_if1_VM_BITS-1:0] v_pre,
     output [`REFMODEL_if1_OUT_SIZE*`REFMODEL_if1_VM_BITS-1:0] v_post
 );
+    /* verilator lint_off UNUSEDPARAM */  // read by the cocotb testbench
     localparam [255:0] CONFIG_SHA256 = `REFMODEL_CONFIG_SHA256;
+    /* verilator lint_on UNUSEDPARAM */
 
     initial if (`REFMODEL_if1_KIND != "if") begin
         $display("if1_top: layer if1 is a %0s layer, not if", `REFMODEL_if1_KIND);

@@ -36,6 +36,7 @@ module if_neuron_array #(
                                              : {{(W-VM_BITS){1'b0}}, {VM_BITS{1'b1}}};
     localparam PER_CHANNEL = N / C;
 
+    /* verilator lint_off WIDTH */  // string parameters compared with literals of other lengths
     initial begin
         if (!(OVERFLOW == "SAT" || OVERFLOW == "WRAP") || !(COMPARE == ">=" || COMPARE == ">")
                 || RESET != "subtract" || REFRACTORY != 0 || VM_BITS < 2 || N % C != 0) begin
@@ -44,6 +45,7 @@ module if_neuron_array #(
             $finish;
         end
     end
+    /* verilator lint_on WIDTH */
 
     function signed [W-1:0] vm_ext(input [VM_BITS-1:0] v);
         vm_ext = VM_SIGNED ? {{(W-VM_BITS){v[VM_BITS-1]}}, v} : {{(W-VM_BITS){1'b0}}, v};

@@ -9,7 +9,9 @@ module pool1_top (
     output [`REFMODEL_pool1_OUT_SIZE-1:0] out,
     output [`REFMODEL_pool1_OUT_SIZE*`REFMODEL_pool1_INDEX_BITS-1:0] index
 );
+    /* verilator lint_off UNUSEDPARAM */  // read by the cocotb testbench
     localparam [255:0] CONFIG_SHA256 = `REFMODEL_CONFIG_SHA256;
+    /* verilator lint_on UNUSEDPARAM */
 
     initial if (`REFMODEL_pool1_KIND != "winner_spike" || `REFMODEL_pool1_KERNEL_Y != 2 || `REFMODEL_pool1_KERNEL_X != 2
                 || `REFMODEL_pool1_STRIDE_Y != 2 || `REFMODEL_pool1_STRIDE_X != 2) begin
