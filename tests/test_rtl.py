@@ -8,6 +8,7 @@ Skipped without iverilog (Debian package iverilog) unless REFMODEL_REQUIRE_RTL i
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,3 +150,14 @@ def test_export_sv_escapes_the_network_name_for_verilog(tmp_path):
                    check=True, capture_output=True)
     out = subprocess.run(["vvp", "-n", str(tmp_path / "name")], check=True, capture_output=True, text=True).stdout
     assert out == name + "\n"
+
+
+def test_the_documented_steps_by_hand_pass(tmp_path):
+    doc = (ROOT / "docs" / "rtl-flow.md").read_text()
+    (steps,) = re.findall(r"```\n(mkdir -p build\n.*?)```", doc, re.S)
+    for tree in ("vectors", "examples"):
+        (tmp_path / tree).symlink_to(ROOT / tree)
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", steps], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1].startswith("tb_if1: PASS: v_pre, spikes and v_post of 256 neurons")
