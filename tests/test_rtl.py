@@ -6,20 +6,24 @@ to Verilog, the values of the vector file.
 Skipped without iverilog (Debian package iverilog) unless REFMODEL_REQUIRE_RTL is set, as
 .ci/run sets it: there a missing simulator fails."""
 
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refmodel.generate import generate
-from refmodel.spec import load_spec
+from refmodel.spec import load_spec, spec_from_dict
 from refmodel.vectors import VectorFile, export_sv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +165,56 @@ def test_the_documented_steps_by_hand_pass(tmp_path):
     run = subprocess.run(["bash", "-euo", "pipefail", "-c", steps], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.splitlines()[-1].startswith("tb_if1: PASS: v_pre, spikes and v_post of 256 neurons")
+
+
+def _flow_module():
+    """examples/rtl/run.py as a module."""
+    spec = importlib.util.spec_from_file_location("rtl_flow", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@st.composite
+def rtl_specs(draw):
+    """Random networks conv1 -> if1 -> pool1 within what the example RTL models: any Vm width
+    (2..20 bits) and signedness, WRAP or SAT, >= or >, a threshold per channel, v_min or none,
+    either vm_stage, odd or even maps, analog or spike-encoded input (currents varying in time)."""
+    c, h, w = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5))
+    vm = {"bits": draw(st.integers(2, 20)), "frac": 0, "signed": draw(st.booleans())}
+    lo, hi = (-(1 << (vm["bits"] - 1)), (1 << (vm["bits"] - 1)) - 1) if vm["signed"] else (0, (1 << vm["bits"]) - 1)
+    acc_bits = draw(st.integers(4, 16))
+    encoding = draw(st.sampled_from(["analog", "rate", "random"]))
+    neuron = {"kind": "if", "name": "if1", "vm": vm, "overflow": draw(st.sampled_from(["WRAP", "SAT"])),
+              "compare": draw(st.sampled_from([">=", ">"])),
+              "threshold": [draw(st.integers(max(lo, 1), hi) | st.integers(lo, hi)) for _ in range(c)]}
+    if draw(st.booleans()):
+        neuron["v_min"] = draw(st.integers(lo, hi))
+    weight = np.array(draw(st.lists(st.integers(-31, 31), min_size=c * 9, max_size=c * 9))).reshape(c, 1, 3, 3)
+    spec = {
+        "name": "random_rtl", "input_shape": [1, h, w],
+        "input_format": {"bits": 8, "frac": 0, "signed": False} if encoding == "analog" else {"bits": 1, "signed": False},
+        "stimulus": {"encoding": encoding, "source": "random", "batch": draw(st.integers(1, 2)),
+                     "timesteps": draw(st.integers(1, 6)), "seed": draw(st.integers(0, 2**32 - 1)),
+                     **({} if encoding == "analog" else {"format": {"bits": 8, "frac": 8, "signed": False}})},
+        "layers": [
+            {"kind": "conv2d", "name": "conv1", "weight": "conv1.weight", "weight_format": {"bits": 6}, "padding": 1,
+             "acc_format": {"bits": acc_bits}, "overflow": draw(st.sampled_from(["WRAP", "SAT"]))},
+            neuron,
+            {"kind": "winner_spike", "name": "pool1", "kernel": 2, "vm_stage": draw(st.sampled_from(["pre", "post"]))},
+        ],
+    }
+    return spec_from_dict(spec, {"conv1.weight": weight})
+
+
+@settings(max_examples=12)
+@given(spec=rtl_specs())
+def test_the_rtl_blocks_equal_refmodel_on_random_networks(spec):
+    flow = _flow_module()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        generate(spec, out / "v.h5")
+        flow.prepare(out / "v.h5", out)
+        for block in flow.BLOCKS:
+            passed, report = flow.run_verilog(block, out / "v.h5", out)
+            assert passed, report
