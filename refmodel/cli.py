@@ -6,8 +6,9 @@ import argparse
 import sys
 
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
-               "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex, export-sv), "
-               "estimate its cost (cost), or run the built-in example (demo). "
+               "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex; "
+               "export-sv for the parameters as a Verilog header), estimate its cost (cost), or run the built-in "
+               "example (demo). "
                "Exit status 2 for bad input or an unreadable or unwritable file.")
 
 

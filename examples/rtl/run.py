@@ -22,7 +22,7 @@ from pathlib import Path
 
 from refmodel.generate import generate
 from refmodel.spec import load_spec
-from refmodel.vectors import export_hex, export_sv
+from refmodel.vectors import VectorFile, VectorFileError, export_hex, export_sv
 
 HERE = Path(__file__).resolve().parent
 SPECS = (HERE.parents[1] / "vectors" / "recipes" / "conv_if_vmpool.toml", HERE / "if_wrap.toml")
@@ -44,8 +44,6 @@ def prepare(vectors: Path, out: Path) -> None:
 
 def run_verilog(block: str, vectors: Path, out: Path) -> tuple[bool, str]:
     """Compile and run ``tb/tb_<block>.v`` against ``out``'s header and hex files: (passed, report)."""
-    from refmodel.vectors import VectorFile
-
     with VectorFile(vectors) as vf:
         sha = vf.config_sha256
     sim = out / f"tb_{block}.vvp"
@@ -102,19 +100,27 @@ def main(argv=None) -> int:
     parser.add_argument("--build", type=Path, default=Path("rtl-build"), help="output directory (default ./rtl-build)")
     parser.add_argument("--vectors", type=Path, help="replay this vector file instead of generating from specs")
     args = parser.parse_args(argv)
+    missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
+    if missing:
+        print(f"run.py: {' and '.join(missing)} not found: install Icarus Verilog (Debian: apt-get install iverilog)",
+              file=sys.stderr)
+        return 2
     # the cocotb runner exits the process on a failure when it believes it runs inside pytest
     os.environ.pop("PYTEST_CURRENT_TEST", None)
-    if args.vectors is not None:
-        return 0 if replay(args.vectors.resolve(), args.build.resolve() / args.vectors.stem) else 1
-    passed = True
-    for spec_path in args.specs or SPECS:
-        spec = load_spec(spec_path)
-        out = args.build.resolve() / spec.network.name
-        out.mkdir(parents=True, exist_ok=True)
-        vectors = out / "vectors.h5"
-        generate(spec, vectors)
-        passed &= replay(vectors, out)
-    return 0 if passed else 1
+    try:
+        if args.vectors is not None:
+            return 0 if replay(args.vectors.resolve(), args.build.resolve() / args.vectors.stem) else 1
+        passed = True
+        for spec_path in args.specs or SPECS:
+            spec = load_spec(spec_path)
+            out = args.build.resolve() / spec.network.name
+            out.mkdir(parents=True, exist_ok=True)
+            generate(spec, out / "vectors.h5")
+            passed &= replay(out / "vectors.h5", out)
+        return 0 if passed else 1
+    except (VectorFileError, ValueError) as exc:  # a bad spec or vector file (SpecError is a ValueError)
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from refmodel.vectors.compare import Comparison, Mismatch, compare_files, first_mismatch
 from refmodel.vectors.hexport import export_hex
 from refmodel.vectors.reader import DatasetInfo, LayerInfo, VectorFile
-from refmodel.vectors.svheader import export_sv
 from refmodel.vectors.schema import FORMAT_NAME, FORMAT_VERSION, VectorFileError
+from refmodel.vectors.svheader import export_sv
 from refmodel.vectors.writer import VectorWriter
 
 __all__ = ["VectorWriter", "VectorFile", "VectorFileError", "DatasetInfo", "LayerInfo", "compare_files",
