@@ -218,3 +218,15 @@ def test_the_rtl_blocks_equal_refmodel_on_random_networks(spec):
         for block in flow.BLOCKS:
             passed, report = flow.run_verilog(block, out / "v.h5", out)
             assert passed, report
+
+
+def test_both_testbenches_refuse_a_header_exported_from_another_run(recipe_vectors, tmp_path, monkeypatch):
+    flow = _flow_module()
+    other = tmp_path / "other.h5"
+    generate(load_spec(RECIPE), other, seed=99)  # the same network, another run: another config hash
+    flow.prepare(other, tmp_path)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # else the cocotb runner exits pytest on the failure
+    passed, report = flow.run_verilog("if1", recipe_vectors, tmp_path)
+    assert not passed and "tb_if1: the hex files (config sha256" in report and "are not of one run" in report
+    passed, report = flow.run_cocotb("if1", recipe_vectors, tmp_path)
+    assert not passed and report.startswith("refmodel_params.vh was not exported from this vector file")
