@@ -48,7 +48,8 @@ def run_verilog(block: str, vectors: Path, out: Path) -> tuple[bool, str]:
         sha = vf.config_sha256
     sim = out / f"tb_{block}.vvp"
     sources = [HERE / "tb" / f"tb_{block}.v"] + [HERE / s for s in BLOCKS[block][1]]
-    build = subprocess.run(["iverilog", "-g2005", "-Wall", "-I", str(out), "-o", str(sim), *map(str, sources)],
+    includes = ["-I", str(out), "-I", str(HERE / "tb")]  # refmodel_params.vh, replay.vh
+    build = subprocess.run(["iverilog", "-g2005", "-Wall", *includes, "-o", str(sim), *map(str, sources)],
                            capture_output=True, text=True)
     if build.returncode:
         return False, f"iverilog failed:\n{build.stdout}{build.stderr}"

@@ -8,7 +8,8 @@
 
 module tb_if1;
     localparam T = `REFMODEL_TIMESTEPS, B = `REFMODEL_BATCH;
-    localparam N = `REFMODEL_if1_OUT_SIZE, H = `REFMODEL_if1_OUT_H, W = `REFMODEL_if1_OUT_W;
+    localparam LAYER = "if1", OUT_SIZE = `REFMODEL_if1_OUT_SIZE, OUT_H = `REFMODEL_if1_OUT_H, OUT_W = `REFMODEL_if1_OUT_W;
+    localparam N = OUT_SIZE;
     localparam IB = `REFMODEL_conv1_CURRENT_BITS, VB = `REFMODEL_if1_VM_BITS;
 
     reg clk = 1'b0, rst = 1'b1, step = 1'b0;
@@ -22,63 +23,15 @@ module tb_if1;
     reg [IB-1:0] current_hex [0:B*N-1];
     reg [VB-1:0] v_pre_hex [0:B*N-1], v_post_hex [0:B*N-1];
     reg spikes_hex [0:B*N-1];
-    reg [8*1024-1:0] dir;
-    reg [255:0] config_sha256;
-    integer t, n, i, bad, first;
-    reg signed [64:0] first_expected, first_got;
-
-    task fail;
-        begin
-`ifdef __ICARUS__
-            $finish_and_return(1);
-`else
-            $finish;
-`endif
-        end
-    endtask
-
-    function [8*1024-1:0] hex_file(input [8*16-1:0] layer_key, input [8*16-1:0] signal, input integer t);
-        reg [8*1024-1:0] path;
-        begin
-            $sformat(path, "%0s/traces/%0s/%0s/t%04d.hex", dir, layer_key, signal, t);
-            hex_file = path;
-        end
-    endfunction
+    `include "replay.vh"
 
     function signed [64:0] vm_value(input [VB-1:0] code);
         if (`REFMODEL_if1_VM_SIGNED) vm_value = $signed(code);
         else vm_value = code;
     endfunction
 
-    task differ(input integer i, input signed [64:0] expected, input signed [64:0] got);
-        begin
-            if (bad == 0) begin
-                first = i;
-                first_expected = expected;
-                first_got = got;
-            end
-            bad = bad + 1;
-        end
-    endtask
-
-    task verdict(input [8*8-1:0] signal);  // after comparing one signal of (t, n)
-        if (bad) begin
-            $display("layer if1, signal %0s: first mismatch at t=%0d n=%0d c=%0d y=%0d x=%0d: expected %0d, got %0d (%0d of %0d values differ)",
-                     signal, t, n, first / (H*W), first / W % H, first % W, first_expected, first_got, bad, N);
-            fail;
-        end
-    endtask
-
     initial begin
-        if (!$value$plusargs("hex=%s", dir) || !$value$plusargs("config_sha256=%h", config_sha256)) begin
-            $display("tb_if1: give +hex=DIR +config_sha256=SHA256");
-            fail;
-        end
-        if (config_sha256 !== `REFMODEL_CONFIG_SHA256 || `REFMODEL_TIMESTEP_DIGITS != 4) begin
-            $display("tb_if1: the hex files (config sha256 %h) and refmodel_params.vh (%h) are not of one run",
-                     config_sha256, `REFMODEL_CONFIG_SHA256);
-            fail;
-        end
+        start;
         for (n = 0; n < B; n = n + 1) begin
             @(negedge clk) rst = 1'b1;
             @(negedge clk) rst = 1'b0;

@@ -8,8 +8,9 @@
 
 module tb_pool1;
     localparam T = `REFMODEL_TIMESTEPS, B = `REFMODEL_BATCH;
-    localparam N = `REFMODEL_pool1_IN_SIZE, M = `REFMODEL_pool1_OUT_SIZE;
-    localparam HO = `REFMODEL_pool1_OUT_H, WO = `REFMODEL_pool1_OUT_W;
+    localparam LAYER = "pool1", OUT_SIZE = `REFMODEL_pool1_OUT_SIZE;
+    localparam OUT_H = `REFMODEL_pool1_OUT_H, OUT_W = `REFMODEL_pool1_OUT_W;
+    localparam N = `REFMODEL_pool1_IN_SIZE, M = OUT_SIZE;
     localparam VB = `REFMODEL_if1_VM_BITS, PB = `REFMODEL_pool1_INDEX_BITS;
 
     reg [N*VB-1:0] vm;
@@ -21,58 +22,10 @@ module tb_pool1;
     reg [VB-1:0] vm_hex [0:B*N-1];
     reg spikes_hex [0:B*N-1], out_hex [0:B*M-1];
     reg [PB-1:0] index_hex [0:B*M-1];
-    reg [8*1024-1:0] dir;
-    reg [255:0] config_sha256;
-    integer t, n, i, bad, first;
-    reg signed [64:0] first_expected, first_got;
-
-    task fail;
-        begin
-`ifdef __ICARUS__
-            $finish_and_return(1);
-`else
-            $finish;
-`endif
-        end
-    endtask
-
-    function [8*1024-1:0] hex_file(input [8*16-1:0] layer_key, input [8*16-1:0] signal, input integer t);
-        reg [8*1024-1:0] path;
-        begin
-            $sformat(path, "%0s/traces/%0s/%0s/t%04d.hex", dir, layer_key, signal, t);
-            hex_file = path;
-        end
-    endfunction
-
-    task differ(input integer i, input signed [64:0] expected, input signed [64:0] got);
-        begin
-            if (bad == 0) begin
-                first = i;
-                first_expected = expected;
-                first_got = got;
-            end
-            bad = bad + 1;
-        end
-    endtask
-
-    task verdict(input [8*8-1:0] signal);  // after comparing one signal of (t, n)
-        if (bad) begin
-            $display("layer pool1, signal %0s: first mismatch at t=%0d n=%0d c=%0d y=%0d x=%0d: expected %0d, got %0d (%0d of %0d values differ)",
-                     signal, t, n, first / (HO*WO), first / WO % HO, first % WO, first_expected, first_got, bad, M);
-            fail;
-        end
-    endtask
+    `include "replay.vh"
 
     initial begin
-        if (!$value$plusargs("hex=%s", dir) || !$value$plusargs("config_sha256=%h", config_sha256)) begin
-            $display("tb_pool1: give +hex=DIR +config_sha256=SHA256");
-            fail;
-        end
-        if (config_sha256 !== `REFMODEL_CONFIG_SHA256 || `REFMODEL_TIMESTEP_DIGITS != 4) begin
-            $display("tb_pool1: the hex files (config sha256 %h) and refmodel_params.vh (%h) are not of one run",
-                     config_sha256, `REFMODEL_CONFIG_SHA256);
-            fail;
-        end
+        start;
         for (t = 0; t < T; t = t + 1) begin
             $readmemh(hex_file(`REFMODEL_if1_KEY, `REFMODEL_pool1_VM_STAGE == "pre" ? "v_pre" : "v_post", t), vm_hex);
             $readmemh(hex_file(`REFMODEL_if1_KEY, "spikes", t), spikes_hex);
