@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refmodel.errors import RefmodelError
+
 __all__ = ["ANNError", "ANN", "ARRAYS", "load", "save", "forward", "windows"]
 
 ARCH_KEY = "__architecture__"
@@ -65,7 +67,7 @@ _OPTIONS = {
 }
 
 
-class ANNError(ValueError):
+class ANNError(RefmodelError, ValueError):
     """An invalid network description; the message names the layer, the field and the value."""
 
 

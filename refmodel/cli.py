@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+
+from refmodel.errors import RefmodelError
 
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
                "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex; "
                "export-sv for the parameters as a Verilog header), estimate its cost (cost), or run the built-in "
                "example (demo). "
-               "Exit status 2 for bad input or an unreadable or unwritable file.")
+               "Exit status 2 for bad input or an unreadable or unwritable file, 130 when interrupted (Ctrl-C), "
+               "143 when terminated (SIGTERM); an interrupted command leaves no file behind.")
 
 
 def _cmd_demo(args) -> int:
@@ -44,9 +48,8 @@ def _cmd_gen(args) -> int:
     timesteps = spec.stimulus.timesteps if args.timesteps is None else args.timesteps
     progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
     record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
-    result = generate(
-        spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record, progress=progress
-    )
+    result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record,
+                      progress=progress, force=args.force)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -98,7 +101,7 @@ def _cmd_cost(args) -> int:
 def _cmd_export_hex(args) -> int:
     from refmodel.vectors import export_hex
 
-    manifest = export_hex(args.file, args.dir)
+    manifest = export_hex(args.file, args.dir, force=args.force)
     print(f"wrote {len(manifest['files'])} hex files and manifest.json to {args.dir}")
     return 0
 
@@ -106,13 +109,23 @@ def _cmd_export_hex(args) -> int:
 def _cmd_export_sv(args) -> int:
     from refmodel.vectors import export_sv
 
-    macros = [line for line in export_sv(args.file, args.out).splitlines() if line.startswith("`define REFMODEL_")]
+    text = export_sv(args.file, args.out, force=args.force)
+    macros = [line for line in text.splitlines() if line.startswith("`define REFMODEL_")]
     print(f"wrote {len(macros) - 1} macros to {args.out}")  # less the include guard
     return 0
 
 
-class _UsageError(Exception):
+class _UsageError(RefmodelError):
     """A combination of arguments argparse cannot refuse by itself."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (like KeyboardInterrupt for SIGINT) so that every
+    writer's cleanup runs: no temporary file survives."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def _integer(lo, hi=None):
@@ -130,9 +143,13 @@ def _integer(lo, hi=None):
     return parse
 
 
+FORCE_HELP = "write through a symbolic link at the output path (refused without --force)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from refmodel import __version__
     from refmodel.encode import SEED_MAX
+    from refmodel.limits import MAX_BATCH, MAX_TIMESTEPS
 
     parser = argparse.ArgumentParser(prog="refmodel", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"refmodel {__version__}")
@@ -152,13 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "overflow counts. Options override the spec's [stimulus] settings.")
     gen.add_argument("spec", help="network spec (TOML)")
     gen.add_argument("--out", required=True, help="vector file to write (HDF5)")
-    gen.add_argument("--timesteps", type=_integer(1), help="timesteps T (>= 1)")
-    gen.add_argument("--batch", type=_integer(1), help="batch size N (>= 1)")
+    gen.add_argument("--timesteps", type=_integer(1, MAX_TIMESTEPS), help=f"timesteps T (1..{MAX_TIMESTEPS})")
+    gen.add_argument("--batch", type=_integer(1, MAX_BATCH), help=f"batch size N (1..{MAX_BATCH})")
     gen.add_argument("--seed", type=_integer(0, SEED_MAX),
                      help=f"seed of the random stimulus source and encoder (0..{SEED_MAX})")
     gen.add_argument("--record", nargs="+", default=["all"], metavar="WHAT",
                      help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    gen.add_argument("--force", action="store_true", help=FORCE_HELP)
     gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
         "inspect", help="validate a vector file and summarize it: layers, shapes, formats, spike rates, overflows",
@@ -181,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "which must not exist or be empty.")
     export.add_argument("file", help="vector file (HDF5)")
     export.add_argument("dir", help="output directory")
+    export.add_argument("--force", action="store_true", help=FORCE_HELP)
     export.set_defaults(func=_cmd_export_hex)
     export_sv = commands.add_parser(
         "export-sv", help="write the network's parameters as a Verilog/SystemVerilog header of `define macros",
@@ -190,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "to take their parameters from the file that holds the vectors (docs/rtl-flow.md).")
     export_sv.add_argument("file", help="vector file (HDF5) written by refmodel gen")
     export_sv.add_argument("out", help="header to write (e.g. refmodel_params.vh)")
+    export_sv.add_argument("--force", action="store_true", help=FORCE_HELP)
     export_sv.set_defaults(func=_cmd_export_sv)
     cost = commands.add_parser(
         "cost", help="operations, memory and memory traffic per layer, static and measured",
@@ -198,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "by default a run of the spec's [stimulus] (as refmodel gen would run it), or the run "
                     "recorded in a vector file (--from-vectors, needs its spike traces), or none (--static).")
     cost.add_argument("spec", nargs="?", help="network spec (TOML); optional with --from-vectors")
-    cost.add_argument("--timesteps", type=_integer(1),
+    cost.add_argument("--timesteps", type=_integer(1, MAX_TIMESTEPS),
                       help="timesteps T (default: the spec's; with --from-vectors: the file's)")
     source = cost.add_mutually_exclusive_group()
     source.add_argument("--from-vectors", metavar="FILE",
@@ -210,20 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from refmodel.fixed import FixedPointError
-    from refmodel.layers import LayerError
-    from refmodel.vectors import VectorFileError
-
+    """Run one command: exit status 0 (1 for ``check`` of differing files); 2 with one line
+    ``refmodel COMMAND: error: ...`` for a RefmodelError; 130 for SIGINT, 143 for SIGTERM."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (_UsageError, VectorFileError, LayerError, FixedPointError) as exc:
+    except RefmodelError as exc:
         print(f"refmodel {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"refmodel {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"refmodel {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"refmodel {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

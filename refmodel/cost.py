@@ -398,6 +398,7 @@ def measure_spec(spec, timesteps: int | None = None) -> Cost:
 
     stim = spec.stimulus
     timesteps = stim.timesteps if timesteps is None else timesteps
+    spec.network.check_run(stim.batch, timesteps, "spikes", stimulus="analog" if stim.encoding == "analog" else "spikes")
     encoder = make_stimulus(spec, stim.batch, stim.seed)
     stimulus = encoder.run(timesteps) if encoder.spiking else encoder.x
     return measure(spec.network.run(stimulus, timesteps), stimulus)
@@ -416,7 +417,7 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
     counts = {}
     for info in vf.layers:
         if "spikes" in info.signals:
-            counts[info.name] = _magnitudes(vf.trace(info.name, "spikes", t) for t in range(vf.timesteps))
+            counts[info.name] = _magnitudes(vf.steps(vf.trace_info(info.name, "spikes").path))
     if vf.encoding != "analog":
         inputs = _input_counts(network, True, vf.stimulus_spikes(), vf.timesteps)
     else:

@@ -28,6 +28,7 @@ import numpy as np
 from refmodel import ann as annlib
 from refmodel.convert import convert, quantize_input, to_network
 from refmodel.cost import estimate, fan_out
+from refmodel.files import AtomicOutput, OutputError
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
 from refmodel.layers import SYNAPSES, Flatten
@@ -133,8 +134,11 @@ def _plot(path, float_accuracy, variants, timesteps):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with AtomicOutput(path) as out:
+            fig.savefig(out.tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _table(out, title, variants, timesteps, cell):
@@ -151,7 +155,10 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
     """
     start = time.perf_counter()
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot be made a directory ({exc.strerror})") from None
     model, data = load_data()
     n = 100 if quick else len(data["y_test"])
     timesteps = TIMESTEPS[:4] if quick else TIMESTEPS

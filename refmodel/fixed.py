@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from refmodel.errors import RefmodelError
+
 __all__ = [
     "FixedPointError",
     "FixedOverflowError",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 
-class FixedPointError(ValueError):
+class FixedPointError(RefmodelError, ValueError):
     """Invalid fixed-point input: a bad format, mode, dtype or value."""
 
 
@@ -419,7 +421,8 @@ def shift_right(x, n, rounding):
         raise FixedPointError(f"shift_right: the shift must be an integer >= 0, got {n!r}")
     arr = _as_int64(x, "shift_right: x")
     out = np.empty(arr.size, np.int64)
-    _shift_right_array(arr.ravel(), int(n), int(rounding), out)
+    # every shift beyond 65 gives what 65 gives (|x| / 2**n < 1/2: no tie), and fits the kernel's int64
+    _shift_right_array(arr.ravel(), min(int(n), 65), int(rounding), out)
     return out.reshape(arr.shape)
 
 

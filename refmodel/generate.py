@@ -69,17 +69,22 @@ def _overridden(spec: Spec, **overrides) -> StimulusSpec:
         raise NetworkError(spec.network.name, err.field, err.value, err.problem) from None
 
 
-def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="all", progress=None) -> Result:
-    """Run ``spec`` and write the vector file ``out`` (atomically); returns the run's Result
-    (without traces: they went to the file).  Arguments left None come from the spec."""
+def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="all", progress=None,
+             force=False) -> Result:
+    """Run ``spec`` and write the vector file ``out`` (atomically; ``force`` writes through a
+    symbolic link, see ``refmodel.files``); returns the run's Result (without traces: they went
+    to the file).  Arguments left None come from the spec."""
     network = spec.network
     stim = _overridden(spec, timesteps=timesteps, batch=batch, seed=seed)
     chosen = network.resolve_record(record)
     layout = run_layout(network, stim, chosen, spec.where)
+    network.check_run(stim.batch, stim.timesteps, chosen, keep_traces=False,
+                      stimulus="analog" if stim.encoding == "analog" else "spikes")
     encoder = make_stimulus(spec, stim.batch, stim.seed)
     stimulus = encoder.run(stim.timesteps) if encoder.spiking else encoder.x
     config = run_config(network, stim, chosen)
-    with VectorWriter(out, config=config, seed=stim.seed, timesteps=stim.timesteps, batch=stim.batch) as writer:
+    with VectorWriter(out, config=config, seed=stim.seed, timesteps=stim.timesteps, batch=stim.batch,
+                      force=force) as writer:
         for group in layout.layers:
             writer.add_layer(group.name, group.kind, input_shape=group.input_shape, output_shape=group.output_shape,
                              attrs=group.attrs)

@@ -35,7 +35,8 @@ from refmodel.layers import (
     SumPool,
     WinnerSpikePool,
 )
-from refmodel.layers.base import SPIKE
+from refmodel.layers.base import SPIKE, check_name
+from refmodel.limits import MAX_TIMESTEPS, check_memory, elements
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
 
@@ -54,6 +55,11 @@ SIGNALS = {
     "pool": ("spikes", "index", "v", "counters"),
     "flatten": (),
 }
+#: Signals of a layer's input shape (a neuron's Vm, a pool's counters); the others have its output shape.
+INPUT_SHAPED = ("v_pre", "v_post", "counters")
+#: Arrays of a layer's input and output size a run holds per sample at once (states, currents,
+#: spikes, the Vm before reset, kernel temporaries such as a padded input), int64 each.
+_WORKING_ARRAYS = 3
 
 
 def role_of(layer) -> str:
@@ -152,12 +158,18 @@ class Network:
     formats: dict = field(init=False, repr=False)
 
     def __post_init__(self):
+        check_name(self.name, place="network")
         object.__setattr__(self, "layers", tuple(self.layers))
-        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        shape = self.input_shape
+        if not (isinstance(shape, (tuple, list)) and shape and all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in shape)):
+            raise NetworkError(self.name, "input_shape", shape, "must be a non-empty sequence of integers >= 1")
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
         if not self.layers:
             raise NetworkError(self.name, "layers", [], "a network needs at least one layer")
         if not isinstance(self.input_format, QFormat):
             raise NetworkError(self.name, "input_format", self.input_format, "must be a QFormat")
+        check_memory(self.name, "input_shape", self.input_shape, {"one input sample": 8 * elements(self.input_shape)})
         seen, previous, shape, shapes = set(), "input", self.input_shape, []
         x_format, formats = self.input_format, {}
         for layer in self.layers:
@@ -170,6 +182,8 @@ class Network:
             if isinstance(layer, PooledNeuronPool):
                 _check_pooled_neuron(layer, self.layers[len(shapes) - 1])
             out = tuple(layer.output_shape(shape))
+            check_memory(layer.name, "output_shape", out, {"one sample of this layer": 8 * _WORKING_ARRAYS * (
+                elements(shape) + elements(out))}, place="layer")
             shapes.append((shape, out))
             x_format = _signal_formats(layer, role, x_format, formats)
             previous, shape = role, out
@@ -189,6 +203,32 @@ class Network:
                 return layer
         raise KeyError(name)
 
+    def signal_shape(self, name: str, signal: str) -> tuple:
+        """The per-sample shape of ``signal`` of layer ``name``."""
+        shape_in, shape_out = self.shapes[[layer.name for layer in self.layers].index(name)]
+        return shape_in if signal in INPUT_SHAPED else shape_out
+
+    def check_run(self, batch: int, timesteps: int, record=None, *, keep_traces: bool = True,
+                  stimulus: str | None = None) -> None:
+        """ResourceError (naming batch or timesteps, the bytes and the limit) unless a run of
+        ``batch`` samples over ``timesteps`` fits the memory limit (``refmodel.limits``): the
+        layers' working arrays, the per-timestep counts, the recorded traces when they are kept
+        in memory (``keep_traces``), and the stimulus when it is still to be made: ``"analog"``
+        (its int64 codes) or ``"spikes"`` (also its (T, N, ...) uint8 spikes)."""
+        per_sample = sum(_WORKING_ARRAYS * (elements(a) + elements(b)) for a, b in self.shapes)
+        parts = {"layer state and signals": 8 * batch * per_sample,
+                 "per-timestep counts": 8 * timesteps * len(self.layers)}
+        if keep_traces:  # the list of timesteps, then its stacked copy
+            parts["traces"] = 2 * 8 * timesteps * batch * sum(
+                elements(self.signal_shape(*pair)) for pair in self.resolve_record(record))
+        if stimulus is not None:
+            parts["stimulus"] = 8 * 2 * batch * elements(self.input_shape) + (
+                timesteps * batch * elements(self.input_shape) if stimulus == "spikes" else 0)
+        in_time = parts["per-timestep counts"] + parts.get("traces", 0) + (
+            timesteps * batch * elements(self.input_shape) if stimulus == "spikes" else 0)
+        field, value = ("timesteps", timesteps) if 2 * in_time > sum(parts.values()) else ("batch", batch)
+        check_memory(self.name, field, value, parts)
+
     def recordable(self) -> list[tuple[str, str]]:
         """Every (layer, signal) this network can record, in layer and signal order."""
         return list(self.formats)
@@ -201,9 +241,17 @@ class Network:
             return []
         if record == "all":
             return available
-        items = [record] if isinstance(record, str) else list(record)
+        if isinstance(record, str):
+            items = [record]
+        elif isinstance(record, (list, tuple)):
+            items = list(record)
+        else:
+            raise NetworkError(self.name, "record", record, 'must be None, "none", "all", or a list of items '
+                                                            '"layer.signal", "layer" or "signal"')
         chosen = []
         for item in items:
+            if not (isinstance(item, str) or isinstance(item, tuple) and len(item) == 2):
+                raise NetworkError(self.name, "record", item, 'is not an item "layer.signal", "layer" or "signal"')
             hits = [
                 pair for pair in available
                 if item in (pair, f"{pair[0]}.{pair[1]}", pair[0], pair[1])
@@ -217,8 +265,9 @@ class Network:
     def check_stimulus(self, stimulus, timesteps: int) -> bool:
         """Validate the stimulus; True when it varies per timestep ((T, N, ...) spikes)."""
         arr = np.asarray(stimulus)
-        if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
-            raise NetworkError(self.name, "timesteps", timesteps, "must be an integer >= 1")
+        if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) \
+                or not 1 <= timesteps <= MAX_TIMESTEPS:
+            raise NetworkError(self.name, "timesteps", timesteps, f"must be an integer in 1..{MAX_TIMESTEPS}")
         per_step = arr.ndim == len(self.input_shape) + 2
         sample = arr.shape[2:] if per_step else arr.shape[1:]
         if arr.ndim not in (len(self.input_shape) + 1, len(self.input_shape) + 2) or sample != self.input_shape:
@@ -226,6 +275,8 @@ class Network:
                 self.name, "stimulus", arr,
                 f"must be (N, {', '.join(map(str, self.input_shape))}) or (T, N, ...) with that sample shape",
             )  # fmt: skip
+        if (arr.shape[1] if per_step else arr.shape[0]) == 0:
+            raise NetworkError(self.name, "stimulus", arr, "holds no sample: the batch must be >= 1")
         if per_step and arr.shape[0] != timesteps:
             raise NetworkError(self.name, "stimulus", arr, f"has {arr.shape[0]} timesteps, the run asks for {timesteps}")
         if arr.dtype.kind not in "iub":
@@ -278,6 +329,7 @@ class Network:
         stimulus = np.asarray(stimulus)
         batch = stimulus.shape[1] if per_step else stimulus.shape[0]
         wanted = self.resolve_record(record)
+        self.check_run(batch, timesteps, wanted, keep_traces=sink is None)
         traces = {pair: [] for pair in wanted} if sink is None else {}
         overflows = np.zeros((timesteps, len(self.layers)), np.int64)
         spike_counts = {}

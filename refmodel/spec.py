@@ -13,14 +13,26 @@ import dataclasses
 import enum
 import hashlib
 import json
-import tomllib
+import os
+import stat
+import sys
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 import numpy as np
 
 from refmodel.encode import ENCODINGS, SEED_MAX
+from refmodel.errors import RefmodelError
+from refmodel.files import AtomicOutput
 from refmodel.fixed import FixedPointError, QFormat
+from refmodel.limits import MAX_BATCH, MAX_SPEC_BYTES, MAX_TIMESTEPS, ResourceError, check_memory, elements
 from refmodel.layers import (
     IF,
     LIF,
@@ -92,8 +104,14 @@ def _from_toml(layer, f, value, arrays):
         if value not in arrays:
             raise SpecError(layer, f.name, value, "names no array of the spec's .npz", place="layer")
         return arrays[value]
+    if isinstance(value, list) and _array_field(f):
+        try:
+            return np.array(value)
+        except (ValueError, RecursionError) as err:  # ragged, or nested too deep
+            raise SpecError(layer, f.name, "[...]", f"is not a rectangular array of integers ({err})",
+                            place="layer") from None
     if isinstance(value, list):
-        return np.array(value) if _array_field(f) else tuple(value)
+        return tuple(value)
     return value
 
 
@@ -102,7 +120,7 @@ def layer_from_dict(entry: dict, arrays) -> object:
     entry = dict(entry)
     name = entry.get("name", "?")
     kind = entry.pop("kind", None)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise SpecError(name, "kind", kind, f"must be one of {', '.join(KINDS)}", place="layer")
     cls = KINDS[kind]
     fields = {f.name: f for f in _layer_fields(cls)}
@@ -213,8 +231,9 @@ class StimulusSpec:
         checks = (
             ("encoding", self.encoding in ENCODINGS, f"must be one of {', '.join(ENCODINGS)}"),
             ("source", isinstance(self.source, str) and self.source != "", "must be 'random' or a key of the .npz"),
-            ("batch", _is_int(self.batch) and self.batch >= 1, "must be an integer >= 1"),
-            ("timesteps", _is_int(self.timesteps) and self.timesteps >= 1, "must be an integer >= 1"),
+            ("batch", _is_int(self.batch) and 1 <= self.batch <= MAX_BATCH, f"must be an integer in 1..{MAX_BATCH}"),
+            ("timesteps", _is_int(self.timesteps) and 1 <= self.timesteps <= MAX_TIMESTEPS,
+             f"must be an integer in 1..{MAX_TIMESTEPS}"),
             ("seed", _is_int(self.seed) and 0 <= self.seed <= SEED_MAX, f"must be an integer in 0..{SEED_MAX}"),
             ("format", self.format is None or isinstance(self.format, QFormat), "must be a QFormat table"),
             ("full_scale", self.full_scale is None or _is_int(self.full_scale) and self.full_scale >= 1,
@@ -296,27 +315,121 @@ def spec_from_dict(d: dict, arrays: dict, path: Path | None = None) -> Spec:
     return Spec(network, stimulus, arrays, path)
 
 
-def load_spec(path) -> Spec:
-    """Read a TOML spec (and the ``.npz`` its ``arrays`` key names, relative to the spec)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            d = tomllib.load(fh)
-    except OSError as err:
-        raise SpecError(str(path), "file", str(path), f"cannot be read: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(str(path), "file", str(path), f"is not valid TOML: {err}") from None
-    arrays = {}
-    if "arrays" in d:
-        if not isinstance(d["arrays"], str):
-            raise SpecError(str(path), "arrays", d["arrays"], "must be the file name of an .npz")
-        npz = path.parent / d["arrays"]
+class NpzArrays(Mapping):
+    """The arrays of a spec's ``.npz``, each read when first asked for: its ``.npy`` header
+    (shape, dtype) is checked against the memory limit before its data is read, and members
+    the spec never names are never read.  Errors are SpecErrors naming the spec and the key."""
+
+    def __init__(self, path: Path, value: str, where: str, field: str):
+        """``value``: the spec's text for ``path``, as messages show it."""
+        self.path, self.value, self.where, self.field = path, value, where, field
+        with self._archive() as archive:
+            self._members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+        self._cache = {}
+
+    def _fail(self, key, problem):
+        raise SpecError(self.where, self.field if key is None else f"{self.field}[{key!r}]", self.value, problem)
+
+    def _archive(self):
         try:
-            with np.load(npz, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as err:
-            raise SpecError(str(path), "arrays", d["arrays"], f"cannot be loaded: {err}") from None
-    return spec_from_dict(d, arrays, path)
+            return zipfile.ZipFile(self.path)
+        except FileNotFoundError:
+            self._fail(None, "does not exist")
+        except IsADirectoryError:
+            self._fail(None, "is a directory, not an .npz file")
+        except OSError as err:
+            self._fail(None, f"cannot be read ({err.strerror or err})")
+        except zipfile.BadZipFile:
+            self._fail(None, "is not an .npz archive (not a zip file, or a truncated one)")
+
+    def __getitem__(self, key):
+        if key not in self._cache:
+            if key not in self._members:
+                raise KeyError(key)
+            self._cache[key] = self._read(key)
+        return self._cache[key]
+
+    def _read(self, key):
+        fmt = np.lib.format
+        try:
+            with self._archive() as archive, archive.open(self._members[key]) as member:
+                version = fmt.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    self._fail(key, f"is an .npy of version {version}; refmodel reads versions 1.0 and 2.0")
+                read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, fortran, dtype = read_header(member)
+                if dtype.hasobject:
+                    self._fail(key, "holds Python objects (pickled data); integer arrays only")
+                check_memory(self.where, f"{self.field}[{key!r}]", shape,
+                             {"the array": elements(shape) * dtype.itemsize}, place="spec")
+                member.seek(0)
+                return fmt.read_array(member, allow_pickle=False)
+        except RefmodelError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            self._fail(key, f"cannot be read: the .npz is damaged or truncated ({err})")
+
+    def __iter__(self):
+        return iter(self._members)
+
+    def __len__(self):
+        return len(self._members)
+
+
+def _arrays_path(spec_path: Path, value, where: str) -> Path:
+    """The .npz of the spec's ``arrays`` key: relative to the spec's directory and inside its
+    tree (no ``..`` above it), or an absolute path, written so on purpose."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise SpecError(where, "arrays", value, "must be the file name of an .npz")
+    if os.path.isabs(value):
+        return Path(value)
+    relative = os.path.normpath(value)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        raise SpecError(where, "arrays", value, "leaves the spec's directory; give an absolute path to use a file "
+                                               "elsewhere")
+    return spec_path.parent / relative
+
+
+def _spec_text(path: Path, where: str) -> str:
+    """The spec's text: a regular file of at most MAX_SPEC_BYTES, UTF-8."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError(where, "file", where, "is a directory, not a spec")
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError(where, "file", where, "is not a regular file")
+        if st.st_size > MAX_SPEC_BYTES:
+            raise ResourceError(where, "file", where, f"has {st.st_size} bytes, more than a spec's {MAX_SPEC_BYTES} "
+                                                      f"(large arrays belong in its .npz)", place="spec")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as err:
+        raise SpecError(where, "file", where, f"cannot be read: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(where, "file", where, f"is not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                                              f"{err.start}); a spec is a TOML file") from None
+
+
+def load_spec(path) -> Spec:
+    """Read a TOML spec (and the ``.npz`` its ``arrays`` key names, relative to the spec and
+    inside its directory tree, or absolute); every problem is a SpecError (or ResourceError)
+    naming the spec, the field and the value."""
+    path = Path(path)
+    where = str(path)
+    text = _spec_text(path, where)
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(where, "file", where, f"is not valid TOML: {err}") from None
+    except RecursionError:
+        raise SpecError(where, "file", where, "nests arrays or tables too deep to parse") from None
+    arrays = NpzArrays(_arrays_path(path, d["arrays"], where), d["arrays"], where, "arrays") if "arrays" in d else {}
+    try:
+        return spec_from_dict(d, arrays, path)
+    except RecursionError:
+        raise SpecError(where, "file", where, "nests arrays or tables too deep") from None
 
 
 # --------------------------------------------------------------------------- writing
@@ -368,5 +481,7 @@ def save_spec(spec: Spec, path) -> None:
     path = Path(path)
     npz = path.with_suffix(".npz")
     text, arrays = spec_text(spec.network, spec.stimulus, npz.name)
-    np.savez_compressed(npz, **arrays, **spec.arrays)
-    path.write_text(text)
+    with AtomicOutput(npz) as out, open(out.tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays, **spec.arrays)
+    with AtomicOutput(path) as out, open(out.tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)

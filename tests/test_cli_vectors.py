@@ -7,7 +7,7 @@ import shutil
 import h5py
 import pytest
 
-from refmodel.vectors import VectorFile
+from refmodel.vectors import VectorFile, reseal
 from tests.test_cli_gen import RECIPE, refmodel
 from tests.test_vectors import N, T, sample_data, write_sample
 
@@ -84,6 +84,7 @@ def test_check_finds_one_flipped_bit_in_a_gen_file(generated, tmp_path):
         v = f["traces/001_if1/v_post"]
         expected = int(v[5, 1, 2, 3, 4])
         v[5, 1, 2, 3, 4] = expected ^ 1 << 3
+    reseal(dut)  # an edit on purpose, not damage
     assert refmodel("check", generated, generated).returncode == 0
     out = refmodel("check", generated, dut)
     assert out.returncode == 1, out.stderr
@@ -117,6 +118,7 @@ def test_inspect_refuses_a_gen_file_missing_a_dataset(generated, tmp_path):
     shutil.copy(generated, copy)
     with h5py.File(copy, "r+") as f:
         del f["layers/000_conv1/params/weight"]
+    reseal(copy)  # an edit on purpose, not damage
     out = refmodel("inspect", copy)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == (f"refmodel inspect: error: {copy}: missing dataset /layers/000_conv1/params/weight: "
@@ -138,7 +140,7 @@ def test_inspect_reads_every_chunk(generated, tmp_path):
 def test_export_hex_into_a_missing_parent_exits_2(generated, tmp_path):
     out = refmodel("export-hex", generated, tmp_path / "no" / "hex")
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.startswith(f"refmodel export-hex: error: {tmp_path / 'no' / 'hex'}: cannot create a directory")
+    assert out.stderr.startswith(f"refmodel export-hex: error: {tmp_path / 'no' / 'hex'}: its directory {tmp_path / 'no'} does not exist\n")
 
 
 def test_export_sv_of_a_gen_file(generated, tmp_path):
@@ -163,5 +165,5 @@ def test_export_sv_refuses_a_file_without_a_run_config_or_a_missing_directory(fi
     assert out.returncode == 2 and "not a run config of refmodel gen" in out.stderr
     missing = refmodel("export-sv", generated, tmp_path / "no" / "p.vh")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert missing.stderr.startswith(f"refmodel export-sv: error: {tmp_path / 'no' / 'p.vh'}: cannot create a file")
+    assert missing.stderr.startswith(f"refmodel export-sv: error: {tmp_path / 'no' / 'p.vh'}: its directory {tmp_path / 'no'} does not exist\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even a temporary file

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from refmodel.generate import generate
 from refmodel.spec import load_spec, spec_from_dict
-from refmodel.vectors import VectorFile, export_sv
+from refmodel.vectors import VectorFile, export_sv, reseal, svheader
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "examples" / "rtl" / "run.py"
@@ -75,6 +75,7 @@ def test_a_corrupted_expected_value_fails_both_testbenches_of_its_block_there(re
         original = int(dset[place])
         corrupted = original - 1 if signal == "v_post" else (original + 1) % 4  # stays in the format
         dset[place] = corrupted
+    reseal(bad)  # an edit on purpose, not damage
     status, lines = run_flow("--build", tmp_path / "build", "--vectors", bad)
     assert status == 1
     t, n, c, y, x = place
@@ -141,19 +142,15 @@ def test_export_sv_macros_mean_the_vector_files_values_to_verilog(golden, tmp_pa
     assert out.splitlines() == expected
 
 
-def test_export_sv_escapes_the_network_name_for_verilog(tmp_path):
-    name = 'a "quoted" name \\ with a backslash'
-    text = RECIPE.read_text().replace('name = "conv_if_vmpool"', f"name = {json.dumps(name)}")
-    text = text.replace('arrays = "conv_if_vmpool.npz"', f'arrays = "{RECIPE.with_suffix(".npz")}"')
-    (tmp_path / "spec.toml").write_text(text)
-    generate(load_spec(tmp_path / "spec.toml"), tmp_path / "v.h5")
-    export_sv(tmp_path / "v.h5", tmp_path / "refmodel_params.vh")
-    (tmp_path / "name.v").write_text('`include "refmodel_params.vh"\n'
-                                     'module name; initial $display("%0s", `REFMODEL_NETWORK); endmodule\n')
-    subprocess.run(["iverilog", "-g2005", "-I", str(tmp_path), "-o", str(tmp_path / "name"), str(tmp_path / "name.v")],
+def test_export_sv_string_macros_are_verilog_strings_icarus_reads_back(tmp_path):
+    # names reaching the header are validated identifiers; the literal is escaped all the same
+    text = 'a "quoted" name \\ with a backslash'
+    (tmp_path / "name.v").write_text(f"`define NAME {svheader._string(text)}\n"
+                                     'module name; initial $display("%0s", `NAME); endmodule\n')
+    subprocess.run(["iverilog", "-g2005", "-o", str(tmp_path / "name"), str(tmp_path / "name.v")],
                    check=True, capture_output=True)
     out = subprocess.run(["vvp", "-n", str(tmp_path / "name")], check=True, capture_output=True, text=True).stdout
-    assert out == name + "\n"
+    assert out == text + "\n"
 
 
 def test_the_documented_steps_by_hand_pass(tmp_path):

@@ -168,9 +168,9 @@ SPEC_ERRORS = {
                                   "has weight[0, 0] = 1, which does not fit s1.0 (range -1..0)"),
     "input_shape not a list": (("input_shape = [4]", 'input_shape = "4"'), ("{path}", "input_shape", "4"),
                                "must be a list of integers >= 1"),
-    "batch not an integer": (("batch = 1", 'batch = "two"'), ("{path}", "stimulus.batch", "two"), "must be an integer >= 1"),
+    "batch not an integer": (("batch = 1", 'batch = "two"'), ("{path}", "stimulus.batch", "two"), "must be an integer in 1..16777216"),
     "timesteps below 1": (("batch = 1", "batch = 1\ntimesteps = -2"), ("{path}", "stimulus.timesteps", -2),
-                          "must be an integer >= 1"),
+                          "must be an integer in 1..16777216"),
     "seed beyond 32 bits": (("batch = 1", "batch = 1\nseed = 5000000000"), ("{path}", "stimulus.seed", 5000000000),
                             "must be an integer in 0..4294967295"),
     "stimulus format not a QFormat": (("batch = 1", "batch = 1\nformat = {bitz = 8}"), ("{path}", "stimulus.format",
@@ -208,4 +208,4 @@ def test_missing_npz(tmp_path):
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert (err.value.layer, err.value.field, err.value.value) == (str(path), "arrays", "t.npz")
-    assert "cannot be loaded" in str(err.value)
+    assert str(err.value).endswith("arrays = 't.npz' does not exist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refmodel.errors import PlacedError
 from refmodel.fixed import FixedOverflowError, QFormat
 
 
@@ -11,7 +12,7 @@ from refmodel.fixed import FixedOverflowError, QFormat
 SPIKE = QFormat(1, 0, signed=False)
 
 
-class LayerError(ValueError):
+class LayerError(PlacedError, ValueError):
     """A layer description is invalid: names the layer, the field and the value.
 
     The message reads ``<place> '<name>': <field> = <value> <problem>``; ``place`` is "layer"
@@ -20,22 +21,22 @@ class LayerError(ValueError):
 
     place = "layer"
 
-    def __init__(self, layer: str, field: str, value, problem: str, *, place: str | None = None):
-        self.place = place or type(self).place
-        shown = f"array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
-        super().__init__(f"{self.place} {layer!r}: {field} = {shown} {problem}")
-        self.layer, self.field, self.value, self.problem = layer, field, value, problem
+    @property
+    def layer(self) -> str:
+        return self.name
 
 
-def check_name(name) -> None:
-    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
-        raise LayerError(str(name), "name", name, "must be a non-empty name of letters, digits and _")
+def check_name(name, place: str = "layer") -> None:
+    """A layer's (or network's) name: non-empty ASCII letters, digits and ``_``."""
+    if not isinstance(name, str) or not name.isascii() or not name.replace("_", "").isalnum():
+        raise LayerError(str(name), "name", name, "must be a non-empty name of ASCII letters, digits and _",
+                         place=place)
 
 
 def int_array(layer: str, field: str, value, fmt: QFormat | None, ndim: int | None = None) -> np.ndarray:
     """``value`` as a read-only int64 array whose codes fit ``fmt`` (when given)."""
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iub":
+    if arr.dtype.kind not in "iu":  # (booleans are not codes: true/false in a spec is a mistake)
         raise LayerError(layer, field, value, f"must be integer codes, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise LayerError(layer, field, arr, f"must have {ndim} dimensions, got {arr.ndim}")

@@ -14,6 +14,7 @@ import numpy as np
 
 from refmodel.fixed import FixedPointError, Overflow, QFormat
 from refmodel.layers.base import LayerError, check_name, int_array, positive_pair
+from refmodel.limits import check_memory, elements
 
 ACC_APPLY = ("each", "once")
 
@@ -101,6 +102,9 @@ class Conv2d:
         (sy, sx), (py, px) = self.stride, self.padding
         if kh > h + 2 * py or kw > w + 2 * px:
             raise LayerError(self.name, "weight", self.weight, f"kernel {kh}x{kw} exceeds padded input {h}x{w}")
+        check_memory(self.name, "padding", self.padding, {
+            f"one padded input sample ({c}x{h + 2 * py}x{w + 2 * px})": 8 * c * (h + 2 * py) * (w + 2 * px)},
+            place="layer")
         return (k, (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1)
 
     @cached_property
@@ -186,4 +190,4 @@ class Flatten:
         check_name(self.name)
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        return (int(np.prod(input_shape)),)
+        return (elements(input_shape),)

@@ -13,7 +13,9 @@ filters itself:
 in a pool of threads (zlib runs without the GIL, beside the simulation), and hands the results
 to HDF5 with ``write_direct_chunk`` in the order they were submitted, so that a file's bytes
 depend only on what was written, never on thread timing.  The zlib stream carries an Adler-32
-checksum of the chunk, which the reader's inflate verifies.
+checksum of the chunk, which the reader's inflate verifies.  A chunk submitted with
+``digest=True`` is also hashed in the worker (``values_digest``): the writer's content digest
+of a stepped dataset is made of these.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from refmodel.vectors.schema import GZIP_LEVEL
+from refmodel.vectors.schema import GZIP_LEVEL, values_digest
 
 __all__ = ["filter_chunk", "ChunkWriter"]
 
@@ -38,11 +40,17 @@ def filter_chunk(chunk: np.ndarray) -> bytes:
     return zlib.compress(np.ascontiguousarray(data).data, GZIP_LEVEL)
 
 
+def _filter_and_hash(chunk: np.ndarray, digest: bool):
+    return filter_chunk(chunk), values_digest(chunk) if digest else None
+
+
 class ChunkWriter:
     """Filters chunks in ``threads`` worker threads and writes them in submission order.
 
     At most ``max_pending`` bytes of unwritten chunks are held: ``submit`` waits for the oldest
     before it takes more.  ``flush`` writes everything pending; ``close`` also stops the threads.
+    ``digests`` maps ``(dataset name, offset)`` to the ``values_digest`` of each written chunk
+    that was submitted with ``digest=True``.
     """
 
     def __init__(self, threads: int = 2, max_pending: int = 256 << 20):
@@ -50,13 +58,14 @@ class ChunkWriter:
         self._pending = collections.deque()  # (dataset, offset, nbytes, future), oldest first
         self._pending_bytes = 0
         self._max_pending = max_pending
+        self.digests = {}
 
-    def submit(self, dset, offset: tuple, chunk: np.ndarray) -> None:
+    def submit(self, dset, offset: tuple, chunk: np.ndarray, digest: bool = False) -> None:
         """Queue ``chunk`` (the dataset's dtype and chunk shape, owned by the writer from now on)
-        for the chunk of ``dset`` that starts at ``offset``."""
+        for the chunk of ``dset`` that starts at ``offset`` (``digest``: hash it too)."""
         if chunk.dtype != dset.dtype or chunk.shape != dset.chunks:
             raise ValueError(f"{dset.name}: chunk {chunk.dtype} {chunk.shape} is not {dset.dtype} {dset.chunks}")
-        self._pending.append((dset, offset, chunk.nbytes, self._pool.submit(filter_chunk, chunk)))
+        self._pending.append((dset, offset, chunk.nbytes, self._pool.submit(_filter_and_hash, chunk, digest)))
         self._pending_bytes += chunk.nbytes
         self._write_done(wait=self._pending_bytes > self._max_pending)
 
@@ -79,7 +88,10 @@ class ChunkWriter:
         """Write the finished chunks at the head of the queue (waiting for the oldest if ``wait``)."""
         while self._pending and (wait or self._pending[0][3].done()):
             dset, offset, nbytes, future = self._pending.popleft()
-            dset.id.write_direct_chunk(offset, future.result(), filter_mask=0)
+            data, digest = future.result()
+            dset.id.write_direct_chunk(offset, data, filter_mask=0)
+            if digest is not None:
+                self.digests[(dset.name, offset)] = digest
             self._pending_bytes -= nbytes
             wait = wait and self._pending_bytes > self._max_pending
 

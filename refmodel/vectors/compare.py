@@ -128,11 +128,11 @@ def _compare_dataset(a: VectorFile, b: VectorFile, ia, ib):
         return Mismatch("format", expected=str(ia.fmt), got=str(ib.fmt), **common)
     if ia.shape != ib.shape:
         return Mismatch("shape", expected=ia.shape, got=ib.shape, **common)
-    if not ia.stepped or ia.kind == "count":
+    if not ia.streamed:
         return first_mismatch(a.read(ia.path), b.read(ia.path), ia.axes, **common)
     first, count = None, 0
-    for t in range(ia.shape[0]):
-        m = first_mismatch(a.read(ia.path, t), b.read(ia.path, t), ia.axes[1:], at={ia.axes[0]: t}, **common)
+    for t, (xa, xb) in enumerate(zip(a.steps(ia.path), b.steps(ia.path), strict=True)):
+        m = first_mismatch(xa, xb, ia.axes[1:], at={ia.axes[0]: t}, **common)
         if m is not None:
             count += m.count
             first = first or m

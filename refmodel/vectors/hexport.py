@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from refmodel.files import AtomicOutput
 from refmodel.vectors.reader import VectorFile
-from refmodel.vectors.schema import VectorFileError, chmod_default
 
 HEX_FORMAT = "refmodel-hex"
 HEX_VERSION = 1
@@ -47,38 +45,25 @@ def _write(root, rel, values, info, timestep, files):
     })
 
 
-def export_hex(vector_path, out_dir) -> dict:
+def export_hex(vector_path, out_dir, *, force=False) -> dict:
     """Write the hex files and ``manifest.json`` of ``vector_path`` into the new directory
-    ``out_dir`` (which must not exist, or be empty) atomically; returns the manifest."""
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-        raise VectorFileError(f"{out_dir}: the output directory exists and is not empty")
-    with VectorFile(vector_path) as vf:
-        parent = os.path.dirname(out_dir)
-        try:
-            tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp")
-        except OSError as exc:
-            raise VectorFileError(f"{out_dir}: cannot create a directory in {parent} ({exc.strerror})") from None
-        try:
-            files = []
-            width = timestep_digits(vf.timesteps)
-            for info in vf.datasets():
-                if info.kind in ("spikes", "trace"):
-                    for t in range(vf.timesteps):
-                        _write(tmp, f"{info.path}/t{t:0{width}d}.hex", vf.read(info.path, t), info, t, files)
-                else:
-                    _write(tmp, f"{info.path}.hex", vf.read(info.path), info, None, files)
-            manifest = {
-                "format": HEX_FORMAT, "format_version": HEX_VERSION, "source": os.path.basename(vf.path),
-                "config_sha256": vf.config_sha256, "timesteps": vf.timesteps, "batch": vf.batch,
-                "order": "row-major (C order): the last axis varies fastest", "files": files,
-            }
-            with open(os.path.join(tmp, "manifest.json"), "w") as f:
-                json.dump(manifest, f, indent=1, sort_keys=True)
-                f.write("\n")
-            chmod_default(tmp, 0o777)
-            os.replace(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    ``out_dir`` (which must not exist, or be empty; ``refmodel.files`` gives the rules, and
+    ``force`` writes through a symbolic link) atomically; returns the manifest."""
+    with AtomicOutput(out_dir, force=force, directory=True) as out, VectorFile(vector_path) as vf:
+        files = []
+        width = timestep_digits(vf.timesteps)
+        for info in vf.datasets():
+            if info.streamed:
+                for t, values in enumerate(vf.steps(info.path)):
+                    _write(out.tmp, f"{info.path}/t{t:0{width}d}.hex", values, info, t, files)
+            else:
+                _write(out.tmp, f"{info.path}.hex", vf.read(info.path), info, None, files)
+        manifest = {
+            "format": HEX_FORMAT, "format_version": HEX_VERSION, "source": os.path.basename(vf.path),
+            "config_sha256": vf.config_sha256, "timesteps": vf.timesteps, "batch": vf.batch,
+            "order": "row-major (C order): the last axis varies fastest", "files": files,
+        }
+        with open(os.path.join(out.tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+            f.write("\n")
     return manifest

@@ -159,8 +159,8 @@ def run_layout(network: Network, stimulus: StimulusSpec, record, where: str | No
     traces = {}
     for name, signal in record:
         group = groups[name]
-        shape = group.input_shape if signal in ("v_pre", "v_post", "counters") else group.output_shape
-        traces[(name, signal)] = stepped(f"traces/{group.key}/{signal}", shape, network.formats[(name, signal)],
+        traces[(name, signal)] = stepped(f"traces/{group.key}/{signal}", network.signal_shape(name, signal),
+                                         network.formats[(name, signal)],
                                          f"trace {name}.{signal} of the record list")
     counts, totals = {}, {}
     for layer, group in zip(network.layers, layers):

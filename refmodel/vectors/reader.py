@@ -1,10 +1,12 @@
-"""Validating reader of version-1 vector files: the container's structure, and for a file of
-``refmodel gen`` (a run config) everything its config describes."""
+"""Validating reader of vector files (versions 1 and 2): the container's structure, its
+digests, and for a file of ``refmodel gen`` (a run config) everything its config describes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 
 import h5py
@@ -15,24 +17,33 @@ from refmodel.fixed import FixedPointError, QFormat
 from refmodel.layers.base import SPIKE, LayerError
 from refmodel.spec import array_digest, array_fields, network_from_config, stimulus_spec
 from refmodel.vectors.layout import encoder_of, run_layout
+from refmodel.errors import RefmodelError
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
+    DIGEST_ATTR,
     FORMAT_NAME,
-    FORMAT_VERSION,
+    METADATA_DIGEST_ATTR,
+    READABLE_VERSIONS,
     ROOT_MEMBERS,
     SPIKE_COUNT,
     VectorFileError,
     format_of,
     layer_key,
+    metadata_digest,
     sha256_hex,
+    steps_digest,
     storage_dtype,
+    values_digest,
+    walk,
 )
 
 #: The keys of a run config (what refmodel gen stores in config_json).
 RUN_CONFIG_KEYS = ("network", "record", "stimulus")
 _CONFIG_ERRORS = (LayerError, FixedPointError, KeyError, TypeError, AttributeError, ValueError)
 
-_H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
+#: What h5py raises, or what reading a damaged object's contents can give (an attribute of an
+#: unexpected type, a name that does not decode): each becomes a VectorFileError.
+_H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,9 @@ class DatasetInfo:
 
     ``kind`` is ``param``, ``input`` (the stimulus input), ``spikes`` (encoded stimulus),
     ``trace``, ``output``, ``count`` (per timestep) or ``spike_count`` (a layer's outputs summed
-    over T); ``stepped`` when axis 0 is the timestep.
+    over T); ``stepped`` when axis 0 is the timestep, ``streamed`` when it was also written one
+    timestep at a time (its digest is then made of the timesteps' digests); ``digest`` the
+    stored SHA-256 (hex; None in a version-1 file).
     """
 
     path: str
@@ -51,10 +64,15 @@ class DatasetInfo:
     shape: tuple
     fmt: QFormat
     axes: tuple
+    digest: str | None = None
 
     @property
     def stepped(self) -> bool:
         return self.kind in ("spikes", "trace", "count")
+
+    @property
+    def streamed(self) -> bool:
+        return self.kind in ("spikes", "trace")
 
 
 @dataclass(frozen=True)
@@ -92,22 +110,40 @@ class VectorFile:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise VectorFileError(f"{self.path}: no such file")
-        if not h5py.is_hdf5(self.path):
-            raise VectorFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
+        self._h5 = None
         try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            raise VectorFileError(f"{self.path}: no such file") from None
+        except OSError as exc:
+            raise VectorFileError(f"{self.path}: cannot be read ({exc.strerror})") from None
+        if stat.S_ISDIR(mode):
+            raise VectorFileError(f"{self.path}: is a directory, not a vector file")
+        if not stat.S_ISREG(mode):
+            raise VectorFileError(f"{self.path}: is not a regular file")
+        try:
+            if not h5py.is_hdf5(self.path):
+                raise VectorFileError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
             self._h5 = h5py.File(self.path, "r")
         except _H5_ERRORS as exc:
             raise VectorFileError(f"{self.path}: damaged or truncated HDF5 file ({exc})") from None
         try:
-            self._validate()
-        except VectorFileError:
+            with self._damage("its structure"):
+                self._validate()
+        except BaseException:
             self.close()
             raise
+
+    @contextlib.contextmanager
+    def _damage(self, what):
+        """Turn what h5py raises while reading ``what`` into a VectorFileError naming the file."""
+        try:
+            yield
+        except RefmodelError:
+            raise
         except _H5_ERRORS as exc:
-            self.close()
-            raise VectorFileError(f"{self.path}: damaged file ({type(exc).__name__}: {exc})") from None
+            raise VectorFileError(f"{self.path}: cannot read {what}, the file is damaged ({type(exc).__name__}: {exc})") \
+                from None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -147,6 +183,13 @@ class VectorFile:
         dset = self._h5.get(path)
         if not isinstance(dset, h5py.Dataset):
             self._fail(f"missing dataset /{path}")
+        if dset.external or dset.is_virtual:
+            self._fail(f"/{path} keeps its values outside this file (external or virtual storage)")
+        digest = None
+        if self.format_version >= 2:
+            digest = _text(dset.attrs.get(DIGEST_ATTR))
+            if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")):
+                self._fail(f"/{path} attribute {DIGEST_ATTR!r} = {digest!r} is not a SHA-256 digest")
         fmt = format_of(dset.attrs, f"{self.path}: /{path}")
         if dset.dtype != storage_dtype(fmt):
             self._fail(f"/{path} has dtype {dset.dtype}, but format {fmt} is stored as {storage_dtype(fmt)}")
@@ -155,7 +198,7 @@ class VectorFile:
             self._fail(f"/{path}: axes attribute {axes!r} does not name its {dset.ndim} dimensions")
         if shape is not None and dset.shape != shape:
             self._fail(f"/{path} has shape {dset.shape}, expected {shape}")
-        return DatasetInfo(path, kind, layer, name, dset.shape, fmt, axes)
+        return DatasetInfo(path, kind, layer, name, dset.shape, fmt, axes, digest)
 
     def _validate(self):
         fmt_name = _text(self._h5.attrs.get("format"))
@@ -163,9 +206,15 @@ class VectorFile:
             self._fail(f"not a refmodel vector file (root attribute 'format' is {fmt_name!r}, "
                        f"expected {FORMAT_NAME!r})")
         version = self._root_attr("format_version", int)
-        if version != FORMAT_VERSION:
-            self._fail(f"format version {version} is not supported (this reader reads version {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            self._fail(f"format version {version} is not supported (this reader reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))})")
         self.format_version = version
+        objects = dict(walk(self._h5))  # (refuses links other than single hard links)
+        if version >= 2:
+            stored = self._root_attr(METADATA_DIGEST_ATTR, str)
+            if metadata_digest(self._h5, objects.items()) != stored:
+                self._fail(f"{METADATA_DIGEST_ATTR} does not match the file's attributes: the file is damaged")
         self.refmodel_version = self._root_attr("refmodel_version", str)
         self.seed = self._root_attr("seed", int)
         self.timesteps = self._root_attr("timesteps", int)
@@ -247,9 +296,24 @@ class VectorFile:
                 self._fail(f"/{group.name.strip('/')} has groups {stray} that are not layers")
         self.outputs = tuple(self._group("outputs"))
         self._datasets += [self._info(f"outputs/{o}", "output", None, o) for o in self.outputs]
+        self._check_objects(objects)
         self.network = self.stimulus_spec = self.record = None
         if isinstance(self.config, dict) and "network" in self.config:
             self._validate_run()
+
+    def _check_objects(self, objects):
+        """No object the schema does not name: the groups of §1, the datasets found above."""
+        keys = [la.key for la in self.layers]
+        groups = {*ROOT_MEMBERS, *(f"layers/{k}" for k in keys), *(f"layers/{k}/params" for k in keys),
+                  *(f"traces/{k}" for k in keys), *(f"counts/{k}" for k in keys)}
+        cost = objects.get("cost")
+        if isinstance(cost, h5py.Group):
+            groups |= {f"cost/{s}" for s in cost} | {f"cost/{s}/{k}" for s in cost for k in keys}
+        datasets = {info.path for info in self._datasets}
+        for path, obj in objects.items():
+            if path not in (datasets if isinstance(obj, h5py.Dataset) else groups):
+                self._fail(f"unexpected {'dataset' if isinstance(obj, h5py.Dataset) else 'group'} /{path}: the "
+                           f"schema names no such object")
 
     def _validate_run(self):
         """The file against the run its config describes: the layers, every dataset (no more,
@@ -353,15 +417,63 @@ class VectorFile:
         raise VectorFileError(f"{self.path}: no dataset /{path}")
 
     def read(self, path, t=None) -> np.ndarray:
-        """The dataset at ``path`` (stored dtype), or its timestep ``t`` only."""
+        """The dataset at ``path`` (stored dtype), checked against its digest, or its timestep
+        ``t`` only (whose chunk must be present; ``steps`` checks the digest of them all)."""
         info = self.info(path)
         if t is not None and not (info.stepped and 0 <= t < self.timesteps):
             raise VectorFileError(f"{self.path}: /{path} has no timestep {t!r}")
-        try:
+        with self._damage(f"/{path}"):
             dset = self._h5[path]
-            return dset[()] if t is None else dset[t]
-        except _H5_ERRORS as exc:
-            raise VectorFileError(f"{self.path}: cannot read /{path}, the file is damaged ({exc})") from None
+            if t is None:
+                values = dset[()]
+                self._check_digest(info, values)
+                return values
+            if dset.chunks is not None and dset.id.get_chunk_info_by_coord((t,) + (0,) * (dset.ndim - 1)).size == 0:
+                self._fail(f"/{path} has no chunk for timestep {t}: the file is damaged")
+            return dset[t]
+
+    def steps(self, path):
+        """The timesteps of the stepped dataset at ``path``, one (N, ...) array after the other;
+        after the last, its digest is checked (VectorFileError when it does not match)."""
+        info = self.info(path)
+        if not info.stepped:
+            raise VectorFileError(f"{self.path}: /{path} has no timesteps")
+        if not info.streamed:  # (one chunk: read whole)
+            yield from self.read(path)
+            return
+        digests = []
+        for t in range(self.timesteps):
+            values = self.read(path, t)
+            digests.append(values_digest(values))
+            yield values
+        self._check_digest(info, step_digests=digests)
+
+    def _check_digest(self, info, values=None, step_digests=None):
+        """Compare the digest of ``values`` (a streamed dataset's: of its timesteps, or of their
+        ``step_digests``) with the stored one (version 2 files)."""
+        if info.digest is None:
+            return
+        if info.streamed:
+            got = steps_digest(step_digests if step_digests is not None else map(values_digest, values))
+        else:
+            got = values_digest(values).hex()
+        if got != info.digest:
+            self._fail(f"/{info.path}: its values do not match their SHA-256 digest: the file is damaged")
+
+    def _check_chunks(self, info):
+        """Every chunk of the dataset present once, at its place on the chunk grid (an absent
+        chunk would read as zeros)."""
+        dset = self._h5[info.path]
+        if dset.chunks is None:
+            return
+        grid = [range(0, n, c) for n, c in zip(dset.shape, dset.chunks)]
+        expected = int(np.prod([len(axis) for axis in grid]))
+        count = dset.id.get_num_chunks()
+        offsets = {dset.id.get_chunk_info(i).chunk_offset for i in range(min(count, expected))}
+        aligned = all(o in axis for offset in offsets for o, axis in zip(offset, grid))
+        if count != expected or len(offsets) != expected or not aligned:
+            self._fail(f"/{info.path} has {count} chunks ({len(offsets)} distinct), its shape {dset.shape} in chunks "
+                       f"of {dset.chunks} needs {expected}: the file is damaged")
 
     def param(self, layer, name):
         """``(values, fmt)`` of parameter ``name`` of ``layer``."""
@@ -400,14 +512,17 @@ class VectorFile:
         return self.read(info.path), info.fmt
 
     def verify(self) -> int:
-        """Read every value of every dataset (stepped ones a timestep at a time), so that each
-        chunk is inflated and its Adler-32 checksum checked, and check that it lies in its dataset's format;
-        returns the number of values read.  Also reads the cost figures (``cost()``)."""
+        """Check every dataset's chunks (each present, at its place) and read every value
+        (streamed datasets a timestep at a time), so that each chunk is inflated and its
+        Adler-32 checksum checked, each value lies in its dataset's format and each dataset
+        matches its digest; returns the number of values read.  Also reads the cost figures."""
         self.cost()
         total = 0
         for info in self._datasets:
-            for t in range(self.timesteps) if info.stepped and info.kind != "count" else (None,):
-                values = self.read(info.path, t)
+            with self._damage(f"the chunk index of /{info.path}"):
+                self._check_chunks(info)
+            arrays = enumerate(self.steps(info.path)) if info.streamed else ((None, self.read(info.path)),)
+            for t, values in arrays:
                 if values.size and (int(values.min()) < info.fmt.min_int or int(values.max()) > info.fmt.max_int):
                     self._fail(f"/{info.path}{'' if t is None else f' (t={t})'} holds values outside its format "
                                f"{info.fmt}")
@@ -416,6 +531,10 @@ class VectorFile:
 
     def cost(self) -> dict:
         """``{section: {layer: {quantity: int}}}`` of the ``cost`` group (``{}`` when the file has none)."""
+        with self._damage("/cost"):
+            return self._cost()
+
+    def _cost(self) -> dict:
         if "cost" not in self._h5:
             return {}
         names = {la.key: la.name for la in self.layers}

@@ -7,12 +7,21 @@ import json
 import os
 import re
 
+import h5py
 import numpy as np
 
+from refmodel.errors import RefmodelError
 from refmodel.fixed import FixedPointError, QFormat
 
 FORMAT_NAME = "refmodel-vectors"
-FORMAT_VERSION = 1
+#: The version this writer writes; version 2 added the content and metadata digests (§11).
+FORMAT_VERSION = 2
+#: The versions this reader reads (version 1 files have no digests).
+READABLE_VERSIONS = (1, 2)
+#: Dataset attribute: SHA-256 of its values (``values_digest``, ``steps_digest`` when stepped).
+DIGEST_ATTR = "sha256"
+#: Root attribute: SHA-256 of every object's attributes but this one (``metadata_digest``).
+METADATA_DIGEST_ATTR = "metadata_sha256"
 
 #: Members allowed at the root; ``cost`` is optional.
 ROOT_MEMBERS = ("layers", "stimulus", "traces", "outputs", "counts", "cost")
@@ -29,7 +38,7 @@ GZIP_LEVEL = 1  # fastest deflate: half the time of level 4 for ~3% larger trace
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
-class VectorFileError(ValueError):
+class VectorFileError(RefmodelError, ValueError):
     """A vector file (or a request to write one) is invalid; the message names path and problem."""
 
 
@@ -99,8 +108,64 @@ def as_codes(values, fmt: QFormat, what: str) -> np.ndarray:
     return arr.astype(storage_dtype(fmt))
 
 
-def chmod_default(path, mode):
-    """Give ``path`` the permissions ``mode`` less the umask (temporary files are private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+def is_streamed(path: str) -> bool:
+    """Whether the dataset at ``path`` is written a timestep at a time: the traces and the
+    stimulus spikes (their digest is ``steps_digest``)."""
+    return path.startswith("traces/") or path == "stimulus/spikes"
+
+
+def values_digest(values: np.ndarray) -> bytes:
+    """SHA-256 of an array's values in its storage dtype, little-endian, row-major."""
+    arr = np.ascontiguousarray(values)
+    return hashlib.sha256(arr.astype(arr.dtype.newbyteorder("<"), copy=False).data).digest()
+
+
+def steps_digest(step_digests) -> str:
+    """The digest of a stepped dataset (axis 0 the timestep): SHA-256 of the concatenated
+    ``values_digest`` of its timesteps, lowercase hex."""
+    return hashlib.sha256(b"".join(step_digests)).hexdigest()
+
+
+def walk(group, path=""):
+    """Every ``(path, object)`` below ``group`` in sorted order, depth first; VectorFileError
+    at the first link that is not a hard link, or an object with more than one."""
+    for name in sorted(group):
+        child = f"{path}/{name}" if path else name
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise VectorFileError(f"/{child} is a {type(link).__name__}; a vector file holds hard links only")
+        obj = group[name]
+        if h5py.h5o.get_info(obj.id).rc != 1:
+            raise VectorFileError(f"/{child} has more than one name (hard links); a vector file names each object once")
+        if not isinstance(obj, (h5py.Group, h5py.Dataset)):
+            raise VectorFileError(f"/{child} is a {type(obj).__name__}, neither a group nor a dataset")
+        yield child, obj
+        if isinstance(obj, h5py.Group):
+            yield from walk(obj, child)
+
+
+def attr_json(value, where):
+    """An attribute's value as the metadata digest sees it: a string, an int or a list of ints."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, (str, int)):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        return [int(v) for v in value.ravel()]
+    if isinstance(value, np.integer):
+        return int(value)
+    raise VectorFileError(f"{where} is a {type(value).__name__}; vector file attributes are integers and strings")
+
+
+def metadata_sha256(table) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``{object path: {attribute: attr_json(value)}}``."""
+    return sha256_hex(canonical_json(table))
+
+
+def metadata_digest(root, objects) -> str:
+    """``metadata_sha256`` of the root (path ``""``) and ``objects`` (``walk(root)``), less the
+    root's own ``metadata_sha256``."""
+    table = {path: {name: attr_json(value, f"/{path} attribute {name!r}") for name, value in obj.attrs.items()
+                    if (path, name) != ("", METADATA_DIGEST_ATTR)}
+             for path, obj in [("", root), *objects]}
+    return metadata_sha256(table)

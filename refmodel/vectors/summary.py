@@ -11,7 +11,7 @@ from refmodel.vectors.reader import VectorFile
 def spike_rate(vf: VectorFile, path) -> float:
     """Mean of a spike dataset (spikes per neuron per timestep), read one timestep at a time."""
     info = vf.info(path)
-    total = sum(int(np.count_nonzero(vf.read(path, t))) for t in range(vf.timesteps))
+    total = sum(int(np.count_nonzero(values)) for values in vf.steps(path))
     return total / max(int(np.prod(info.shape)), 1)
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 
+from refmodel.files import AtomicOutput
 from refmodel.fixed import QFormat
 from refmodel.vectors.hexport import timestep_digits
 from refmodel.vectors.reader import VectorFile
-from refmodel.vectors.schema import VectorFileError, chmod_default, layer_key
+from refmodel.vectors.schema import VectorFileError, layer_key
 
 PREFIX = "REFMODEL"
 
@@ -136,22 +136,12 @@ def header_text(vf: VectorFile) -> str:
     return "\n".join(lines)
 
 
-def export_sv(vector_path, out_path) -> str:
-    """Write the header of ``vector_path`` to ``out_path`` atomically; returns its text."""
-    out_path = os.path.abspath(os.fspath(out_path))
-    with VectorFile(vector_path) as vf:
-        text = header_text(vf)
-    parent = os.path.dirname(out_path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(out_path)}.", suffix=".tmp")
-    except OSError as exc:
-        raise VectorFileError(f"{out_path}: cannot create a file in {parent} ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
+def export_sv(vector_path, out_path, *, force=False) -> str:
+    """Write the header of ``vector_path`` to ``out_path`` atomically (``refmodel.files`` gives
+    the rules for the target; ``force`` writes through a symbolic link); returns its text."""
+    with AtomicOutput(out_path, force=force) as out:
+        with VectorFile(vector_path) as vf:
+            text = header_text(vf)
+        with open(out.tmp, "w") as f:
             f.write(text)
-        chmod_default(tmp, 0o666)
-        os.replace(tmp, out_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return text

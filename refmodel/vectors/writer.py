@@ -1,38 +1,46 @@
-"""Streaming writer of version-1 vector files: one timestep at a time, atomic, byte-deterministic.
+"""Streaming writer of vector files: one timestep at a time, atomic, byte-deterministic.
 
-Chunks are compressed in worker threads (``refmodel.vectors.chunks``) while the simulation goes
-on, and written in the order they were handed over.
+Chunks are compressed (and hashed) in worker threads (``refmodel.vectors.chunks``) while the
+simulation goes on, and written in the order they were handed over.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
 from refmodel.encode import SEED_MAX
+from refmodel.files import AtomicOutput, write_error
 from refmodel.fixed import QFormat
 from refmodel.layers.base import SPIKE
 from refmodel.vectors.chunks import ChunkWriter
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
+    DIGEST_ATTR,
     FORMAT_NAME,
     FORMAT_VERSION,
     GZIP_LEVEL,
+    METADATA_DIGEST_ATTR,
     SPIKE_COUNT,
     TRACE_AXES,
     VectorFileError,
     as_codes,
     canonical_json,
-    chmod_default,
     check_name,
     default_axes,
     format_attrs,
+    is_streamed,
     layer_key,
+    attr_json,
+    metadata_digest,
+    metadata_sha256,
     sha256_hex,
+    steps_digest,
     storage_dtype,
+    values_digest,
+    walk,
 )
 
 _LAYER_ATTRS = ("name", "kind", "index", "input_shape", "output_shape")
@@ -68,15 +76,68 @@ def _attr_value(value, what):
     raise VectorFileError(f"{what} = {value!r}: attributes must be integers, strings or non-empty integer lists")
 
 
+class _TempFile:
+    """The temporary file as HDF5 writes it, through h5py's file-object driver.
+
+    The first failed write (a full disk) is kept in ``error`` and every later write is
+    dropped: HDF5 itself never sees a failure, since after one the library can crash when the
+    file is closed.  The writer checks ``error`` before each operation and abandons the file.
+    """
+
+    def __init__(self, path):
+        self._file = open(path, "r+b", buffering=0)
+        self.error = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        try:
+            while self.error is None and view:
+                view = view[self._file.write(view):]
+        except OSError as exc:
+            self.error = exc
+        return size
+
+    def truncate(self, size=None):
+        try:
+            return self._file.truncate(size)
+        except OSError as exc:
+            self.error = self.error or exc
+            return size
+
+    def read(self, size=-1):
+        return self._file.read(size)
+
+    def readinto(self, buffer):
+        return self._file.readinto(buffer)
+
+    def seek(self, *args):
+        return self._file.seek(*args)
+
+    def tell(self):
+        return self._file.tell()
+
+    def flush(self):
+        pass  # unbuffered
+
+    def close(self):
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.error = self.error or exc
+
+
 class VectorWriter:
     """Write one vector file; use as a context manager.
 
-    The file is written to a temporary file beside ``path`` and renamed into place by
-    ``close()`` (on leaving the ``with`` block), after checking that every declared trace
-    has all its timesteps; an exception removes the temporary file and leaves ``path`` alone.
+    ``path`` is checked first (``refmodel.files``: an existing target must be a regular file,
+    a symbolic link is written through only with ``force``).  The file is written to a
+    temporary file beside ``path`` and renamed into place by ``close()`` (on leaving the
+    ``with`` block), after checking that every declared trace has all its timesteps; an
+    exception, a full disk included, removes the temporary file and leaves ``path`` alone.
     """
 
-    def __init__(self, path, *, config, seed, timesteps, batch, threads=2):
+    def __init__(self, path, *, config, seed, timesteps, batch, threads=2, force=False):
         """``threads``: worker threads that compress chunks (the file does not depend on it)."""
         from refmodel import __version__
 
@@ -85,33 +146,31 @@ class VectorWriter:
         self.batch = _check_int(batch, "batch", 1)
         seed = _check_int(seed, "seed", 0, SEED_MAX)
         config_json = canonical_json(config)
+        _check_int(threads, "threads", 1, 64)
         self._layers = {}  # name -> key
         self._pending = {}  # dataset path -> bool array of written timesteps
         self._step_datasets = {}  # dataset path -> (dataset, QFormat) of the per-timestep datasets
+        self._step_digests = {}  # dataset path -> {t: values_digest} of the empty per-timestep datasets
         self._datasets = []  # every dataset, open until the file closes: HDF5 then never closes
         # one at a moment that depends on when its last chunk was written
         self._stimulus = False
-        self._chunks = ChunkWriter(_check_int(threads, "threads", 1, 64))
-        directory = os.path.dirname(os.path.abspath(self.path))
+        self._h5 = self._io = None
+        self._metadata = {"": {}}  # what metadata_digest reads back: {object path: {attribute: value}}
+        self._out = AtomicOutput(self.path, force=force)
+        self._chunks = ChunkWriter(threads)
         try:
-            fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".tmp")
-        except OSError as exc:
-            self._chunks.close()
-            raise VectorFileError(f"{self.path}: cannot write a file in {directory} ({exc.strerror})") from None
-        os.close(fd)
-        try:
-            self._h5 = h5py.File(self._tmp, "w")
-            root = self._h5.attrs
-            root["format"] = FORMAT_NAME
-            root["format_version"] = np.int64(FORMAT_VERSION)
-            root["refmodel_version"] = __version__
-            root["seed"] = np.int64(seed)
-            root["timesteps"] = np.int64(self.timesteps)
-            root["batch"] = np.int64(self.batch)
-            root["config_json"] = config_json
-            root["config_sha256"] = sha256_hex(config_json)
+            self._io = _TempFile(self._out.tmp)
+            self._h5 = h5py.File(self._io, "w")
+            root = {"format": FORMAT_NAME, "format_version": np.int64(FORMAT_VERSION), "refmodel_version": __version__,
+                    "seed": np.int64(seed), "timesteps": np.int64(self.timesteps), "batch": np.int64(self.batch),
+                    "config_json": config_json, "config_sha256": sha256_hex(config_json)}  # fmt: skip
+            for name, value in root.items():
+                self._set_attr(self._h5, name, value)
             for group in ("layers", "traces", "outputs", "counts"):
-                self._h5.create_group(group)
+                self._create_group(group)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
         except BaseException:
             self.abort()
             raise
@@ -128,17 +187,22 @@ class VectorWriter:
         return False
 
     def abort(self):
-        """Discard everything written: close and delete the temporary file."""
-        self._chunks.close(discard=True)
-        h5 = getattr(self, "_h5", None)
-        if h5 is not None:
-            self._h5 = None
-            h5.close()
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        """Discard everything written: close and delete the temporary file (never raises)."""
+        h5, self._h5 = self._h5, None
+        try:
+            self._chunks.close(discard=True)
+            if h5 is not None:
+                h5.close()
+        except Exception:  # noqa: BLE001 - the temporary file goes in any case, below
+            pass
+        finally:
+            if self._io is not None:
+                self._io.close()
+            self._out.discard()
 
     def close(self):
-        """Check completeness, then move the finished file to ``path`` (VectorFileError if incomplete)."""
+        """Check completeness, store the digests, then move the finished file to ``path``
+        (VectorFileError if incomplete, OutputError if it could not be written)."""
         try:
             if not self._stimulus:
                 raise VectorFileError(f"{self.path}: no stimulus was written")
@@ -148,11 +212,19 @@ class VectorWriter:
                     raise VectorFileError(
                         f"{self.path}: {name} misses {missing.size} of {done.size} timesteps (first t={missing[0]})"
                     )
+            h5 = self._file  # (writes what is pending)
             self._chunks.close()
-            self._file.close()
+            for path, (dset, _) in self._step_datasets.items():
+                digests = self._step_digests.get(path) or {
+                    t: self._chunks.digests[(dset.name, (t,) + (0,) * (dset.ndim - 1))] for t in range(self.timesteps)}
+                self._set_attr(dset, DIGEST_ATTR, steps_digest(digests[t] for t in range(self.timesteps)))
+            h5.attrs[METADATA_DIGEST_ATTR] = metadata_sha256(self._metadata)
             self._h5 = None
-            chmod_default(self._tmp, 0o666)
-            os.replace(self._tmp, self.path)
+            h5.close()
+            self._io.close()
+            if self._io.error is not None:
+                raise write_error(self.path, self._io.error)
+            self._out.commit()
         except BaseException:
             self.abort()
             raise
@@ -165,7 +237,25 @@ class VectorWriter:
         if self._h5 is None:
             raise VectorFileError(f"{self.path}: the writer is closed")
         self._chunks.flush()
+        if self._io.error is not None:
+            raise write_error(self.path, self._io.error)
         return self._h5
+
+    def _note_object(self, path):
+        """Note the new object at ``path`` and the groups HDF5 made on the way to it."""
+        parts = path.split("/")
+        for end in range(1, len(parts) + 1):
+            self._metadata.setdefault("/".join(parts[:end]), {})
+
+    def _create_group(self, path):
+        group = self._file.create_group(path)
+        self._note_object(path)
+        return group
+
+    def _set_attr(self, obj, name, value):
+        """Store attribute ``name`` of ``obj`` and note it for the metadata digest."""
+        obj.attrs[name] = value
+        self._metadata[obj.name.lstrip("/")][name] = attr_json(value, f"{obj.name} attribute {name!r}")
 
     def _create(self, path, codes, fmt, axes, chunks):
         """Integer dataset at ``path`` holding ``codes`` (new storage-dtype codes, which the
@@ -192,9 +282,12 @@ class VectorWriter:
             fillvalue=0,
             track_times=False,
         )
+        self._note_object(path)
         self._datasets.append(dset)
         for key, value in format_attrs(fmt, axes).items():
-            dset.attrs[key] = value
+            self._set_attr(dset, key, value)
+        if data is not None:
+            self._set_attr(dset, DIGEST_ATTR, values_digest(data).hex())
         if compress and data is not None:
             self._chunks.submit_array(dset, data)
         return dset
@@ -224,8 +317,10 @@ class VectorWriter:
         if arr.shape != dset.shape[1:]:
             raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
         codes = as_codes(arr, fmt, f"{path}[t={t}]")
-        if dset.chunks is not None:  # (an empty trace has no chunks)
-            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks))
+        if dset.chunks is not None:
+            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks), digest=True)
+        else:  # an empty trace has no chunks
+            self._step_digests.setdefault(path, {})[t] = values_digest(codes)
         done[t] = True
 
     # ------------------------------------------------------------------ public API
@@ -247,10 +342,10 @@ class VectorWriter:
                 raise VectorFileError(f"layer {name!r}: attribute {key!r} is reserved")
             values[key] = value
         key = layer_key(index, name)
-        group = self._file.create_group(f"layers/{key}")
-        group.create_group("params")
+        group = self._create_group(f"layers/{key}")
+        self._create_group(f"layers/{key}/params")
         for attr, value in sorted(values.items()):  # sorted: the bytes do not depend on dict order
-            group.attrs[attr] = _attr_value(value, f"layer {name!r}: attribute {attr!r}")
+            self._set_attr(group, attr, _attr_value(value, f"layer {name!r}: attribute {attr!r}"))
         self._layers[name] = key
         return index
 
@@ -270,13 +365,13 @@ class VectorWriter:
         x = np.asarray(encoder.x)
         if x.ndim < 1 or x.shape[0] != self.batch:
             raise VectorFileError(f"stimulus input shape {x.shape} must start with the batch size {self.batch}")
-        self._file.create_group("stimulus")
+        self._create_group("stimulus")
         self._create("stimulus/input", as_codes(x, encoder.fmt, "stimulus input"), encoder.fmt,
                      default_axes(x.ndim, TRACE_AXES[1:]), None)
         group = self._file["stimulus"]
-        group.attrs["encoding"] = encoder.name
+        self._set_attr(group, "encoding", encoder.name)
         for key, value in sorted(encoder.params.items()):
-            group.attrs[key] = _attr_value(value, f"stimulus attribute {key!r}")
+            self._set_attr(group, key, _attr_value(value, f"stimulus attribute {key!r}"))
         if encoder.spiking:
             self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE, None)
         self._stimulus = True
@@ -342,8 +437,22 @@ class VectorWriter:
             }
             for section, rows in sections.items() for layer in rows
         }  # fmt: skip
-        self._file.create_group("cost")
+        self._create_group("cost")
         for path in sorted(checked):
-            group = self._file.create_group(path)
+            group = self._create_group(path)
             for quantity, value in checked[path].items():
-                group.attrs[quantity] = value
+                self._set_attr(group, quantity, value)
+
+
+def reseal(path) -> None:
+    """Recompute, in place, every digest of a vector file edited on purpose with h5py (a test
+    of a checker with a deliberately wrong value, say), so that it reads as that edit and not as
+    damage: each dataset's ``sha256`` (per timestep for traces and stimulus spikes), then the
+    root's ``metadata_sha256``.  Never use it to make a damaged file readable."""
+    with h5py.File(os.fspath(path), "r+") as h5:
+        for name, obj in walk(h5):
+            if isinstance(obj, h5py.Dataset):
+                values = obj[()]
+                digest = steps_digest(map(values_digest, values)) if is_streamed(name) else values_digest(values).hex()
+                obj.attrs[DIGEST_ATTR] = digest
+        h5.attrs[METADATA_DIGEST_ATTR] = metadata_digest(h5, walk(h5))
