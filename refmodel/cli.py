@@ -128,6 +128,13 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (not the usage text) and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _integer(lo, hi=None):
     """An argparse type: an integer in lo..hi (no upper bound when hi is None)."""
 
@@ -151,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refmodel.encode import SEED_MAX
     from refmodel.limits import MAX_BATCH, MAX_TIMESTEPS
 
-    parser = argparse.ArgumentParser(prog="refmodel", description=DESCRIPTION)
+    parser = _Parser(prog="refmodel", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"refmodel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo = commands.add_parser(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 
 from refmodel.errors import PlacedError, RefmodelError
 
@@ -33,13 +34,18 @@ class ResourceError(PlacedError, ValueError):
 
 
 def memory_limit() -> tuple[int, str]:
-    """(bytes, where the limit comes from): ``REFMODEL_MAX_BYTES``, else the physical memory."""
+    """(bytes, where the limit comes from): ``REFMODEL_MAX_BYTES``, else the physical memory,
+    or the process's address-space limit (``ulimit -v``) when that is smaller."""
     text = os.environ.get("REFMODEL_MAX_BYTES")
     if text is not None:
         if not text.strip().isdigit() or int(text) < 1:
             raise RefmodelError(f"REFMODEL_MAX_BYTES = {text!r} must be a number of bytes >= 1")
         return int(text), "REFMODEL_MAX_BYTES"
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "physical memory"
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if address_space != resource.RLIM_INFINITY and address_space < physical:
+        return address_space, "the address-space limit, ulimit -v"
+    return physical, "physical memory"
 
 
 def human_bytes(n: int) -> str:

@@ -36,7 +36,7 @@ from refmodel.layers import (
     WinnerSpikePool,
 )
 from refmodel.layers.base import SPIKE, check_name
-from refmodel.limits import MAX_TIMESTEPS, check_memory, elements
+from refmodel.limits import MAX_TIMESTEPS, check_memory, elements, memory_limit
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
 
@@ -210,24 +210,27 @@ class Network:
 
     def check_run(self, batch: int, timesteps: int, record=None, *, keep_traces: bool = True,
                   stimulus: str | None = None) -> None:
-        """ResourceError (naming batch or timesteps, the bytes and the limit) unless a run of
-        ``batch`` samples over ``timesteps`` fits the memory limit (``refmodel.limits``): the
-        layers' working arrays, the per-timestep counts, the recorded traces when they are kept
-        in memory (``keep_traces``), and the stimulus when it is still to be made: ``"analog"``
-        (its int64 codes) or ``"spikes"`` (also its (T, N, ...) uint8 spikes)."""
+        """ResourceError (naming batch, or timesteps when one sample is already too much, with
+        the bytes and the limit) unless a run of ``batch`` samples over ``timesteps`` fits the
+        memory limit (``refmodel.limits``): the layers' working arrays, the per-timestep counts,
+        the recorded traces when they are kept in memory (``keep_traces``), and the stimulus when
+        it is still to be made: ``"analog"`` (its int64 codes) or ``"spikes"`` (also its (T, N, ...)
+        uint8 spikes)."""
+        traced = sum(elements(self.signal_shape(*pair)) for pair in self.resolve_record(record)) if keep_traces else 0
         per_sample = sum(_WORKING_ARRAYS * (elements(a) + elements(b)) for a, b in self.shapes)
-        parts = {"layer state and signals": 8 * batch * per_sample,
-                 "per-timestep counts": 8 * timesteps * len(self.layers)}
-        if keep_traces:  # the list of timesteps, then its stacked copy
-            parts["traces"] = 2 * 8 * timesteps * batch * sum(
-                elements(self.signal_shape(*pair)) for pair in self.resolve_record(record))
-        if stimulus is not None:
-            parts["stimulus"] = 8 * 2 * batch * elements(self.input_shape) + (
-                timesteps * batch * elements(self.input_shape) if stimulus == "spikes" else 0)
-        in_time = parts["per-timestep counts"] + parts.get("traces", 0) + (
-            timesteps * batch * elements(self.input_shape) if stimulus == "spikes" else 0)
-        field, value = ("timesteps", timesteps) if 2 * in_time > sum(parts.values()) else ("batch", batch)
-        check_memory(self.name, field, value, parts)
+        pixels = elements(self.input_shape)
+
+        def parts(n):
+            out = {"layer state and signals": 8 * n * per_sample, "per-timestep counts": 8 * timesteps * len(self.layers)}
+            if traced:  # the list of timesteps, then its stacked copy
+                out["traces"] = 2 * 8 * timesteps * n * traced
+            if stimulus is not None:
+                out["stimulus"] = 8 * 2 * n * pixels + (timesteps * n * pixels if stimulus == "spikes" else 0)
+            return out
+
+        one_sample_fits = sum(parts(1).values()) <= memory_limit()[0]
+        field, value = ("batch", batch) if one_sample_fits else ("timesteps", timesteps)
+        check_memory(self.name, field, value, parts(batch))
 
     def recordable(self) -> list[tuple[str, str]]:
         """Every (layer, signal) this network can record, in layer and signal order."""

@@ -107,9 +107,9 @@ def _from_toml(layer, f, value, arrays):
     if isinstance(value, list) and _array_field(f):
         try:
             return np.array(value)
-        except (ValueError, RecursionError) as err:  # ragged, or nested too deep
-            raise SpecError(layer, f.name, "[...]", f"is not a rectangular array of integers ({err})",
-                            place="layer") from None
+        except (ValueError, RecursionError):  # ragged, or nested too deep
+            raise SpecError(layer, f.name, "[...]", "is not a rectangular array: its rows differ in length, or it "
+                                                    "nests deeper than 64 dimensions", place="layer") from None
     if isinstance(value, list):
         return tuple(value)
     return value

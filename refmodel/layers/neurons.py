@@ -93,8 +93,10 @@ def _check_int(layer, field, value, lo, hi) -> int:
 
 def _check_channels(layer, field, value, lo, hi):
     """An integer, or a sequence of one integer per channel (axis 1); each in lo..hi."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if np.ndim(value) != 1 or len(value) == 0:
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.ndim == 1 else [value]
+    if isinstance(value, (list, tuple)):
+        if len(value) == 0:
             _fail(layer, field, value, "must be an integer or a non-empty 1-D sequence (one per channel)")
         return tuple(_check_int(layer, f"{field}[{i}]", v, lo, hi) for i, v in enumerate(value))
     return _check_int(layer, field, value, lo, hi)

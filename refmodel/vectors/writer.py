@@ -160,7 +160,7 @@ class VectorWriter:
         self._chunks = ChunkWriter(threads)
         try:
             self._io = _TempFile(self._out.tmp)
-            self._h5 = h5py.File(self._io, "w")
+            self._h5 = h5py.File(self._io, "w", libver=("v110", "v110"))
             root = {"format": FORMAT_NAME, "format_version": np.int64(FORMAT_VERSION), "refmodel_version": __version__,
                     "seed": np.int64(seed), "timesteps": np.int64(self.timesteps), "batch": np.int64(self.batch),
                     "config_json": config_json, "config_sha256": sha256_hex(config_json)}  # fmt: skip
