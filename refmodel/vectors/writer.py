@@ -127,6 +127,24 @@ class _TempFile:
             self.error = self.error or exc
 
 
+def _untimed(kind):
+    """A creation property list of ``kind`` (file or group) that stores no timestamps."""
+    plist = h5py.h5p.create(kind)
+    plist.set_obj_track_times(False)
+    return plist
+
+
+def _new_file(fileobj) -> h5py.File:
+    """A new HDF5 file on ``fileobj`` in the HDF5 1.10 format (its metadata checksummed by
+    HDF5), with no timestamps on the root group: made from property lists, because older h5py
+    (before 3.10) cannot ask that of ``h5py.File`` (nor of ``create_group``)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, fileobj)
+    return h5py.File(h5py.h5f.create(b"refmodel-vectors", h5py.h5f.ACC_TRUNC, fapl=fapl,
+                                     fcpl=_untimed(h5py.h5p.FILE_CREATE)))
+
+
 class VectorWriter:
     """Write one vector file; use as a context manager.
 
@@ -160,7 +178,7 @@ class VectorWriter:
         self._chunks = ChunkWriter(threads)
         try:
             self._io = _TempFile(self._out.tmp)
-            self._h5 = h5py.File(self._io, "w", libver=("v110", "v110"))
+            self._h5 = _new_file(self._io)
             root = {"format": FORMAT_NAME, "format_version": np.int64(FORMAT_VERSION), "refmodel_version": __version__,
                     "seed": np.int64(seed), "timesteps": np.int64(self.timesteps), "batch": np.int64(self.batch),
                     "config_json": config_json, "config_sha256": sha256_hex(config_json)}  # fmt: skip
@@ -241,15 +259,14 @@ class VectorWriter:
             raise write_error(self.path, self._io.error)
         return self._h5
 
-    def _note_object(self, path):
-        """Note the new object at ``path`` and the groups HDF5 made on the way to it."""
-        parts = path.split("/")
-        for end in range(1, len(parts) + 1):
-            self._metadata.setdefault("/".join(parts[:end]), {})
-
     def _create_group(self, path):
-        group = self._file.create_group(path)
-        self._note_object(path)
+        """The group at ``path``, made (with the groups on the way to it) if it is new."""
+        parent, _, name = path.rpartition("/")
+        if path in self._metadata:
+            return self._file[path]
+        under = self._create_group(parent) if parent else self._file
+        group = h5py.Group(h5py.h5g.create(under.id, name.encode(), gcpl=_untimed(h5py.h5p.GROUP_CREATE)))
+        self._metadata[path] = {}
         return group
 
     def _set_attr(self, obj, name, value):
@@ -270,8 +287,9 @@ class VectorWriter:
         compress = len(shape) > 0 and int(np.prod(shape)) > 0
         if compress and chunks is None:
             chunks = tuple(shape) if int(np.prod(shape)) * storage_dtype(fmt).itemsize <= 256 << 20 else True
-        dset = self._file.create_dataset(
-            path,
+        parent = self._create_group(path.rpartition("/")[0])
+        dset = parent.create_dataset(
+            path.rpartition("/")[2],
             shape=shape,
             dtype=storage_dtype(fmt),
             data=None if compress else data,
@@ -282,7 +300,7 @@ class VectorWriter:
             fillvalue=0,
             track_times=False,
         )
-        self._note_object(path)
+        self._metadata[path] = {}
         self._datasets.append(dset)
         for key, value in format_attrs(fmt, axes).items():
             self._set_attr(dset, key, value)
