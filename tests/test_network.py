@@ -364,9 +364,10 @@ def load_example(**overrides):
 def test_example_passes_and_catches_a_wrapping_dut(monkeypatch):
     """The worked example passes against its DUT model, and fails with the first-mismatch
     report when the DUT's membrane register wraps instead of saturating (found, not shrunk:
-    shrinking takes tens of seconds; derandomized, so the same 25 examples every run: random
-    ones missed the wrap now and then)."""
-    example = load_example(max_examples=25, derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    shrinking takes tens of seconds; derandomized, so the same 100 examples every run: random
+    ones missed the wrap now and then, and which examples a derandomized run draws depends on
+    the hypothesis version: 25 found it with the newest, not with the oldest declared)."""
+    example = load_example(max_examples=100, derandomize=True, phases=[Phase.explicit, Phase.reuse, Phase.generate])
     example.test_dut_matches_golden()
     monkeypatch.setattr(example, "dut_linear_if", functools.partial(example.dut_linear_if, overflow="WRAP"))
     with pytest.raises(AssertionError, match=r"^layer if, signal spikes: first mismatch at t=\d+ n=\d+ c=\d+: expected"):
