@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from bench_network import BATCH, machine, stimulus, vgg
 from refmodel.generate import generate

@@ -60,7 +60,7 @@ import refmodel.kernels.pooling as pool_kernels  # noqa: E402
 from refmodel.fixed import QFormat  # noqa: E402
 from refmodel.generate import generate  # noqa: E402
 from refmodel.layers import (  # noqa: E402
-    IF, LIF, NEURONS, AvgPool, Conv2d, DualThreshold, Flatten, Linear, WinnerSpikePool,
+    IF, LIF, AvgPool, Conv2d, DualThreshold, Flatten, Linear, WinnerSpikePool,
 )
 from refmodel.network import Network  # noqa: E402
 from refmodel.spec import Spec, StimulusSpec  # noqa: E402
@@ -142,9 +142,9 @@ def _synapse_sources(network):
     """{synaptic layer name: name of the layer whose output it reads (None: the stimulus)}."""
     sources, last = {}, None
     for layer in network.layers:
-        if isinstance(layer, (Conv2d, Linear)):
+        if layer.role == "synapse":
             sources[layer.name] = last
-        if not isinstance(layer, Flatten):
+        if layer.role != "shape":
             last = layer.name
     return sources
 
@@ -386,7 +386,7 @@ def instrumented(network, timers):
         setattr(module, attr, timers.wrap(getattr(module, attr), label))
     for layer in network.layers:
         # what Network.run calls: forward (synapses), advance (neurons), step (pools)
-        method = "forward" if isinstance(layer, (Conv2d, Linear)) else "advance" if isinstance(layer, NEURONS) else "step"
+        method = {"synapse": "forward", "neuron": "advance"}.get(layer.role, "step")
         if hasattr(layer, method):
             kind = _kind(layer)
             object.__setattr__(layer, method, timers.wrap(getattr(layer, method), f"{kind}: whole call", kind))

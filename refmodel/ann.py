@@ -67,7 +67,7 @@ _OPTIONS = {
 }
 
 
-class ANNError(RefmodelError, ValueError):
+class ANNError(RefmodelError):
     """An invalid network description; the message names the layer, the field and the value."""
 
 

@@ -16,30 +16,23 @@ All figures are Python integers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from refmodel.fixed import Overflow
-from refmodel.layers import (
-    CountGatePool,
-    DualThreshold,
-    LayerError,
-    Linear,
-    LoihiLIF,
-    PooledNeuronPool,
-    SumPool,
-    WinnerSpikePool,
-)
-from refmodel.network import SPIKE, Network, Result, role_of
-from refmodel.spec import kind_of, network_config
+from refmodel.checks import integer_in, must_be_integer
+from refmodel.errors import LayerError, NetworkError
+from refmodel.layers import NETWORK_INPUT, SPIKE
+from refmodel.network import Network, Result
+from refmodel.spec import network_config
+from refmodel.stimulus import build_stimulus
 
 __all__ = [
-    "OPS", "TRAFFIC", "MEMORY", "CostError", "LayerCost", "Cost", "Activity",
-    "fan_out", "estimate", "measure", "measure_spec", "measure_vectors",
+    "OPS", "TRAFFIC", "MEMORY", "LayerCost", "Cost", "Activity", "estimate", "measure", "measure_spec",
+    "measure_vectors",
 ]  # fmt: skip
 
 #: Operations (counts).  Static: per sample and timestep; measured: over the run.
@@ -55,11 +48,6 @@ MEMORY = (
     "spike_buffer_bits", "counter_bits",
 )  # fmt: skip
 PER_STEP = OPS + TRAFFIC
-
-
-class CostError(LayerError):
-    """The cost cannot be computed: ``layer 'x': field = value problem``, or with
-    ``place="network"`` (a figure of the whole run) ``network 'y': ...``."""
 
 
 @dataclass(frozen=True)
@@ -169,30 +157,30 @@ def _render(header, rows) -> str:
 # --------------------------------------------------------------------------- activity
 @dataclass(frozen=True)
 class Activity:
-    """Spikes of a run, summed over its timesteps: ``counts[layer]`` (N, *output shape) for
-    neuron and pooling layers (for sum/avg pools ``Σ_t |code|``), ``inputs`` (N, *input shape)
-    the network's input spikes (None for an analog input).  ``source`` names the run."""
+    """Outputs of a run, summed over its timesteps: ``counts[layer]`` (N, *output shape) of
+    every layer whose outputs are counted (spikes; ``Σ_t |code|`` for codes that can be
+    negative), ``inputs`` (N, *input shape) the network's input spikes (None for an analog
+    input).  ``source`` names the run."""
 
+    network: Network
     timesteps: int
     batch: int
     counts: dict
     inputs: np.ndarray | None
     source: str
 
-    def of(self, layer: str) -> np.ndarray:
-        if layer not in self.counts:
-            raise CostError(layer, "record", f"{layer}.spikes",
-                            f"is not in {self.source} (the measured cost counts these spikes: record them)")
-        return self.counts[layer]
-
-
-def _wraps_negative(layer) -> bool:
-    """A sum/avg pool whose window sum can wrap to a negative code: a signed ``out_format``
-    under WRAP too narrow for a full window (``a >> shift > max_int``)."""
-    if not isinstance(layer, SumPool):
-        return False
-    fmt = layer.out_format
-    return layer.overflow == Overflow.WRAP and fmt.signed and layer.area >> layer.shift > fmt.max_int
+    def of(self, name: str) -> np.ndarray | None:
+        """Σ_t |output| of layer ``name`` (of its source, through a reshape), or of the network
+        input ("input"; None when it is analog); LayerError when the run did not keep it."""
+        if name == NETWORK_INPUT:
+            return self.inputs
+        layer = self.network.layer(name)
+        if layer.role == "shape":
+            return self.of(self.network.sites[name].source_names[0])
+        if name not in self.counts:
+            raise LayerError(name, "record", f"{name}.{layer.output_signal}",
+                             f"is not in {self.source} (the measured cost counts these outputs: record them)")
+        return self.counts[name]
 
 
 def _magnitudes(trace) -> np.ndarray:
@@ -208,164 +196,39 @@ def _input_counts(network: Network, per_step: bool, stimulus: np.ndarray, timest
     return stimulus.sum(axis=0) if per_step else stimulus * timesteps
 
 
-# --------------------------------------------------------------------------- static figures
-def _taps(size: int, out: int, k: int, stride: int, pad: int) -> np.ndarray:
-    """For each input position: how many (output position, kernel tap) pairs read it."""
-    pos = (np.arange(out)[:, None] * stride + np.arange(k)[None, :] - pad).ravel()
-    taps = np.zeros(size, np.int64)
-    np.add.at(taps, pos[(pos >= 0) & (pos < size)], 1)
-    return taps
+def _signed_outputs(network: Network) -> list:
+    """(layer, output signal) of the counted layers whose codes can be negative: their counts
+    are Σ_t |code|, not the run's Σ_t code."""
+    return [(name, network.layer(name).output_signal) for name in network.counted()
+            if network.sites[name].output_range[0] < 0]
 
 
-def fan_out(layer, input_shape) -> np.ndarray:
-    """Synaptic connections leaving each input neuron, shape ``input_shape``: K for Linear;
-    ``(K / groups) * ny[y] * nx[x]`` for Conv2d, ``ny[y] = #{(oy, i): oy*sy + i - py = y}``
-    (taps that fall on the zero padding connect no input neuron)."""
-    if isinstance(layer, Linear):
-        return np.full(input_shape, layer.weight.shape[0], np.int64)
-    c, h, w = input_shape
-    k, _, kh, kw = layer.weight.shape
-    _, ho, wo = layer.output_shape(input_shape)
-    (sy, sx), (py, px) = layer.stride, layer.padding
-    per_channel = _taps(h, ho, kh, sy, py)[:, None] * _taps(w, wo, kw, sx, px)[None, :]
-    return np.broadcast_to(per_channel * (k // layer.groups), (c, h, w))
-
-
-def _source(network: Network, i: int) -> int | None:
-    """Index of the layer whose output layer ``i`` reads (through Flatten); None: the network input."""
-    j = i - 1
-    while j >= 0 and role_of(network.layers[j]) == "flatten":
-        j -= 1
-    return j if j >= 0 else None
-
-
-def _max_code(network: Network, source: int | None) -> int | None:
-    """The largest |input value| of a synaptic layer reading ``source``: 1 for spikes; for
-    sum/avg pools the code of a full window, ``min(a >> shift, max_int)``, or ``-min_int`` when
-    a sum can wrap to a negative code; None for an analog (multi-bit) network input."""
-    if source is None:
-        return 1 if network.input_format == SPIKE else None
-    layer = network.layers[source]
-    if _wraps_negative(layer):
-        return -layer.out_format.min_int
-    if isinstance(layer, SumPool):
-        return min(layer.area >> layer.shift, layer.out_format.max_int)
-    return 1
-
-
-def _zeros(keys) -> dict:
-    return dict.fromkeys(keys, 0)
-
-
-def _synapse(network, i, shape_in, shape_out):
-    layer = network.layers[i]
-    static, memory = _zeros(PER_STEP), _zeros(MEMORY)
-    w_bits = layer.weight_format.bits
-    macs = math.prod(shape_out) * math.prod(layer.weight.shape[1:])
-    code = _max_code(network, _source(network, i))
-    static["macs"] = macs
-    static["synops"] = macs if code is None else code * int(fan_out(layer, shape_in).sum())
-    static["weight_read_bits"] = macs * w_bits
-    static["event_weight_read_bits"] = static["synops"] * w_bits
-    memory["weights"] = layer.weight.size
-    memory["weight_bits"] = layer.weight.size * w_bits
-    if layer.bias is not None:
-        memory["bias_bits"] = layer.bias.size * layer.bias_format.bits
-    return static, memory
-
-
-def _neuron(network, i, shape_in, shape_out):
-    layer = network.layers[i]
-    static, memory = _zeros(PER_STEP), _zeros(MEMORY)
-    n = math.prod(shape_in)
-    loihi = isinstance(layer, LoihiLIF)
-    state_bits = n * (2 * LoihiLIF.U_FORMAT.bits if loihi else layer.vm.bits)  # Loihi: u and v
-    static["neuron_updates"] = n
-    static["threshold_compares"] = n * (2 if isinstance(layer, DualThreshold) else 1)
-    static["leak_ops"] = 2 * n if loihi else (n if getattr(layer, "leak", "none") != "none" else 0)
-    static["vm_read_bits"] = static["vm_write_bits"] = state_bits
-    memory["neurons"] = n
-    memory["vm_bits"] = state_bits
-    memory["refractory_bits"] = n * getattr(layer, "refractory", 0).bit_length()
-    return static, memory
-
-
-def _pool(network, i, shape_in, shape_out):
-    layer = network.layers[i]
-    static, memory = _zeros(PER_STEP), _zeros(MEMORY)
-    c, h, w = shape_in
-    windows = math.prod(shape_out)
-    compared = windows
-    if isinstance(layer, WinnerSpikePool) and isinstance(network.layers[i - 1], DualThreshold):
-        compared //= 2  # s1 and s2 channels share the argmax of one Vm channel
-    static["pool_ops"] = compared * (layer.area - 1)
-    if isinstance(layer, CountGatePool):
-        counter_bits = c * h * w * layer.count_bits
-        static["counter_increments"] = c * h * w
-        static["counter_read_bits"] = static["counter_write_bits"] = memory["counter_bits"] = counter_bits
-    if isinstance(layer, PooledNeuronPool):
-        static["threshold_compares"] = windows
-        static["vm_write_bits"] = windows * layer.area * layer.vm.bits
-    return static, memory
-
-
-def _spike_buffer_bits(network, i, shape_out) -> int:
-    """Bits of one timestep's output of a neuron or pool layer; 0 when a pool consumes it in
-    place, or for the Vm readout (a last neuron layer with reset "none": its output is its Vm)."""
-    layer = network.layers[i]
-    if i + 1 < len(network.layers):
-        if role_of(network.layers[i + 1]) == "pool":
-            return 0
-    elif getattr(layer, "reset", None) == "none":
-        return 0
-    return math.prod(shape_out) * network.formats[(layer.name, "spikes")].bits
-
-
-_STATIC = {"synapse": _synapse, "neuron": _neuron, "pool": _pool}
-
-
-def _measured(network, i, static, activity: Activity) -> dict:
-    """Static figures x T x N, with the event-driven ones counted from ``activity``."""
-    layer = network.layers[i]
-    runs = activity.timesteps * activity.batch
-    out = {key: value * runs for key, value in static.items()}
-    role = role_of(layer)
-    if role == "synapse":
-        source = _source(network, i)
-        if source is None and activity.inputs is None:
-            return out  # analog input: dense MACs every timestep
-        counts = activity.inputs if source is None else activity.of(network.layers[source].name)
-        shape_in = network.shapes[i][0]
-        counts = np.asarray(counts, np.int64).reshape((-1, *shape_in)).sum(axis=0)
-        out["synops"] = int((counts * fan_out(layer, shape_in)).sum())
-        out["event_weight_read_bits"] = out["synops"] * layer.weight_format.bits
-    elif isinstance(layer, CountGatePool):
-        out["counter_increments"] = int(activity.of(network.layers[i - 1].name).sum())
-        out["counter_write_bits"] = out["counter_increments"] * layer.count_bits
-    elif isinstance(layer, PooledNeuronPool):
-        out["vm_write_bits"] = int(activity.of(layer.name).sum()) * layer.area * layer.vm.bits
-    return out
-
-
+# --------------------------------------------------------------------------- figures
 def _cost(network: Network, timesteps: int, batch: int, activity: Activity | None) -> Cost:
     for field, value in (("timesteps", timesteps), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise CostError(network.name, field, value, "must be an integer >= 1", place="network")
+        if not integer_in(value, 1):
+            raise NetworkError(network.name, field, value, must_be_integer(1))
     layers = []
-    for i, (layer, (shape_in, shape_out)) in enumerate(zip(network.layers, network.shapes)):
-        role = role_of(layer)
-        if role in _STATIC:
-            static, memory = _STATIC[role](network, i, shape_in, shape_out)
-        else:
-            static, memory = _zeros(PER_STEP), _zeros(MEMORY)
-        if role in ("neuron", "pool"):
-            memory["spike_buffer_bits"] = _spike_buffer_bits(network, i, shape_out)
-        static = {k: int(v) for k, v in static.items()}
-        memory = {k: int(v) for k, v in memory.items()}
-        measured = None if activity is None else _measured(network, i, static, activity)
-        layers.append(LayerCost(layer.name, kind_of(layer), static, memory, measured))
+    for layer in network.layers:
+        site = network.sites[layer.name]
+        ops, memory = layer.static_cost(site)
+        static = _figures(layer, PER_STEP, ops)
+        memory = _figures(layer, MEMORY, memory)
+        measured = None
+        if activity is not None:
+            totals = {key: value * activity.timesteps * activity.batch for key, value in static.items()}
+            measured = _figures(layer, PER_STEP, layer.measured_cost(site, totals, activity))
+        layers.append(LayerCost(layer.name, layer.kind, static, memory, measured))
     source = None if activity is None else activity.source
     return Cost(network.name, int(timesteps), int(batch), tuple(layers), source)
+
+
+def _figures(layer, keys, values: dict) -> dict:
+    """Every figure of ``keys`` (0 where ``values`` has none) as Python ints."""
+    unknown = set(values) - set(keys)
+    if unknown:
+        raise AssertionError(f"layer {layer.name!r} ({layer.kind}) reports unknown cost figures {sorted(unknown)}")
+    return {key: int(values.get(key, 0)) for key in keys}
 
 
 # --------------------------------------------------------------------------- public entry points
@@ -382,26 +245,23 @@ def measure(result: Result, stimulus) -> Cost:
     per_step = network.check_stimulus(stimulus, result.timesteps)
     inputs = _input_counts(network, per_step, stimulus, result.timesteps)
     counts = dict(result.spike_counts)
-    wrapping = [(layer.name, "spikes") for layer in network.layers if _wraps_negative(layer)]
+    wrapping = _signed_outputs(network)
     if wrapping:  # Σ_t code != Σ_t |code|: every timestep's codes, recorded or from a rerun (deterministic)
         traces = result.traces
         if any(pair not in traces for pair in wrapping):
             traces = network.run(stimulus, result.timesteps, record=wrapping).traces
         counts.update({name: _magnitudes(traces[(name, signal)]) for name, signal in wrapping})
-    activity = Activity(result.timesteps, result.batch, counts, inputs, "run")
+    activity = Activity(network, result.timesteps, result.batch, counts, inputs, "run")
     return _cost(network, result.timesteps, result.batch, activity)
 
 
 def measure_spec(spec, timesteps: int | None = None) -> Cost:
     """Run ``spec``'s network on its [stimulus] (``timesteps`` overrides the spec's) and measure."""
-    from refmodel.generate import make_stimulus
-
-    stim = spec.stimulus
-    timesteps = stim.timesteps if timesteps is None else timesteps
-    spec.network.check_run(stim.batch, timesteps, "spikes", stimulus="analog" if stim.encoding == "analog" else "spikes")
-    encoder = make_stimulus(spec, stim.batch, stim.seed)
-    stimulus = encoder.run(timesteps) if encoder.spiking else encoder.x
-    return measure(spec.network.run(stimulus, timesteps), stimulus)
+    stim = spec.stimulus if timesteps is None else dataclasses.replace(spec.stimulus, timesteps=timesteps)
+    spec.network.check_run(stim.batch, stim.timesteps, "spikes",
+                           stimulus="analog" if stim.encoding == "analog" else "spikes")
+    _, stimulus = build_stimulus(spec, stim)
+    return measure(spec.network.run(stimulus, stim.timesteps), stimulus)
 
 
 def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
@@ -409,18 +269,18 @@ def measure_vectors(network: Network, vf, timesteps: int | None = None) -> Cost:
     written for ``network``), from its recorded spike traces and stimulus."""
     expected = json.loads(json.dumps(network_config(network)))
     if vf.config.get("network") != expected:
-        raise CostError(network.name, "vector file", vf.path, "was not generated from this network (configs differ)",
-                        place="network")
+        raise NetworkError(network.name, "vector file", vf.path, "was not generated from this network (configs differ)")
     if timesteps is not None and timesteps != vf.timesteps:
-        raise CostError(network.name, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}",
-                        place="network")
+        raise NetworkError(network.name, "timesteps", timesteps, f"differs from the vector file's T = {vf.timesteps}")
+    counted = set(network.counted())
     counts = {}
     for info in vf.layers:
-        if "spikes" in info.signals:
-            counts[info.name] = _magnitudes(vf.steps(vf.trace_info(info.name, "spikes").path))
+        signal = network.layer(info.name).output_signal
+        if info.name in counted and signal in info.signals:
+            counts[info.name] = _magnitudes(vf.trace_steps(info.name, signal))
     if vf.encoding != "analog":
         inputs = _input_counts(network, True, vf.stimulus_spikes(), vf.timesteps)
     else:
         inputs = _input_counts(network, False, vf.stimulus()[0], vf.timesteps)
-    activity = Activity(vf.timesteps, vf.batch, counts, inputs, vf.path)
+    activity = Activity(network, vf.timesteps, vf.batch, counts, inputs, vf.path)
     return _cost(network, vf.timesteps, vf.batch, activity)

@@ -27,11 +27,10 @@ import numpy as np
 
 from refmodel import ann as annlib
 from refmodel.convert import convert, quantize_input, to_network
-from refmodel.cost import estimate, fan_out
+from refmodel.cost import estimate
 from refmodel.files import AtomicOutput, OutputError
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
-from refmodel.layers import SYNAPSES, Flatten
 from refmodel.spec import Spec, StimulusSpec, load_spec, save_spec
 
 __all__ = ["run_demo", "load_data", "run_variant", "within_one_point", "label", "VARIANTS", "TIMESTEPS"]
@@ -72,10 +71,13 @@ def _spike_sources(network) -> dict:
     output shape}; the first weight layer reads the analog input and is left out."""
     sources = {}
     for i, layer in enumerate(network.layers):
-        if i == 0 or not isinstance(layer, SYNAPSES):
+        if i == 0 or layer.role != "synapse":
             continue
-        j = i - 1 - isinstance(network.layers[i - 1], Flatten)
-        sources[network.layers[j].name] = fan_out(layer, network.shapes[i][0]).reshape(network.shapes[j][1])
+        source = network.layers[i - 1]
+        if source.role == "shape":
+            source = network.layers[i - 2]
+        shape_in = network.sites[layer.name].input_shape
+        sources[source.name] = layer.fan_out(shape_in).reshape(network.sites[source.name].output_shape)
     return sources
 
 

@@ -25,16 +25,12 @@ import secrets
 import shutil
 import stat
 
-from refmodel.errors import RefmodelError
+from refmodel.errors import OutputError
 
 __all__ = ["OutputError", "AtomicOutput", "resolve_target", "write_error", "chmod_default"]
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _TEMP = re.compile(r"^(\d+)\.[0-9a-f]{8}\.tmp$")  # what follows ".<name>." in a temporary name
-
-
-class OutputError(RefmodelError):
-    """An output that cannot, or must not, be written; the message names the user's path."""
 
 
 def _kind(mode) -> str | None:

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class FixedPointError(RefmodelError, ValueError):
+class FixedPointError(RefmodelError):
     """Invalid fixed-point input: a bad format, mode, dtype or value."""
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import resource
 
-from refmodel.errors import PlacedError, RefmodelError
+from refmodel.errors import NetworkError, RefmodelError, ResourceError
 
 __all__ = ["MAX_TIMESTEPS", "MAX_BATCH", "MAX_SPEC_BYTES", "ResourceError", "memory_limit", "check_memory",
            "human_bytes", "elements"]
@@ -25,12 +25,6 @@ MAX_TIMESTEPS = 1 << 24
 MAX_BATCH = 1 << 24
 #: Bytes of a spec's TOML text (large arrays belong in its .npz).
 MAX_SPEC_BYTES = 64 << 20
-
-
-class ResourceError(PlacedError, ValueError):
-    """A size the machine cannot hold: names the place, the field, the value and the bytes."""
-
-    place = "network"
 
 
 def memory_limit() -> tuple[int, str]:
@@ -61,14 +55,15 @@ def elements(shape) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def check_memory(name: str, field: str, value, parts: dict, *, place: str = "network") -> None:
+def check_memory(name: str, field: str, value, parts: dict, place=NetworkError) -> None:
     """ResourceError unless the bytes of ``parts`` ({what: bytes}) fit the memory limit; the
-    message names ``place`` ``name``, ``field`` = ``value``, the total and its largest parts."""
+    message names the place (a PlacedError class: ``place`` ``name``), ``field`` = ``value``,
+    the total and its largest parts."""
     total = sum(parts.values())
     limit, source = memory_limit()
     if total <= limit:
         return
     largest = sorted(((b, what) for what, b in parts.items() if b), reverse=True)[:3]
     shown = ", ".join(f"{what} {human_bytes(b)}" for b, what in largest)
-    raise ResourceError(name, field, value, f"needs {human_bytes(total)} of memory ({shown}); the limit is "
-                                            f"{human_bytes(limit)} ({source})", place=place)
+    raise ResourceError(place(name, field, value, f"needs {human_bytes(total)} of memory ({shown}); the limit is "
+                                                  f"{human_bytes(limit)} ({source})"))

@@ -1,15 +1,19 @@
-"""A network: an ordered list of layers, run bit-exactly over T timesteps.
+"""A network: layers in a directed acyclic graph, run bit-exactly over T timesteps.
 
-Every timestep ``t`` the input ``x`` (the analog stimulus, the same every timestep, or the
-stimulus' spikes of timestep ``t``) flows through the layers in order:
+A layer reads the outputs of the layers its ``inputs`` names (by default the previous layer's,
+or the network input for the first layer; ``"input"`` names the network input), always layers
+listed before it: the listed order is the order of execution, and no cycle can be written.
+Every timestep ``t`` the network input ``x`` (the analog stimulus, the same every timestep, or
+the stimulus' spikes of timestep ``t``) is offered, and each layer in turn takes its inputs'
+outputs of this timestep and produces its own (``Layer.stepper``):
 
-* a synaptic layer (Conv2d, Linear) turns ``x`` into the current ``I = forward(x)``;
-* a neuron layer integrates ``I`` into its Vm and emits spikes, ``x = spikes``;
-* a pooling layer reads the preceding neuron layer's spikes and Vm (and may change that Vm,
-  the pooled-neuron variant), ``x = pooled output``;
-* Flatten reshapes ``x`` row-major.
+* a synaptic layer (Conv2d, Linear) turns its input into the current ``I = forward(x)``;
+* a neuron layer integrates its input current into its Vm and emits spikes;
+* a pooling layer reads its neuron layer's spikes and Vm (and may change that Vm, the
+  pooled-neuron variant) and outputs pooled spikes or codes;
+* Flatten reshapes row-major; Add sums its inputs into a register, Concat joins them.
 
-A network's output is its last layer's output: the spikes counted over the T timesteps and,
+A network's output is its last layer's output: its outputs counted over the T timesteps and,
 for a neuron layer, its final Vm (a readout layer is a neuron layer with ``reset="none"``).
 """
 
@@ -20,149 +24,67 @@ from typing import Callable
 
 import numpy as np
 
-from refmodel.fixed import FixedOverflowError, QFormat
-from refmodel.layers import (
-    MAX_CURRENT,
-    NEURONS,
-    POOLS,
-    SYNAPSES,
-    DualThreshold,
-    Flatten,
-    LayerError,
-    LoihiLIF,
-    OrPool,
-    PooledNeuronPool,
-    SumPool,
-    WinnerSpikePool,
-)
-from refmodel.layers.base import SPIKE, check_name
+from refmodel.checks import integer_in
+from refmodel.errors import LayerError, NetworkError
+from refmodel.fixed import QFormat
+from refmodel.layers import KINDS, NETWORK_INPUT, SPIKE, Layer
+from refmodel.layers.base import RunOptions, Site, check_name
 from refmodel.limits import MAX_TIMESTEPS, check_memory, elements, memory_limit
 
 __all__ = ["Network", "Result", "SIGNALS", "NetworkError"]
 
-
-class NetworkError(LayerError):
-    """The layers do not form a valid network, or the stimulus does not fit it: names the
-    network ("network 'x': ...") or, for a layer's place or formats, the layer ("layer 'x': ...")."""
-
-    place = "network"
-
-
-#: Signals each role can record, in recording order.
-SIGNALS = {
-    "synapse": ("current",),
-    "neuron": ("v_pre", "v_post", "spikes"),
-    "pool": ("spikes", "index", "v", "counters"),
-    "flatten": (),
-}
-#: Signals of a layer's input shape (a neuron's Vm, a pool's counters); the others have its output shape.
-INPUT_SHAPED = ("v_pre", "v_post", "counters")
+#: Signals each role can record, in recording order (the union over the role's kinds).
+SIGNALS = {role: tuple(dict.fromkeys(s for cls in KINDS.values() if cls.role == role for s in cls.signals))
+           for role in dict.fromkeys(cls.role for cls in KINDS.values())}
 #: Arrays of a layer's input and output size a run holds per sample at once (states, currents,
 #: spikes, the Vm before reset, kernel temporaries such as a padded input), int64 each.
 _WORKING_ARRAYS = 3
 
 
-def role_of(layer) -> str:
-    """'synapse', 'neuron', 'pool' or 'flatten'."""
-    for role, classes in (("synapse", SYNAPSES), ("neuron", NEURONS), ("pool", POOLS), ("flatten", (Flatten,))):
-        if isinstance(layer, classes):
-            return role
-    raise NetworkError(getattr(layer, "name", "?"), "layer", type(layer).__name__, "is not a refmodel layer",
-                       place="layer")
+@dataclass
+class Frame:
+    """What the layers of a run see during a timestep: ``outputs`` (by layer name, and the
+    network input under "input"), ``steps`` (each layer's ``Step`` of this timestep) and
+    ``states`` (each layer's registers, kept across timesteps)."""
+
+    outputs: dict
+    steps: dict
+    states: dict
 
 
-def _exact_current_format(layer, x_format: QFormat) -> QFormat:
-    """The narrowest signed format holding every exact current of ``layer`` for inputs of
-    ``x_format``: bound_k = |b_k| + sum |W_k| * max(|x_min|, |x_max|), frac = w.frac + x.frac."""
-    w = np.abs(layer.weight.reshape(layer.weight.shape[0], -1)).sum(axis=1)
-    x_max = max(abs(x_format.min_int), abs(x_format.max_int))
-    bias = np.zeros_like(w) if layer.bias is None else np.abs(layer.bias)
-    bound = int((bias + w * x_max).max())
-    return QFormat(min(64, bound.bit_length() + 1), layer.weight_format.frac + x_format.frac)
-
-
-def _signal_formats(layer, role, x_format, formats) -> QFormat:
-    """Record the formats of ``layer``'s signals in ``formats``; return its output's format."""
-    name = layer.name
-    if role == "synapse":
-        fmt = layer.acc_format or _exact_current_format(layer, x_format)
-        formats[(name, "current")] = fmt
-        return fmt
-    if role == "neuron":
-        if isinstance(layer, LoihiLIF):
-            lo, hi = LoihiLIF.A_IN_FORMAT.min_int, LoihiLIF.A_IN_FORMAT.max_int
-            if x_format.min_int < lo or x_format.max_int > hi:
-                raise NetworkError(name, "input current", str(x_format),
-                                   f"can leave Loihi's 16-bit a_in range {lo}..{hi}", place="layer")
-        vm = LoihiLIF.U_FORMAT if isinstance(layer, LoihiLIF) else layer.vm
-        formats.update({(name, "v_pre"): vm, (name, "v_post"): vm, (name, "spikes"): SPIKE})
-        return SPIKE
-    if role == "pool":
-        out = layer.out_format if isinstance(layer, SumPool) else SPIKE
-        formats[(name, "spikes")] = out
-        if not isinstance(layer, (SumPool, OrPool)):
-            formats[(name, "index")] = QFormat(max(1, (layer.area - 1).bit_length()), signed=False)
-        if hasattr(layer, "vm"):
-            formats[(name, "v")] = layer.vm
-        if hasattr(layer, "count_format"):
-            formats[(name, "counters")] = layer.count_format
-        return out
-    return x_format
-
-
-def _check_pooled_neuron(pool, neuron) -> None:
-    """The pooled neuron fires for its window: the neuron layer before it only integrates,
-    into a Vm of the pool's format."""
-    if getattr(neuron, "reset", None) != "none":
-        raise NetworkError(pool.name, "position", neuron.name,
-                           "a pooled_neuron pool needs a neuron layer with reset='none' before it", place="layer")
-    if isinstance(neuron, DualThreshold):
-        raise NetworkError(pool.name, "position", neuron.name,
-                           "a pooled_neuron pool pools one Vm map: it cannot follow a dual-threshold layer", place="layer")
-    if neuron.vm != pool.vm:
-        raise NetworkError(pool.name, "vm", str(pool.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}",
-                           place="layer")
-
-
-def _forward(layer, x):
-    """``layer.forward(x)``; an accumulator overflow under ERROR is re-raised naming the layer
-    (the kernel's message names only conv2d/linear, the index and the value)."""
-    try:
-        return layer.forward(x)
-    except FixedOverflowError as err:
-        raise FixedOverflowError(f"layer {layer.name!r}: {err}", index=err.index, value=err.value) from None
-
-
-# which role may follow which ("input" stands before the first layer)
-_MAY_FOLLOW = {
-    "synapse": ("input", "neuron", "pool", "flatten"),
-    "neuron": ("synapse",),
-    "pool": ("neuron",),
-    "flatten": ("neuron", "pool"),
-}
+def _sources(layers, i) -> tuple:
+    """The names layer ``i`` reads: its ``inputs``, else the previous layer (the network input for the first)."""
+    layer = layers[i]
+    if layer.inputs is not None:
+        return layer.inputs
+    return (layers[i - 1].name,) if i else (NETWORK_INPUT,)
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """Layers in order, the per-sample input shape and the input's QFormat.
+    """Layers in order of execution, the per-sample input shape and the input's QFormat.
 
-    Checked when built: names unique, each layer's role allowed after the previous one, and
-    every shape and format chaining (errors name the layer, the field and the value).
+    Checked when built: names unique; each layer reads only layers listed before it (or the
+    network input), of roles it accepts, whose shapes and formats it takes; every layer's
+    output is read by a later layer, but the last's (errors name the layer, the field and the
+    value).  ``sites`` says where each layer stands (``Site``); ``shapes`` (per layer: input and
+    output shape per sample) and ``formats`` ({(layer, signal): QFormat} of every recordable
+    signal) come from them.
     """
 
     layers: tuple
     input_shape: tuple
     input_format: QFormat
     name: str = "network"
+    sites: dict = field(init=False, repr=False)
     shapes: tuple = field(init=False, repr=False)
     formats: dict = field(init=False, repr=False)
 
     def __post_init__(self):
-        check_name(self.name, place="network")
+        check_name(self.name, NetworkError)
         object.__setattr__(self, "layers", tuple(self.layers))
         shape = self.input_shape
-        if not (isinstance(shape, (tuple, list)) and shape and all(
-                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in shape)):
+        if not (isinstance(shape, (tuple, list)) and shape and all(integer_in(n, 1) for n in shape)):
             raise NetworkError(self.name, "input_shape", shape, "must be a non-empty sequence of integers >= 1")
         object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
         if not self.layers:
@@ -170,28 +92,65 @@ class Network:
         if not isinstance(self.input_format, QFormat):
             raise NetworkError(self.name, "input_format", self.input_format, "must be a QFormat")
         check_memory(self.name, "input_shape", self.input_shape, {"one input sample": 8 * elements(self.input_shape)})
-        seen, previous, shape, shapes = set(), "input", self.input_shape, []
-        x_format, formats = self.input_format, {}
-        for layer in self.layers:
-            role = role_of(layer)
-            if layer.name in seen:
-                raise NetworkError(layer.name, "name", layer.name, "is used by an earlier layer", place="layer")
-            seen.add(layer.name)
-            if previous not in _MAY_FOLLOW[role]:
-                raise NetworkError(layer.name, "position", role, f"a {role} layer cannot follow {previous}", place="layer")
-            if isinstance(layer, PooledNeuronPool):
-                _check_pooled_neuron(layer, self.layers[len(shapes) - 1])
-            out = tuple(layer.output_shape(shape))
+        names = [getattr(layer, "name", "?") for layer in self.layers]
+        spikes_in = (0, 1) if self.input_format == SPIKE else None
+        outputs = {NETWORK_INPUT: (None, self.input_shape, self.input_format, spikes_in)}
+        built, readers, formats = [], {}, {}
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise LayerError(names[i], "layer", type(layer).__name__, "is not a refmodel layer")
+            if layer.name in outputs:
+                problem = "names the network input" if layer.name == NETWORK_INPUT else "is used by an earlier layer"
+                raise LayerError(layer.name, "name", layer.name, problem)
+            sources = _sources(self.layers, i)
+            for source in sources:
+                self._check_source(layer, source, outputs, names)
+            source_layers = tuple(outputs[s][0] for s in sources)
+            layer.check_sources(*source_layers)
+            in_shapes = tuple(outputs[s][1] for s in sources)
+            in_formats = tuple(outputs[s][2] for s in sources)
+            in_ranges = tuple(outputs[s][3] for s in sources)
+            out = tuple(layer.output_shape(*in_shapes))
+            in_shape = in_shapes[0] if len(in_shapes) == 1 else out
             check_memory(layer.name, "output_shape", out, {"one sample of this layer": 8 * _WORKING_ARRAYS * (
-                elements(shape) + elements(out))}, place="layer")
-            shapes.append((shape, out))
-            x_format = _signal_formats(layer, role, x_format, formats)
-            previous, shape = role, out
-        if previous == "flatten":
-            raise NetworkError(layer.name, "position", "flatten", "a network cannot end with a flatten layer",
-                               place="layer")
-        object.__setattr__(self, "shapes", tuple(shapes))
+                elements(in_shape) + elements(out))}, LayerError)
+            formats.update({(layer.name, signal): fmt for signal, fmt in layer.signal_formats(*in_formats).items()})
+            out_format = layer.output_format(*in_formats)
+            out_range = layer.event_range(*in_ranges)
+            outputs[layer.name] = (layer, out, out_format, out_range)
+            built.append((layer, sources, source_layers, in_shapes, in_formats, in_ranges, out, out_format, out_range))
+            for source in sources:
+                readers.setdefault(source, []).append(layer)
+        last = self.layers[-1]
+        if last.role == "shape":
+            raise LayerError(last.name, "position", last.kind, f"a network cannot end with a {last.kind} layer")
+        for layer in self.layers[:-1]:
+            if layer.name not in readers:
+                raise LayerError(layer.name, "position", layer.name,
+                                 "is read by no layer and is not the last one (the network's output)")
+        sites = {
+            layer.name: Site(source_layers, sources, in_shapes, in_formats, in_ranges, out, out_format, out_range,
+                             tuple(readers.get(layer.name, ())), layer is last)
+            for layer, sources, source_layers, in_shapes, in_formats, in_ranges, out, out_format, out_range in built
+        }  # fmt: skip
+        object.__setattr__(self, "sites", sites)
+        object.__setattr__(self, "shapes", tuple((sites[la.name].input_shape, sites[la.name].output_shape)
+                                                 for la in self.layers))
         object.__setattr__(self, "formats", formats)
+
+    @staticmethod
+    def _check_source(layer, source, outputs, names) -> None:
+        """LayerError unless ``source`` is the network input or an earlier layer of a role ``layer`` accepts."""
+        if source not in outputs:
+            problem = ("is listed after it: a layer reads only the network input and layers listed before it"
+                       if source in names else "names no layer of the network")
+            raise LayerError(layer.name, "inputs", source, problem)
+        source_layer = outputs[source][0]
+        role = NETWORK_INPUT if source_layer is None else source_layer.role
+        if role not in layer.accepts:
+            if layer.inputs is None:
+                raise LayerError(layer.name, "position", layer.role, f"a {layer.role} layer cannot follow {role}")
+            raise LayerError(layer.name, "inputs", source, f"a {layer.role} layer cannot read a {role} layer")
 
     @property
     def output_shape(self) -> tuple:
@@ -205,8 +164,14 @@ class Network:
 
     def signal_shape(self, name: str, signal: str) -> tuple:
         """The per-sample shape of ``signal`` of layer ``name``."""
-        shape_in, shape_out = self.shapes[[layer.name for layer in self.layers].index(name)]
-        return shape_in if signal in INPUT_SHAPED else shape_out
+        site = self.sites[name]
+        return site.input_shape if signal in self.layer(name).input_shaped else site.output_shape
+
+    def counted(self) -> list:
+        """The layers whose outputs a run adds up over its timesteps (``Result.spike_counts``):
+        those with event-like outputs (spikes, pooled codes, merges of them), not reshapes."""
+        return [layer.name for layer in self.layers
+                if layer.role != "shape" and self.sites[layer.name].output_range is not None]
 
     def check_run(self, batch: int, timesteps: int, record=None, *, keep_traces: bool = True,
                   stimulus: str | None = None) -> None:
@@ -268,8 +233,7 @@ class Network:
     def check_stimulus(self, stimulus, timesteps: int) -> bool:
         """Validate the stimulus; True when it varies per timestep ((T, N, ...) spikes)."""
         arr = np.asarray(stimulus)
-        if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) \
-                or not 1 <= timesteps <= MAX_TIMESTEPS:
+        if not integer_in(timesteps, 1, MAX_TIMESTEPS):
             raise NetworkError(self.name, "timesteps", timesteps, f"must be an integer in 1..{MAX_TIMESTEPS}")
         per_step = arr.ndim == len(self.input_shape) + 2
         sample = arr.shape[2:] if per_step else arr.shape[1:]
@@ -287,23 +251,11 @@ class Network:
         self.input_format.check(arr, f"network {self.name!r}: stimulus")
         return per_step
 
-    def _stepper(self, i: int, wanted) -> Callable:
-        """How ``run`` steps neuron layer ``i``: ``advance`` (no per-step checks, in place)
-        when its input current provably lies within ±MAX_CURRENT, else the checked ``step``;
-        the Vm before reset is kept only when it is recorded or the next layer ranks by it."""
-        layer = self.layers[i]
-        current = self.formats[(self.layers[i - 1].name, "current")]
-        if not (-MAX_CURRENT <= current.min_int and current.max_int <= MAX_CURRENT):
-            return layer.step
-        after = self.layers[i + 1] if i + 1 < len(self.layers) else None
-        keep_pre = (layer.name, "v_pre") in wanted or (isinstance(after, WinnerSpikePool) and after.vm_stage == "pre")
-        return lambda state, x: layer.advance(state, x, keep_pre)
-
     def _count_dtype(self, name: str, timesteps: int) -> np.dtype:
         """The narrowest dtype that holds the sum of ``timesteps`` outputs of layer ``name``
         (spikes or pool codes): the running spike counts are kept in it, then returned as int64
         (int64 from the start when there is nothing to add up, T = 1)."""
-        fmt = self.formats[(name, "spikes")]
+        fmt = self.sites[name].output_format
         lo, hi = timesteps * min(0, fmt.min_int), timesteps * fmt.max_int
         if timesteps > 1:
             for dtype in (np.uint8, np.uint16, np.uint32) if lo == 0 else (np.int8, np.int16, np.int32):
@@ -333,76 +285,40 @@ class Network:
         batch = stimulus.shape[1] if per_step else stimulus.shape[0]
         wanted = self.resolve_record(record)
         self.check_run(batch, timesteps, wanted, keep_traces=sink is None)
+        recorded = {layer.name: [s for s in layer.signals if (layer.name, s) in wanted] for layer in self.layers}
+        options = RunOptions(constant_input=not per_step, recorded=recorded)
+        plan = [(layer.name, layer.stepper(self.sites[layer.name], options), recorded[layer.name])
+                for layer in self.layers]
+        frame = Frame({}, {}, {layer.name: layer.init_state((batch, *self.sites[layer.name].input_shape))
+                               for layer in self.layers})
+        counted = set(self.counted())
         traces = {pair: [] for pair in wanted} if sink is None else {}
         overflows = np.zeros((timesteps, len(self.layers)), np.int64)
         spike_counts = {}
-        states = {}
-        for layer, (shape_in, _) in zip(self.layers, self.shapes):
-            if role_of(layer) in ("neuron", "pool"):
-                states[layer.name] = layer.init_state((batch, *shape_in))
-        constant_current = None  # the first layer's current, when its input never changes
-        stepping = {layer.name: self._stepper(i, wanted) for i, layer in enumerate(self.layers)
-                    if role_of(layer) == "neuron"}  # fmt: skip
-
-        def emit(layer, signal, t, value):
-            if value is None or (layer.name, signal) not in wanted:
-                return
-            if sink is not None:
-                sink(layer.name, signal, t, value)
-            else:  # a copy: state arrays (Vm, counters) change in place later
-                traces[(layer.name, signal)].append(np.array(value, copy=True))
-
         for t in range(timesteps):
-            x = stimulus[t] if per_step else stimulus
-            neuron_out = None
-            for i, layer in enumerate(self.layers):
-                role = role_of(layer)
-                if role == "synapse":
-                    if i == 0 and not per_step and constant_current is not None:
-                        current, n_over = constant_current
+            frame.outputs[NETWORK_INPUT] = stimulus[t] if per_step else stimulus
+            for i, (name, step, signals) in enumerate(plan):
+                out = step(frame)
+                frame.outputs[name], frame.steps[name] = out.output, out
+                overflows[t, i] = out.overflows
+                for signal in signals:
+                    value = out.signals[signal]
+                    if sink is not None:
+                        sink(name, signal, t, value)
+                    else:  # a copy: state arrays (Vm, counters) change in place later
+                        traces[(name, signal)].append(np.array(value, copy=True))
+                if name in counted:
+                    if name not in spike_counts:
+                        spike_counts[name] = out.output.astype(self._count_dtype(name, timesteps))
                     else:
-                        current, n_over = _forward(layer, x)
-                        if i == 0 and not per_step:
-                            constant_current = (current, n_over)
-                    emit(layer, "current", t, current)
-                    x = current
-                elif role == "neuron":
-                    neuron_out = stepping[layer.name](states[layer.name], x)
-                    n_over = neuron_out.overflows
-                    for signal in SIGNALS["neuron"]:
-                        emit(layer, signal, t, getattr(neuron_out, signal))
-                    x = neuron_out.spikes
-                elif role == "pool":
-                    state = states[layer.name]
-                    prev = self.layers[i - 1]
-                    out = layer.step(
-                        state, spikes=neuron_out.spikes, v_pre=neuron_out.v_pre, v_post=neuron_out.v_post,
-                        v_state=states[prev.name]["v"],
-                    )  # fmt: skip
-                    n_over = out.overflows
-                    emit(layer, "spikes", t, out.out)
-                    emit(layer, "index", t, out.index)
-                    emit(layer, "v", t, out.v)
-                    emit(layer, "counters", t, state.get("count"))
-                    x = out.out
-                else:
-                    x = x.reshape(x.shape[0], -1)
-                    n_over = 0
-                overflows[t, i] = n_over
-                if role in ("neuron", "pool"):
-                    if layer.name not in spike_counts:
-                        spike_counts[layer.name] = x.astype(self._count_dtype(layer.name, timesteps))
-                    else:
-                        np.add(spike_counts[layer.name], x, out=spike_counts[layer.name], casting="unsafe")
+                        np.add(spike_counts[name], out.output, out=spike_counts[name], casting="unsafe")
             if progress is not None:
                 progress(t)
         spike_counts = {name: counts.astype(np.int64, copy=False) for name, counts in spike_counts.items()}
         last = self.layers[-1]
         outputs = {"spike_count": spike_counts.get(last.name)}
-        if role_of(last) == "neuron":
-            outputs["v"] = np.array(states[last.name]["v"], copy=True)
-        if role_of(last) == "synapse":
-            outputs["current"] = x
+        outputs |= {name: np.array(frame.steps[last.name].signals[signal], copy=True)
+                    for name, signal in last.readout.items()}
         stacked = {pair: np.stack(arrays) for pair, arrays in traces.items()}
         return Result(
             network=self, timesteps=timesteps, batch=batch,

@@ -28,61 +28,22 @@ else:  # the same parser, before it joined the standard library
 
 import numpy as np
 
+from refmodel.checks import integer_in, must_be_integer
 from refmodel.encode import ENCODINGS, SEED_MAX
-from refmodel.errors import RefmodelError
+from refmodel.errors import LayerError, RefmodelError, ResourceError, SpecError
 from refmodel.files import AtomicOutput
 from refmodel.fixed import FixedPointError, QFormat
-from refmodel.limits import MAX_BATCH, MAX_SPEC_BYTES, MAX_TIMESTEPS, ResourceError, check_memory, elements
-from refmodel.layers import (
-    IF,
-    LIF,
-    AvgPool,
-    Conv2d,
-    CountGatePool,
-    DualThreshold,
-    Flatten,
-    LayerError,
-    Linear,
-    LoihiLIF,
-    OrPool,
-    PooledNeuronPool,
-    SumPool,
-    WinnerSpikePool,
-)
+from refmodel.layers import KINDS
+from refmodel.limits import MAX_BATCH, MAX_SPEC_BYTES, MAX_TIMESTEPS, check_memory, elements
 from refmodel.network import Network
 
 __all__ = ["KINDS", "SpecError", "Spec", "StimulusSpec", "load_spec", "kind_of", "network_config", "layer_config",
            "network_from_config", "array_digest", "spec_text", "save_spec"]
 
-KINDS = {
-    "conv2d": Conv2d,
-    "linear": Linear,
-    "flatten": Flatten,
-    "if": IF,
-    "lif": LIF,
-    "dual_threshold": DualThreshold,
-    "loihi_lif": LoihiLIF,
-    "winner_spike": WinnerSpikePool,
-    "pooled_neuron": PooledNeuronPool,
-    "count_gate": CountGatePool,
-    "or": OrPool,
-    "sum": SumPool,
-    "avg": AvgPool,
-}
-
-
-class SpecError(LayerError):
-    """A spec is invalid: names the spec file ("spec 'x.toml': ...") or the layer ("layer 'x':
-    ..."), the field and the value."""
-
-    place = "spec"
-
 
 def kind_of(layer) -> str:
-    for kind, cls in KINDS.items():
-        if type(layer) is cls:
-            return kind
-    raise SpecError(getattr(layer, "name", "?"), "kind", type(layer).__name__, "has no spec kind", place="layer")
+    """The spec kind of ``layer``."""
+    return layer.kind
 
 
 def _array_field(f: dataclasses.Field) -> bool:
@@ -99,17 +60,17 @@ def _from_toml(layer, f, value, arrays):
         try:
             return QFormat.from_dict(value)
         except (FixedPointError, TypeError) as err:
-            raise SpecError(layer, f.name, value, f"is not a QFormat: {err}", place="layer") from None
+            raise LayerError(layer, f.name, value, f"is not a QFormat: {err}") from None
     if isinstance(value, str) and _array_field(f):
         if value not in arrays:
-            raise SpecError(layer, f.name, value, "names no array of the spec's .npz", place="layer")
+            raise LayerError(layer, f.name, value, "names no array of the spec's .npz")
         return arrays[value]
     if isinstance(value, list) and _array_field(f):
         try:
             return np.array(value)
         except (ValueError, RecursionError):  # ragged, or nested too deep
-            raise SpecError(layer, f.name, "[...]", "is not a rectangular array: its rows differ in length, or it "
-                                                    "nests deeper than 64 dimensions", place="layer") from None
+            raise LayerError(layer, f.name, "[...]", "is not a rectangular array: its rows differ in length, or it "
+                                                     "nests deeper than 64 dimensions") from None
     if isinstance(value, list):
         return tuple(value)
     return value
@@ -121,18 +82,17 @@ def layer_from_dict(entry: dict, arrays) -> object:
     name = entry.get("name", "?")
     kind = entry.pop("kind", None)
     if not isinstance(kind, str) or kind not in KINDS:
-        raise SpecError(name, "kind", kind, f"must be one of {', '.join(KINDS)}", place="layer")
+        raise LayerError(name, "kind", kind, f"must be one of {', '.join(KINDS)}")
     cls = KINDS[kind]
     fields = {f.name: f for f in _layer_fields(cls)}
     unknown = sorted(set(entry) - set(fields))
     if unknown:
-        raise SpecError(name, unknown[0], entry[unknown[0]], f"is not a field of {kind}; fields: {', '.join(fields)}",
-                        place="layer")
+        raise LayerError(name, unknown[0], entry[unknown[0]], f"is not a field of {kind}; fields: {', '.join(fields)}")
     kwargs = {key: _from_toml(name, fields[key], value, arrays) for key, value in entry.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:  # a missing required field
-        raise SpecError(name, "fields", sorted(entry), str(err), place="layer") from None
+        raise LayerError(name, "fields", sorted(entry), str(err)) from None
 
 
 def array_digest(values) -> dict:
@@ -162,10 +122,12 @@ def _to_json(value):
 
 def layer_config(layer) -> dict:
     """The JSON-able description of ``layer``: kind and every field (arrays by shape and SHA-256
-    of their int64 little-endian bytes)."""
-    out = {"kind": kind_of(layer)}
+    of their int64 little-endian bytes); ``inputs`` only when the layer names them (left out, it
+    reads the previous layer, as in a spec)."""
+    out = {"kind": layer.kind}
     for f in _layer_fields(type(layer)):
-        out[f.name] = _to_json(getattr(layer, f.name))
+        if f.name != "inputs" or layer.inputs is not None:
+            out[f.name] = _to_json(getattr(layer, f.name))
     return out
 
 
@@ -201,13 +163,9 @@ def network_from_config(config: dict, arrays: dict) -> Network:
         rebuilt = json.loads(json.dumps(layer_config(layer)))
         for key in entry:
             if rebuilt.get(key) != entry[key]:
-                raise SpecError(name, key, rebuilt.get(key), f"differs from the config's {entry[key]!r}", place="layer")
+                raise LayerError(name, key, rebuilt.get(key), f"differs from the config's {entry[key]!r}")
         layers.append(layer)
     return Network(layers, tuple(config["input_shape"]), QFormat.from_dict(config["input_format"]), name=config["name"])
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -231,13 +189,11 @@ class StimulusSpec:
         checks = (
             ("encoding", self.encoding in ENCODINGS, f"must be one of {', '.join(ENCODINGS)}"),
             ("source", isinstance(self.source, str) and self.source != "", "must be 'random' or a key of the .npz"),
-            ("batch", _is_int(self.batch) and 1 <= self.batch <= MAX_BATCH, f"must be an integer in 1..{MAX_BATCH}"),
-            ("timesteps", _is_int(self.timesteps) and 1 <= self.timesteps <= MAX_TIMESTEPS,
-             f"must be an integer in 1..{MAX_TIMESTEPS}"),
-            ("seed", _is_int(self.seed) and 0 <= self.seed <= SEED_MAX, f"must be an integer in 0..{SEED_MAX}"),
+            ("batch", integer_in(self.batch, 1, MAX_BATCH), must_be_integer(1, MAX_BATCH)),
+            ("timesteps", integer_in(self.timesteps, 1, MAX_TIMESTEPS), must_be_integer(1, MAX_TIMESTEPS)),
+            ("seed", integer_in(self.seed, 0, SEED_MAX), must_be_integer(0, SEED_MAX)),
             ("format", self.format is None or isinstance(self.format, QFormat), "must be a QFormat table"),
-            ("full_scale", self.full_scale is None or _is_int(self.full_scale) and self.full_scale >= 1,
-             "must be an integer >= 1"),
+            ("full_scale", self.full_scale is None or integer_in(self.full_scale, 1), must_be_integer(1)),
         )  # fmt: skip
         for name, ok, problem in checks:
             if not ok:
@@ -302,7 +258,7 @@ def spec_from_dict(d: dict, arrays: dict, path: Path | None = None) -> Spec:
     if not isinstance(name, str):
         raise SpecError(where, "name", name, "must be a string")
     shape = d["input_shape"]
-    if not (isinstance(shape, list) and shape and all(_is_int(n) and n >= 1 for n in shape)):
+    if not (isinstance(shape, list) and shape and all(integer_in(n, 1) for n in shape)):
         raise SpecError(where, "input_shape", shape, "must be a list of integers >= 1, e.g. [1, 8, 8]")
     input_format = _qformat(where, "input_format", d["input_format"])
     if not (isinstance(d["layers"], list) and all(isinstance(entry, dict) for entry in d["layers"])):
@@ -361,7 +317,7 @@ class NpzArrays(Mapping):
                 if dtype.hasobject:
                     self._fail(key, "holds Python objects (pickled data); integer arrays only")
                 check_memory(self.where, f"{self.field}[{key!r}]", shape,
-                             {"the array": elements(shape) * dtype.itemsize}, place="spec")
+                             {"the array": elements(shape) * dtype.itemsize}, SpecError)
                 member.seek(0)
                 return fmt.read_array(member, allow_pickle=False)
         except RefmodelError:
@@ -399,8 +355,8 @@ def _spec_text(path: Path, where: str) -> str:
         if not stat.S_ISREG(st.st_mode):
             raise SpecError(where, "file", where, "is not a regular file")
         if st.st_size > MAX_SPEC_BYTES:
-            raise ResourceError(where, "file", where, f"has {st.st_size} bytes, more than a spec's {MAX_SPEC_BYTES} "
-                                                      f"(large arrays belong in its .npz)", place="spec")
+            raise ResourceError(SpecError(where, "file", where, f"has {st.st_size} bytes, more than a spec's "
+                                                                f"{MAX_SPEC_BYTES} (large arrays belong in its .npz)"))
         with open(path, "rb") as fh:
             data = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as err:

@@ -33,6 +33,7 @@ from refmodel.layers import (
     PooledNeuronPool,
     SumPool,
     WinnerSpikePool,
+    kinds_of,
 )
 from refmodel.network import Network
 from refmodel.vectors.compare import first_mismatch
@@ -52,8 +53,8 @@ __all__ = [
     "POOL_KINDS",
 ]
 
-NEURON_KINDS = ("if", "lif", "dual_threshold", "loihi_lif")
-POOL_KINDS = ("winner_spike", "pooled_neuron", "count_gate", "or", "sum", "avg")
+NEURON_KINDS = kinds_of("neuron")
+POOL_KINDS = kinds_of("pool")
 _OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
 _ROUNDINGS = tuple(r.name for r in Rounding)
 
@@ -261,8 +262,9 @@ def neuron_layers(channels=None, *, name="neuron", kinds=NEURON_KINDS, reset=Non
 
 
 def _pool_kinds(neuron, kinds) -> tuple:
-    """The pool kinds that may follow ``neuron``: a pooled_neuron needs an IF/LIF integrator."""
-    integrator = isinstance(neuron, (IF, LIF)) and neuron.reset == "none"
+    """The pool kinds that may follow ``neuron``: a pooled_neuron needs an integrator (reset
+    "none") of one Vm map."""
+    integrator = neuron is not None and neuron.reset == "none" and neuron.spike_maps == 1
     return tuple(k for k in kinds if k != "pooled_neuron" or integrator)
 
 

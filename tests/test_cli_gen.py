@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refmodel.generate import make_stimulus
+from refmodel.stimulus import make_stimulus
 from refmodel.spec import load_spec
 from refmodel.vectors import VectorFile
 

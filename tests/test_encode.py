@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from refmodel import encode
 from refmodel.encode import AnalogEncoder, RandomEncoder, RateEncoder, make_encoder
 from refmodel.fixed import FixedPointError, QFormat
-from refmodel.generate import random_codes
+from refmodel.stimulus import random_codes
 from refmodel.spec import SpecError
 from tests.oracle import encode as oracle
 

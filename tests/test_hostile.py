@@ -27,7 +27,7 @@ from refmodel.fixed import Rounding, shift_right
 from refmodel.generate import generate
 from refmodel.limits import ResourceError, human_bytes, memory_limit
 from refmodel.network import NetworkError
-from refmodel.spec import SpecError, load_spec
+from refmodel.spec import load_spec
 from tests.test_cli_gen import ROOT, refmodel
 
 RECIPE = ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"
@@ -350,7 +350,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
 
 def test_a_failing_write_leaves_nothing_and_says_which_path(tmp_path):
     with pytest.raises(OutputError, match=f"^no space left writing {tmp_path / 'x'}$"):
-        with AtomicOutput(tmp_path / "x") as out:
+        with AtomicOutput(tmp_path / "x"):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert os.listdir(tmp_path) == []
 

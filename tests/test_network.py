@@ -27,6 +27,7 @@ from refmodel.layers import (
     PooledNeuronPool,
     WinnerSpikePool,
 )
+from refmodel.errors import PlacedError
 from refmodel.network import SIGNALS, Network, NetworkError
 from refmodel.testing import POOL_KINDS, assert_bit_exact, networks, stimuli
 from tests.oracle import network as twin
@@ -151,7 +152,7 @@ def test_two_runs_are_identical(network, timesteps, data):
 _THREADED_RUN = """
 import sys, numba, numpy as np
 from refmodel.spec import load_spec
-from refmodel.generate import random_codes
+from refmodel.stimulus import random_codes
 network = load_spec(sys.argv[1]).network
 x = random_codes((16, *network.input_shape), network.input_format, seed=7)
 result = network.run(x, 6, record="all")
@@ -239,12 +240,13 @@ BUILD_ERRORS = {
 @pytest.mark.parametrize("case", BUILD_ERRORS, ids=list(BUILD_ERRORS))
 def test_build_errors_name_layer_field_value(case):
     build, (layer, field, value), problem = BUILD_ERRORS[case]
-    with pytest.raises(LayerError) as err:
+    with pytest.raises(PlacedError) as err:
         build()
     assert (err.value.layer, err.value.field) == (layer, field)
     if value is not None:
         assert err.value.value == value
     place = "network" if layer == "network" else "layer"  # the default network name, or a layer's
+    assert type(err.value) is (NetworkError if place == "network" else LayerError)
     assert f"{place} {layer!r}: {field} = " in str(err.value) and problem in str(err.value)
 
 
@@ -300,7 +302,7 @@ def test_bad_stimulus_is_refused(small, case):
 def test_network_errors_name_the_network_and_layer_errors_the_layer(small):
     with pytest.raises(NetworkError, match=r"^network 'small': timesteps = 0 must be an integer in 1..16777216$"):
         small.run(np.zeros((1, 1, 4, 4), np.int64), 0)
-    with pytest.raises(NetworkError, match=r"^layer 'b': position = 'neuron' a neuron layer cannot follow neuron$"):
+    with pytest.raises(LayerError, match=r"^layer 'b': position = 'neuron' a neuron layer cannot follow neuron$"):
         Network([conv(), if_layer("a"), if_layer("b")], (1, 4, 4), U8, name="small")
 
 

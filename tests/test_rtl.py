@@ -7,7 +7,6 @@ Skipped without iverilog (Debian package iverilog) unless REFMODEL_REQUIRE_RTL i
 .ci/run sets it: there a missing simulator fails."""
 
 import importlib.util
-import json
 import os
 import re
 import shutil

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from refmodel.encode import SEED_MAX, RateEncoder, make_encoder
 from refmodel.fixed import QFormat
-from refmodel.generate import generate, make_stimulus
+from refmodel.generate import generate
+from refmodel.stimulus import make_stimulus
 from refmodel.layers import IF, Conv2d, SumPool
 from refmodel.network import Network, NetworkError
 from refmodel.spec import Spec, StimulusSpec, load_spec, network_config
@@ -585,7 +586,7 @@ def test_spike_count_of_a_sum_pool_output_is_sized_from_its_format(tmp_path):
     ], (1, 2, 2), QFormat(8, signed=False), name="sums")  # fmt: skip
     spec = Spec(network, StimulusSpec(batch=1, timesteps=8, seed=5), {})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("refmodel.generate.random_codes", lambda shape, fmt, seed: np.full(shape, 255))
+        mp.setattr("refmodel.stimulus.random_codes", lambda shape, fmt, seed: np.full(shape, 255))
         generate(spec, tmp_path / "sums.h5")
     with VectorFile(tmp_path / "sums.h5") as vf:
         counts, fmt = vf.output("spike_count")

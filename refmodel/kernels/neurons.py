@@ -1,11 +1,13 @@
 """Neuron kernels: IF / LIF / dual-threshold updates and the Loihi current stage.
 
 Integer only; every array is int64 (spikes uint8) flattened to (N, C, M), channel = axis 1.
-Modes arrive as the int codes below.  The arithmetic is specified in ``docs/neurons.md``;
+Modes arrive as the int codes below, gathered in one ``NeuronModes``.  The arithmetic is specified in ``docs/neurons.md``;
 the kernels never raise: overflow events are counted per (n, c) row, and the first one of
 each row is recorded (position m, which write, exact value) so the caller can raise
 under ``Overflow.ERROR``.
 """
+
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -20,6 +22,16 @@ RESET_SUBTRACT, RESET_ZERO, RESET_VALUE, RESET_NONE = range(4)
 DRIVE_S1, DRIVE_S2, DRIVE_EITHER = range(3)
 # Which register write overflowed (err[row, 1]).
 WRITE_INTEGRATE, WRITE_RESET = 1, 2
+
+#: Every option of ``neuron_step``, as int codes: the compare, reset (value), the map driving
+#: the reset, the lower bound (when ``has_vmin``), the refractory period, the leak (kind, its
+#: two numbers a and b, rounding, min_step) and its order, and the Vm register (bits, signed,
+#: overflow).
+NeuronModes = namedtuple(
+    "NeuronModes",
+    ["compare", "reset", "reset_value", "drive", "has_vmin", "v_min", "refractory",
+     "leak", "leak_a", "leak_b", "leak_rounding", "leak_min_step", "order", "bits", "signed", "overflow"],
+)  # fmt: skip
 
 
 @numba.njit(cache=True, inline="always")
@@ -49,14 +61,9 @@ def leak_int(x, kind, a, b, rounding, min_step):
 
 
 @numba.njit(cache=True, parallel=True)
-def neuron_step(
-    v, refr, current, thr,
-    compare, reset, reset_value, drive, has_vmin, v_min, refractory,
-    leak, leak_a, leak_b, leak_rounding, leak_min_step, order,
-    bits, signed, overflow,
-    spikes, v_pre, ovf, err,
-):  # fmt: skip
-    """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT).
+def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err):
+    """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT), with
+    the options ``modes`` (a ``NeuronModes``).
 
     Per neuron: refractory hold, leak / integrate (cast) in ``order``, lower bound,
     ``s_k = V cmp thr[k, c]`` into spike channel ``k * C + c``, reset driven by ``drive``
@@ -72,8 +79,7 @@ def neuron_step(
     n_ch = current.shape[1]
     n_maps = thr.shape[0]
     keep_pre = v_pre.shape[0] > 0
-    modes = (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
-             leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow)  # fmt: skip
+    refractory = modes.refractory
     for row in numba.prange(current.shape[0] * n_ch):
         n = row // n_ch
         c = row - n * n_ch
@@ -91,7 +97,7 @@ def neuron_step(
 def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, modes, spikes, v_pre, err):
     """``neuron_step`` for the neurons of row (n, c); returns the row's overflow count."""
     (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
-     leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes  # fmt: skip
+     leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes
     n_ch = current.shape[1]
     count = 0
     err[0] = -1

@@ -1,10 +1,15 @@
-"""Layer descriptions: small frozen dataclasses that validate a block (no arithmetic here).
+"""Layer descriptions: small frozen dataclasses that describe and validate a block (no
+arithmetic here), each implementing the interface of ``refmodel.layers.base.Layer``.
 
-Synaptic layers (Conv2d, Linear) make currents; neuron layers (IF, LIF, DualThreshold,
-LoihiLIF) integrate them and spike; pooling layers follow a neuron layer; Flatten reshapes.
+Synaptic layers (Conv2d, Linear) make currents; Flatten reshapes; neuron layers (IF, LIF,
+DualThreshold, LoihiLIF) integrate currents and spike; pooling layers read a neuron layer;
+merge layers (Add, Concat) combine several layers' outputs.  ``KINDS`` maps every spec kind to
+its class, in the order the modules below define them.
 """
 
-from refmodel.layers.base import LayerError
+from refmodel.layers.base import NETWORK_INPUT, ROLES, SPIKE, Layer, LayerError
+from refmodel.layers.synapses import Conv2d, Linear
+from refmodel.layers.shape import Flatten
 from refmodel.layers.neurons import IF, LIF, MAX_CURRENT, DualThreshold, LoihiLIF, NeuronStep
 from refmodel.layers.pooling import (
     AvgPool,
@@ -15,14 +20,19 @@ from refmodel.layers.pooling import (
     SumPool,
     WinnerSpikePool,
 )
-from refmodel.layers.synapses import Conv2d, Flatten, Linear
+from refmodel.layers.merge import Add, Concat
 
-SYNAPSES = (Conv2d, Linear)
-NEURONS = (IF, LIF, DualThreshold, LoihiLIF)
-POOLS = (WinnerSpikePool, PooledNeuronPool, CountGatePool, OrPool, SumPool, AvgPool)
+#: Every layer class by its spec kind.
+KINDS = dict(Layer.registry)
+
+
+def kinds_of(role: str) -> tuple:
+    """The spec kinds of ``role``, in ``KINDS`` order."""
+    return tuple(kind for kind, cls in KINDS.items() if cls.role == role)
+
 
 __all__ = [
-    "LayerError", "MAX_CURRENT", "NeuronStep", "PoolStep", "SYNAPSES", "NEURONS", "POOLS",
-    "Conv2d", "Linear", "Flatten", "IF", "LIF", "DualThreshold", "LoihiLIF",
-    "WinnerSpikePool", "PooledNeuronPool", "CountGatePool", "OrPool", "SumPool", "AvgPool",
+    "Layer", "LayerError", "KINDS", "kinds_of", "ROLES", "SPIKE", "NETWORK_INPUT", "MAX_CURRENT", "NeuronStep",
+    "PoolStep", "Conv2d", "Linear", "Flatten", "IF", "LIF", "DualThreshold", "LoihiLIF",
+    "WinnerSpikePool", "PooledNeuronPool", "CountGatePool", "OrPool", "SumPool", "AvgPool", "Add", "Concat",
 ]  # fmt: skip

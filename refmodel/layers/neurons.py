@@ -23,12 +23,12 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from refmodel.checks import checked_integer, first_outside, index_text
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
 from refmodel.kernels import neurons as K
-from refmodel.layers.base import LayerError, check_name
+from refmodel.layers.base import SPIKE, Layer, LayerError, Param, Step, spike_buffer_bits
 
 __all__ = [
-    "NeuronConfigError",
     "NeuronStep",
     "IF",
     "LIF",
@@ -51,10 +51,6 @@ COMPARES, RESETS, LEAKS, ORDERS, RESET_BY = map(tuple, (_COMPARE_CODES, _RESET_C
 MAX_VM_BITS = 62  # with |current| <= 2**62, V + I is exact in int64
 MAX_CURRENT = 2**62
 _NO_REFRACTORY = np.zeros((0, 0, 0), np.int64)  # stands for the unused counter arrays
-
-
-class NeuronConfigError(LayerError, FixedPointError):
-    """An invalid neuron field, state or input; the message names the layer, field and value."""
 
 
 class NeuronStep(NamedTuple):
@@ -80,15 +76,11 @@ def _where(layer) -> str:
 
 
 def _fail(layer, field, value, why):
-    raise NeuronConfigError(layer.name, field, value, why)
+    raise LayerError(layer.name, field, value, why)
 
 
 def _check_int(layer, field, value, lo, hi) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        _fail(layer, field, value, "must be an integer")
-    if not lo <= int(value) <= hi:
-        _fail(layer, field, int(value), f"must be in {lo}..{hi}")
-    return int(value)
+    return checked_integer(value, lo, hi, LayerError, layer.name, field)
 
 
 def _check_channels(layer, field, value, lo, hi):
@@ -134,9 +126,10 @@ def _check_array(layer, field, arr, shape, lo, hi):
         _fail(layer, field, type(arr).__name__ if not isinstance(arr, np.ndarray) else arr.dtype, "must be an int64 ndarray")
     if arr.shape != shape:
         _fail(layer, f"{field}.shape", arr.shape, f"must be {shape}")
-    if arr.size and (arr.min() < lo or arr.max() > hi):
-        index = np.unravel_index(int(np.argmax((arr < lo) | (arr > hi))), shape)
-        _fail(layer, f"{field}[{', '.join(map(str, index))}]", int(arr[index]), f"is outside {lo}..{hi}")
+    outside = first_outside(arr, lo, hi)
+    if outside:
+        index, value = outside
+        _fail(layer, f"{field}{index_text(index)}", value, f"is outside {lo}..{hi}")
 
 
 def _check_state(layer, state, ranges: dict) -> tuple:
@@ -163,17 +156,17 @@ def _flat_view(layer, state, key, flat):
     return arr.reshape(flat)
 
 
-def _run_neuron_kernel(layer, shape, v, refr, current, thr, codes, fmt: QFormat, overflow: Overflow, keep_pre):
-    """Run ``K.neuron_step`` on (N, C, M) views of ``shape`` (``v`` and ``refr`` in place);
-    raise the first overflow under ERROR.  Returns spikes, v_pre (None unless ``keep_pre``)
-    and the overflow count."""
+def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat, overflow: Overflow, keep_pre):
+    """Run ``K.neuron_step`` with ``modes`` (``K.NeuronModes``) on (N, C, M) views of ``shape``
+    (``v`` and ``refr`` in place); raise the first overflow under ERROR.  Returns spikes, v_pre
+    (None unless ``keep_pre``) and the overflow count."""
     current = np.ascontiguousarray(current)  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
     v_pre = np.empty_like(current) if keep_pre else _NO_REFRACTORY
     ovf = np.empty(n * n_ch, np.int64)
     err = np.empty((n * n_ch, 3), np.int64)
-    K.neuron_step(v, refr, current, thr, *codes, fmt.bits, int(fmt.signed), int(overflow), spikes, v_pre, ovf, err)
+    K.neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err)
     if overflow == Overflow.ERROR:
         _raise_first_overflow(layer, err, shape, fmt, overflow)
     return spikes, (v_pre if keep_pre else None), int(ovf.sum())
@@ -198,9 +191,78 @@ def _raise_first_overflow(layer, err, shape, fmt, overflow):
     )
 
 
+# --------------------------------------------------------------------------- the neuron interface
+@dataclass(frozen=True, kw_only=True)
+class _NeuronLayer(Layer):
+    """What every neuron layer says about itself (the ``Layer`` interface): it integrates its
+    input (a current) into its Vm, records ``v_pre``, ``v_post`` (of its input's shape) and
+    ``spikes``, outputs its spikes, and as the network's last layer gives its final Vm ``v``.
+
+    Subclasses give ``spike_maps`` (spike maps per Vm map), ``reset``, ``leaks`` (leak
+    operations per neuron and timestep), ``_state_ranges``, ``state_formats``, ``step`` and
+    ``advance``."""
+
+    role: ClassVar[str] = "neuron"
+    accepts: ClassVar[tuple] = ("synapse", "merge")
+    signals: ClassVar[tuple] = ("v_pre", "v_post", "spikes")
+    output_signal: ClassVar[str] = "spikes"
+    input_shaped: ClassVar[tuple] = ("v_pre", "v_post")
+    readout: ClassVar[dict] = {"v": "v_post"}
+    spike_maps: ClassVar[int] = 1
+
+    @property
+    def leaks(self) -> int:
+        return 0
+
+    def output_shape(self, input_shape) -> tuple:
+        """Per-sample spike shape for a per-sample current shape (C, ...): (spike_maps·C, ...)."""
+        return (self.spike_maps * input_shape[0], *input_shape[1:])
+
+    def signal_formats(self, current_format) -> dict:
+        vm = self.state_formats()["v"]
+        return {"v_pre": vm, "v_post": vm, "spikes": SPIKE}
+
+    def event_range(self, current_range):
+        return (0, 1)
+
+    def stepper(self, site, run):
+        """``advance`` (no per-step checks, in place) when the input current provably lies
+        within ±MAX_CURRENT, else the checked ``step``; the Vm before reset is kept only when
+        it is recorded or a reader ranks by it."""
+        source = site.source_names[0]
+        current = site.input_formats[0]
+        if -MAX_CURRENT <= current.min_int and current.max_int <= MAX_CURRENT:
+            keep_pre = "v_pre" in run.recorded.get(self.name, ()) or any(
+                "v_pre" in reader.input_signals for reader in site.readers)
+
+            def update(state, x):
+                return self.advance(state, x, keep_pre)
+        else:
+            update = self.step
+
+        def step(frame):
+            out = update(frame.states[self.name], frame.outputs[source])
+            return Step(out.spikes, {"v_pre": out.v_pre, "v_post": out.v_post, "spikes": out.spikes}, out.overflows)
+
+        return step
+
+    def static_cost(self, site):
+        """Per neuron: one update, a compare per spike map, its leak operations, its state
+        registers read and written; the spikes buffered unless a pool or the readout takes them."""
+        n = math.prod(site.input_shape)
+        formats = self.state_formats()
+        state_bits = n * sum(fmt.bits for key, fmt in formats.items() if key != "refractory")
+        ops = {"neuron_updates": n, "threshold_compares": n * self.spike_maps, "leak_ops": n * self.leaks,
+               "vm_read_bits": state_bits, "vm_write_bits": state_bits}
+        memory = {"neurons": n, "vm_bits": state_bits,
+                  "refractory_bits": n * formats["refractory"].bits if "refractory" in formats else 0,
+                  "spike_buffer_bits": spike_buffer_bits(site, readout=self.reset == "none")}
+        return ops, memory
+
+
 # --------------------------------------------------------------------------- IF / LIF / DT
 @dataclass(frozen=True, kw_only=True)
-class _Neuron:
+class _Neuron(_NeuronLayer):
     """Fields shared by IF, LIF and DualThreshold (see docs/neurons.md for the order of operations).
 
     name: layer name.  vm: QFormat of the membrane potential V (bits <= 62).
@@ -210,7 +272,6 @@ class _Neuron:
     refractory: timesteps a neuron holds V and stays silent after its reset fires (0 = none).
     """
 
-    name: str
     vm: QFormat
     overflow: Overflow | str = Overflow.ERROR
     compare: str = ">="
@@ -220,7 +281,7 @@ class _Neuron:
     refractory: int = 0
 
     def __post_init__(self):
-        check_name(self.name)
+        super().__post_init__()
         if not isinstance(self.vm, QFormat):
             _fail(self, "vm", self.vm, "must be a QFormat")
         if self.vm.bits > MAX_VM_BITS:
@@ -235,9 +296,6 @@ class _Neuron:
         self._set("refractory", _check_int(self, "refractory", self.refractory, 0, 2**31 - 1))
         self._validate()
 
-    def _set(self, field, value):
-        object.__setattr__(self, field, value)
-
     def _check_threshold(self, field):
         self._set(field, _check_channels(self, field, getattr(self, field), self.vm.min_int, self.vm.max_int))
 
@@ -249,12 +307,16 @@ class _Neuron:
         """(field name, threshold) of each spike map, in output-channel order."""
         raise NotImplementedError
 
-    def _leak_codes(self) -> tuple:
-        """(kind, a, b, rounding, min_step, order) for K.neuron_step."""
-        return K.LEAK_NONE, 0, 0, 0, 0, K.ORDER_LEAK_FIRST
+    def _leak_modes(self) -> dict:
+        """The leak's fields of ``K.NeuronModes``."""
+        return dict(leak=K.LEAK_NONE, leak_a=0, leak_b=0, leak_rounding=0, leak_min_step=0, order=K.ORDER_LEAK_FIRST)
 
     def _drive(self) -> int:
         return K.DRIVE_S1
+
+    @property
+    def spike_maps(self) -> int:
+        return len(self._maps())
 
     def _state_ranges(self) -> dict:
         ranges = {"v": self.vm.bounds(self.overflow)}
@@ -262,18 +324,23 @@ class _Neuron:
             ranges["refractory"] = (0, self.refractory)
         return ranges
 
-    def output_shape(self, input_shape) -> tuple:
-        """Per-sample spike shape for a per-sample current shape (C, ...): the same."""
-        return tuple(input_shape)
+    def state_formats(self) -> dict:
+        """{"v": vm} (plus the refractory counter, unsigned bits of ``refractory``, when used)."""
+        formats = {"v": self.vm}
+        if self.refractory:
+            formats["refractory"] = QFormat(self.refractory.bit_length(), signed=False)
+        return formats
 
-    def params(self, channels: int) -> dict:
-        """name -> (integer array, QFormat), as stored in vector files: each threshold per
-        channel, shape (C,) for an input of C channels; ``reset_value`` (used by reset "value")
-        and ``v_min`` (when set) as scalars; all in the Vm format (plus the leak's, see _Leaky)."""
-        out = {field: (_per_channel(self, field, value, channels), self.vm) for field, value in self._maps()}
-        out["reset_value"] = (np.int64(self.reset_value), self.vm)
+    def params(self, input_shape) -> dict:
+        """Each threshold per channel, shape (C,) for an input of C channels; ``reset_value``
+        (used by reset "value") and ``v_min`` (when set) as scalars; all in the Vm format (plus
+        the leak's, see _Leaky)."""
+        channels = input_shape[0]
+        out = {field: Param(_per_channel(self, field, value, channels), self.vm, ("c",))
+               for field, value in self._maps()}
+        out["reset_value"] = Param(np.int64(self.reset_value), self.vm, ())
         if self.v_min is not None:
-            out["v_min"] = (np.int64(self.v_min), self.vm)
+            out["v_min"] = Param(np.int64(self.v_min), self.vm, ())
         return out
 
     def init_state(self, shape) -> dict:
@@ -281,13 +348,13 @@ class _Neuron:
         shape = _check_shape(self, shape)
         for field, value in self._maps():
             _per_channel(self, field, value, shape[1])
-        return {key: np.zeros(shape, np.int64) for key in self._state_ranges()}
+        return super().init_state(shape)
 
     def step(self, state, current) -> NeuronStep:
         """Advance one timestep with input ``current`` (int64, the shape of the state).
 
         ``state`` entries are replaced by the new arrays; nothing is changed if it raises
-        (``FixedOverflowError`` under Overflow.ERROR, ``NeuronConfigError`` for bad input).
+        (``FixedOverflowError`` under Overflow.ERROR, ``LayerError`` for bad input).
         """
         return _checked_step(self, state, current, (-MAX_CURRENT, MAX_CURRENT))
 
@@ -299,13 +366,14 @@ class _Neuron:
         flat = _flat3(shape)
         thr = np.stack([_per_channel(self, field, value, shape[1]) for field, value in self._maps()])
         refr = _flat_view(self, state, "refractory", flat) if self.refractory else _NO_REFRACTORY
-        v_min = 0 if self.v_min is None else self.v_min
-        codes = (
-            _COMPARE_CODES[self.compare], _RESET_CODES[self.reset], self.reset_value, self._drive(),
-            int(self.v_min is not None), v_min, self.refractory, *self._leak_codes(),
+        modes = K.NeuronModes(
+            compare=_COMPARE_CODES[self.compare], reset=_RESET_CODES[self.reset], reset_value=self.reset_value,
+            drive=self._drive(), has_vmin=int(self.v_min is not None), v_min=self.v_min or 0,
+            refractory=self.refractory, **self._leak_modes(),
+            bits=self.vm.bits, signed=int(self.vm.signed), overflow=int(self.overflow),
         )  # fmt: skip
         spikes, v_pre, overflows = _run_neuron_kernel(
-            self, shape, _flat_view(self, state, "v", flat), refr, current.reshape(flat), thr, codes, self.vm,
+            self, shape, _flat_view(self, state, "v", flat), refr, current.reshape(flat), thr, modes, self.vm,
             self.overflow, keep_pre,
         )  # fmt: skip
         spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
@@ -330,6 +398,7 @@ class IF(_Neuron):
     threshold: theta, an integer or one per channel, in the range of ``vm``.
     """
 
+    kind: ClassVar[str] = "if"
     threshold: int | tuple
 
     def _validate(self):
@@ -388,25 +457,31 @@ class _Leaky(_Neuron):
         if self.leak_min_step and self.leak != "shift":
             _fail(self, "leak_min_step", self.leak_min_step, f"applies to leak='shift' only, not {self.leak!r}")
 
-    def params(self, channels: int) -> dict:
+    def params(self, input_shape) -> dict:
         """As ``_Neuron.params``, plus the leak's number: ``leak_step`` (leak "linear", Vm
         format) or ``leak_mult`` (leak "mul", format u(n+1).n with n = leak_shift: the factor
         leak_mult * 2**-leak_shift), scalars."""
-        out = super().params(channels)
+        out = super().params(input_shape)
         if self.leak == "linear":
-            out["leak_step"] = (np.int64(self.leak_step), self.vm)
+            out["leak_step"] = Param(np.int64(self.leak_step), self.vm, ())
         elif self.leak == "mul":
-            out["leak_mult"] = (np.int64(self.leak_mult), QFormat(self.leak_shift + 1, self.leak_shift, signed=False))
+            out["leak_mult"] = Param(np.int64(self.leak_mult),
+                                     QFormat(self.leak_shift + 1, self.leak_shift, signed=False), ())
         return out
 
-    def _leak_codes(self):
+    @property
+    def leaks(self) -> int:
+        return int(self.leak != "none")
+
+    def _leak_modes(self):
         a, b = {
             "none": (0, 0),
             "shift": (self.leak_shift, 0),
             "mul": (self.leak_mult, self.leak_shift),
             "linear": (self.leak_step, 0),
         }[self.leak]
-        return _LEAK_CODES[self.leak], a, b, int(self.leak_rounding), int(self.leak_min_step), _ORDER_CODES[self.order]
+        return dict(leak=_LEAK_CODES[self.leak], leak_a=a, leak_b=b, leak_rounding=int(self.leak_rounding),
+                    leak_min_step=int(self.leak_min_step), order=_ORDER_CODES[self.order])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -417,6 +492,7 @@ class LIF(_Leaky):
     threshold: theta, an integer or one per channel.  leak: "shift", "mul" or "linear".
     """
 
+    kind: ClassVar[str] = "lif"
     threshold: int | tuple
     leak: str
 
@@ -440,6 +516,7 @@ class DualThreshold(_Leaky):
     (where s1 or s2; V -= the largest theta among the maps that fired).  No reset: reset="none".
     """
 
+    kind: ClassVar[str] = "dual_threshold"
     theta1: int | tuple
     theta2: int | tuple
     reset_by: str = "s1"
@@ -451,11 +528,8 @@ class DualThreshold(_Leaky):
         _check_choice(self, "reset_by", self.reset_by, RESET_BY)
 
     def _maps(self):
+        """Output (2C, ...): the maps [s1, s2] concatenated on the channel axis."""
         return (("theta1", self.theta1), ("theta2", self.theta2))
-
-    def output_shape(self, input_shape) -> tuple:
-        """(2C, ...): the maps [s1, s2] concatenated on the channel axis."""
-        return (2 * input_shape[0], *input_shape[1:])
 
     def _drive(self):
         return _DRIVE_CODES[self.reset_by]
@@ -463,7 +537,7 @@ class DualThreshold(_Leaky):
 
 # --------------------------------------------------------------------------- Loihi preset
 @dataclass(frozen=True, kw_only=True)
-class LoihiLIF:
+class LoihiLIF(_NeuronLayer):
     """Loihi CUBA LIF, the equations of Lava's bit-accurate ``PyLifModelBitAcc``::
 
         u <- wrap24(trunc0(u * (4096 - du - 1) / 2**12) + a_in * 2**6)
@@ -474,7 +548,8 @@ class LoihiLIF:
     integer or one per channel).  The input a_in (``step``'s current) is 16-bit signed.
     """
 
-    name: str
+    kind: ClassVar[str] = "loihi_lif"
+    reset: ClassVar[str] = "zero"
     du: int
     dv: int
     vth: int | tuple
@@ -488,7 +563,7 @@ class LoihiLIF:
     VTH_SHIFT: ClassVar[int] = 6
 
     def __post_init__(self):
-        check_name(self.name)
+        super().__post_init__()
         object.__setattr__(self, "du", _check_int(self, "du", self.du, 0, 4095))
         object.__setattr__(self, "dv", _check_int(self, "dv", self.dv, 0, 4095))
         for field, lo, hi in (("vth", 0, 2**17 - 1), ("bias_mant", -4096, 4095), ("bias_exp", 0, 7)):
@@ -497,7 +572,21 @@ class LoihiLIF:
     def _state_ranges(self) -> dict:
         return {"u": self.U_FORMAT.bounds("WRAP"), "v": self.U_FORMAT.bounds("SAT_SYM")}
 
-    output_shape = _Neuron.output_shape
+    def state_formats(self) -> dict:
+        """u and v, 24-bit signed each."""
+        return {"u": self.U_FORMAT, "v": self.U_FORMAT}
+
+    @property
+    def leaks(self) -> int:
+        return 2  # the decays of u and v
+
+    def signal_formats(self, current_format) -> dict:
+        """As every neuron's; the input current must fit Loihi's 16-bit a_in."""
+        lo, hi = self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int
+        if current_format.min_int < lo or current_format.max_int > hi:
+            raise LayerError(self.name, "input current", str(current_format),
+                             f"can leave Loihi's 16-bit a_in range {lo}..{hi}")
+        return super().signal_formats(current_format)
 
     #: Formats of the fields as stored in vector files (their ranges, checked on construction).
     PARAM_FORMATS: ClassVar[dict] = {
@@ -508,13 +597,12 @@ class LoihiLIF:
         "bias_exp": QFormat(3, 0, signed=False),
     }
 
-    def params(self, channels: int) -> dict:
-        """name -> (integer array, QFormat), as stored in vector files: ``du`` and ``dv``
-        scalars; ``vth``, ``bias_mant`` and ``bias_exp`` per channel, shape (C,)."""
+    def params(self, input_shape) -> dict:
+        """``du`` and ``dv`` scalars; ``vth``, ``bias_mant`` and ``bias_exp`` per channel, shape (C,)."""
         fmt = self.PARAM_FORMATS
-        out = {field: (np.int64(getattr(self, field)), fmt[field]) for field in ("du", "dv")}
+        out = {field: Param(np.int64(getattr(self, field)), fmt[field], ()) for field in ("du", "dv")}
         for field in ("vth", "bias_mant", "bias_exp"):
-            out[field] = (_per_channel(self, field, getattr(self, field), channels), fmt[field])
+            out[field] = Param(_per_channel(self, field, getattr(self, field), input_shape[0]), fmt[field], ("c",))
         return out
 
     def init_state(self, shape) -> dict:
@@ -522,7 +610,7 @@ class LoihiLIF:
         shape = _check_shape(self, shape)
         for field in ("vth", "bias_mant", "bias_exp"):
             _per_channel(self, field, getattr(self, field), shape[1])
-        return {key: np.zeros(shape, np.int64) for key in self._state_ranges()}
+        return super().init_state(shape)
 
     def step(self, state, current) -> NeuronStep:
         """One Loihi timestep; ``current`` is a_in (int64 in -2**15..2**15 - 1).
@@ -545,12 +633,14 @@ class LoihiLIF:
             4095 - self.du, self.DECAY_SHIFT,
             int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, i_v, ovf_u,
         )  # fmt: skip
-        codes = (
-            K.CMP_GT, K.RESET_ZERO, 0, K.DRIVE_S1, 0, 0, 0,
-            K.LEAK_MUL, 4096 - self.dv, self.DECAY_SHIFT, int(Rounding.TRN_ZERO), 0, K.ORDER_LEAK_FIRST,
+        modes = K.NeuronModes(
+            compare=K.CMP_GT, reset=K.RESET_ZERO, reset_value=0, drive=K.DRIVE_S1, has_vmin=0, v_min=0,
+            refractory=0, leak=K.LEAK_MUL, leak_a=4096 - self.dv, leak_b=self.DECAY_SHIFT,
+            leak_rounding=int(Rounding.TRN_ZERO), leak_min_step=0, order=K.ORDER_LEAK_FIRST,
+            bits=self.U_FORMAT.bits, signed=1, overflow=int(Overflow.SAT_SYM),
         )  # fmt: skip
         spikes, v_pre, ovf_v = _run_neuron_kernel(
-            self, shape, _flat_view(self, state, "v", flat), _NO_REFRACTORY, i_v, thr, codes, self.U_FORMAT,
+            self, shape, _flat_view(self, state, "v", flat), _NO_REFRACTORY, i_v, thr, modes, self.U_FORMAT,
             Overflow.SAT_SYM, keep_pre,
         )  # fmt: skip
         v_pre = None if v_pre is None else v_pre.reshape(shape)

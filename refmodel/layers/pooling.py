@@ -16,14 +16,16 @@ window, position ``p = ky*kw + kx`` (row-major); argmax ties go to the smallest 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from refmodel.checks import first_outside, index_text, is_integer
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
 from refmodel.kernels import pooling as kernels
-from refmodel.layers.base import SPIKE, LayerError, check_name, positive_pair
+from refmodel.layers.base import SPIKE, Layer, LayerError, Param, Step, positive_pair, spike_buffer_bits
 
 __all__ = [
     "PoolStep",
@@ -53,30 +55,62 @@ class PoolStep(NamedTuple):
     overflows: int = 0
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 @dataclass(frozen=True, kw_only=True)
-class _Pool:
+class _Pool(Layer):
     """Fields shared by every pooling layer: ``name``, ``kernel`` (k or (kh, kw)) and
-    ``stride`` (s or (sh, sw); None = kernel), normalized to int tuples."""
+    ``stride`` (s or (sh, sw); None = kernel), normalized to int tuples.
 
-    name: str
+    A pool reads one neuron layer (its spikes, and the Vm for the Vm variants), records
+    ``spikes`` (its output) and the variant's ``index``, ``v`` or ``counters``."""
+
+    role: ClassVar[str] = "pool"
+    accepts: ClassVar[tuple] = ("neuron",)
+    output_signal: ClassVar[str] = "spikes"
+    #: Signals of the pool's input shape (the others have its output shape).
+    input_shaped: ClassVar[tuple] = ("counters",)
     kernel: int | tuple[int, int]
     stride: int | tuple[int, int] | None = None
 
-    kind: ClassVar[str]
-
     def __post_init__(self):
-        check_name(self.name)
+        super().__post_init__()
         self._set("kernel", positive_pair(self.name, "kernel", self.kernel))
         self._set("stride", self.kernel if self.stride is None else positive_pair(self.name, "stride", self.stride))
 
-    # ------------------------------------------------------------------ helpers
-    def _set(self, field, value):
-        object.__setattr__(self, field, value)
+    # ------------------------------------------------------------------ the layer interface
+    def signal_formats(self, spike_format) -> dict:
+        """``spikes`` (``out_format``) and the variant's others, in ``signals`` order."""
+        return {"spikes": self.out_format} | self._extra_formats()
 
+    def _extra_formats(self) -> dict:
+        return {}
+
+    @property
+    def _index_format(self) -> QFormat:
+        """The window position p of a winner: unsigned, enough bits for kh·kw - 1."""
+        return QFormat(max(1, (self.area - 1).bit_length()), signed=False)
+
+    def event_range(self, spike_range):
+        return (0, 1)
+
+    def stepper(self, site, run):
+        source = site.source_names[0]
+
+        def step(frame):
+            state = frame.states[self.name]
+            neuron = frame.steps[source].signals
+            out = self.step(state, spikes=neuron["spikes"], v_pre=neuron["v_pre"], v_post=neuron["v_post"],
+                            v_state=frame.states[source]["v"])
+            signals = {"spikes": out.out, "index": out.index, "v": out.v, "counters": state.get("count")}
+            return Step(out.out, signals, out.overflows)
+
+        return step
+
+    def static_cost(self, site):
+        """``area - 1`` compares per window; the output buffered unless a pool reads it."""
+        windows = math.prod(site.output_shape)
+        return {"pool_ops": windows * (self.area - 1)}, {"spike_buffer_bits": spike_buffer_bits(site)}
+
+    # ------------------------------------------------------------------ helpers
     def _error(self, field, value, reason):
         return LayerError(self.name, field, value, reason)
 
@@ -105,7 +139,7 @@ class _Pool:
 
     def output_shape(self, shape) -> tuple[int, int, int]:
         """``(C, (H - kh) // sh + 1, (W - kw) // sw + 1)`` for a per-sample input ``(C, H, W)``."""
-        if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(_is_int(x) and x >= 1 for x in shape)):
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(is_integer(x) and x >= 1 for x in shape)):
             raise self._error("shape", shape, "must be 3 integers >= 1 (C, H, W)")
         c, h, w = (int(x) for x in shape)
         (kh, kw), (sh, sw) = self.kernel, self.stride
@@ -115,14 +149,9 @@ class _Pool:
 
     def batch_output_shape(self, shape) -> tuple[int, int, int, int]:
         """``(N, *output_shape((C, H, W)))`` for a batch ``(N, C, H, W)``."""
-        if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and _is_int(shape[0]) and shape[0] >= 1):
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and is_integer(shape[0]) and shape[0] >= 1):
             raise self._error("shape", shape, "must be 4 integers >= 1 (N, C, H, W)")
         return (int(shape[0]), *self.output_shape(tuple(shape[1:])))
-
-    def params(self, channels: int) -> dict:
-        """name -> (integer array, QFormat), as stored in vector files: none unless the
-        variant has numbers beyond its geometry and modes (see PooledNeuronPool)."""
-        return {}
 
     def init_state(self, shape) -> dict:
         """The layer's state for an input ``(N, C, H, W)``: empty unless the variant keeps one."""
@@ -141,9 +170,10 @@ class _Pool:
     def _spikes(self, spikes):
         """``spikes`` checked: a C-contiguous 4-d uint8 array of 0s and 1s."""
         spikes = self._array("spikes", spikes, np.uint8)
-        if spikes.size and spikes.max() > 1:
-            index = np.unravel_index(int(np.argmax(spikes > 1)), spikes.shape)
-            raise self._error(f"spikes[{', '.join(map(str, index))}]", int(spikes[index]), "spikes must be 0 or 1")
+        outside = first_outside(spikes, None, 1)
+        if outside:
+            index, value = outside
+            raise self._error(f"spikes{index_text(index)}", value, "spikes must be 0 or 1")
         return spikes
 
     def _outputs(self, shape, dtype=np.uint8):
@@ -179,10 +209,24 @@ class WinnerSpikePool(_SpikePool):
 
     vm_stage: str = "pre"
     kind: ClassVar[str] = "winner_spike"
+    signals: ClassVar[tuple] = ("spikes", "index")
 
     def __post_init__(self):
         super().__post_init__()
         self._choice("vm_stage", ("pre", "post"))
+
+    def _extra_formats(self):
+        return {"index": self._index_format}
+
+    @property
+    def input_signals(self) -> tuple:
+        return ("spikes", "v_" + self.vm_stage)
+
+    def static_cost(self, site):
+        """After a dual-threshold layer, its s1 and s2 channels share the argmax of one Vm channel."""
+        ops, memory = super().static_cost(site)
+        windows = math.prod(site.output_shape) // site.sources[0].spike_maps
+        return ops | {"pool_ops": windows * (self.area - 1)}, memory
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         spikes = self._spikes(spikes)
@@ -197,51 +241,6 @@ class WinnerSpikePool(_SpikePool):
         out, index = self._outputs(spikes.shape)
         kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index)
         return PoolStep(out=out, index=index)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CountGatePool(_SpikePool):
-    """Spike-count gating (the SNN Toolbox's max-pool), one unsigned ``count_bits`` counter
-    per input neuron, zero at ``init_state``:
-
-        ``c[i] = min(c[i] + s[i], 2**count_bits - 1)``   (every input neuron, this timestep's spike included)
-        ``p* = argmax_p c[p]`` (first on ties),  ``out = s[p*]``
-
-    Increments lost at the maximum are counted in ``PoolStep.overflows``.
-    """
-
-    count_bits: int
-    kind: ClassVar[str] = "count_gate"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not (_is_int(self.count_bits) and 1 <= self.count_bits <= 63):
-            raise self._error("count_bits", self.count_bits, "must be an integer in 1..63")
-        self._set("count_bits", int(self.count_bits))
-
-    @property
-    def count_format(self) -> QFormat:
-        """Format of a counter: unsigned ``count_bits``."""
-        return QFormat(self.count_bits, 0, signed=False)
-
-    def init_state(self, shape) -> dict:
-        """``{"count": int64 zeros (N, C, H, W)}``."""
-        self.batch_output_shape(shape)
-        return {"count": np.zeros(tuple(int(x) for x in shape), np.int64)}
-
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
-        spikes = self._spikes(spikes)
-        count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
-                            np.int64, spikes.shape)
-        top = self.count_format.max_int
-        if count.size and (count.min() < 0 or count.max() > top):
-            index = np.unravel_index(int(np.argmax((count < 0) | (count > top))), count.shape)
-            raise self._error(f'state["count"][{", ".join(map(str, index))}]', int(count[index]),
-                              f"is outside the {self.count_bits}-bit counter range 0..{top}")
-        out, index = self._outputs(spikes.shape)
-        saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
-        kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
-        return PoolStep(out=out, index=index, overflows=int(saturated))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +261,7 @@ class PooledNeuronPool(_SpikePool):
     overflow: Overflow | str = "ERROR"
     compare: str = ">="
     kind: ClassVar[str] = "pooled_neuron"
+    signals: ClassVar[tuple] = ("spikes", "index", "v")
 
     def __post_init__(self):
         super().__post_init__()
@@ -271,13 +271,39 @@ class PooledNeuronPool(_SpikePool):
         self._format("vm", max_bits=63)
         self._mode("overflow", Overflow)
         self._choice("compare", (">=", ">"))
-        if not (_is_int(self.threshold) and 1 <= self.threshold <= self.vm.max_int):
+        if not (is_integer(self.threshold) and 1 <= self.threshold <= self.vm.max_int):
             raise self._error("threshold", self.threshold, f"must be an integer in 1..{self.vm.max_int}")
         self._set("threshold", int(self.threshold))
 
-    def params(self, channels: int) -> dict:
+    def _extra_formats(self):
+        return {"index": self._index_format, "v": self.vm}
+
+    def check_sources(self, neuron) -> None:
+        """The pooled neuron fires for its window: the neuron layer it reads only integrates
+        (reset "none"), one Vm map, in the pool's Vm format."""
+        if neuron.reset != "none":
+            raise LayerError(self.name, "position", neuron.name,
+                             "a pooled_neuron pool needs a neuron layer with reset='none' before it")
+        if neuron.spike_maps != 1:
+            raise LayerError(self.name, "position", neuron.name,
+                             "a pooled_neuron pool pools one Vm map: it cannot follow a dual-threshold layer")
+        if neuron.vm != self.vm:
+            raise LayerError(self.name, "vm", str(self.vm), f"differs from the Vm format {neuron.vm} of {neuron.name!r}")
+
+    def params(self, input_shape) -> dict:
         """``threshold`` per channel, shape (C,), in the Vm format."""
-        return {"threshold": (np.full(channels, self.threshold, np.int64), self.vm)}
+        return {"threshold": Param(np.full(input_shape[0], self.threshold, np.int64), self.vm, ("c",))}
+
+    def static_cost(self, site):
+        """A compare per window; when it fires, θ subtracted from each Vm of its window."""
+        ops, memory = super().static_cost(site)
+        windows = math.prod(site.output_shape)
+        return ops | {"threshold_compares": windows, "vm_write_bits": windows * self.area * self.vm.bits}, memory
+
+    def measured_cost(self, site, totals, activity):
+        """Vm writes only for the windows that fired."""
+        fired = int(activity.of(self.name).sum())
+        return totals | {"vm_write_bits": fired * self.area * self.vm.bits}
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
@@ -303,10 +329,78 @@ class PooledNeuronPool(_SpikePool):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CountGatePool(_SpikePool):
+    """Spike-count gating (the SNN Toolbox's max-pool), one unsigned ``count_bits`` counter
+    per input neuron, zero at ``init_state``:
+
+        ``c[i] = min(c[i] + s[i], 2**count_bits - 1)``   (every input neuron, this timestep's spike included)
+        ``p* = argmax_p c[p]`` (first on ties),  ``out = s[p*]``
+
+    Increments lost at the maximum are counted in ``PoolStep.overflows``.
+    """
+
+    count_bits: int
+    kind: ClassVar[str] = "count_gate"
+    signals: ClassVar[tuple] = ("spikes", "index", "counters")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (is_integer(self.count_bits) and 1 <= self.count_bits <= 63):
+            raise self._error("count_bits", self.count_bits, "must be an integer in 1..63")
+        self._set("count_bits", int(self.count_bits))
+
+    @property
+    def count_format(self) -> QFormat:
+        """Format of a counter: unsigned ``count_bits``."""
+        return QFormat(self.count_bits, 0, signed=False)
+
+    def _extra_formats(self):
+        return {"index": self._index_format, "counters": self.count_format}
+
+    def state_formats(self) -> dict:
+        """``{"count": count_format}``, one counter per input neuron."""
+        return {"count": self.count_format}
+
+    def init_state(self, shape) -> dict:
+        """``{"count": int64 zeros (N, C, H, W)}``."""
+        self.batch_output_shape(shape)
+        return {"count": np.zeros(tuple(int(x) for x in shape), np.int64)}
+
+    def static_cost(self, site):
+        """A counter per input neuron, incremented, read and written every timestep."""
+        ops, memory = super().static_cost(site)
+        counters = math.prod(site.input_shape)
+        bits = counters * self.count_bits
+        ops |= {"counter_increments": counters, "counter_read_bits": bits, "counter_write_bits": bits}
+        return ops, memory | {"counter_bits": bits}
+
+    def measured_cost(self, site, totals, activity):
+        """One increment per input spike."""
+        increments = int(activity.of(site.source_names[0]).sum())
+        return totals | {"counter_increments": increments, "counter_write_bits": increments * self.count_bits}
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+        spikes = self._spikes(spikes)
+        count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
+                            np.int64, spikes.shape)
+        top = self.count_format.max_int
+        outside = first_outside(count, 0, top)
+        if outside:
+            index, value = outside
+            raise self._error(f'state["count"]{index_text(index)}', value,
+                              f"is outside the {self.count_bits}-bit counter range 0..{top}")
+        out, index = self._outputs(spikes.shape)
+        saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
+        kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
+        return PoolStep(out=out, index=index, overflows=int(saturated))
+
+
+@dataclass(frozen=True, kw_only=True)
 class OrPool(_SpikePool):
     """OR pooling:  ``out = max_p s[p]`` (1 if any neuron of the window spiked).  No memory."""
 
     kind: ClassVar[str] = "or"
+    signals: ClassVar[tuple] = ("spikes",)
 
     def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
         spikes = self._spikes(spikes)
@@ -326,11 +420,21 @@ class SumPool(_Pool):
     out_format: QFormat
     overflow: Overflow | str = "ERROR"
     kind: ClassVar[str] = "sum"
+    signals: ClassVar[tuple] = ("spikes",)
 
     def __post_init__(self):
         super().__post_init__()
         self._format("out_format")
         self._mode("overflow", Overflow)
+
+    def event_range(self, spike_range):
+        """``0 .. min(area >> shift, max_int)``; the whole format when a window sum can wrap
+        to a negative code (a signed ``out_format`` under WRAP too narrow for a full window)."""
+        fmt = self.out_format
+        full = self.area >> self.shift
+        if self.overflow == Overflow.WRAP and fmt.signed and full > fmt.max_int:
+            return (fmt.min_int, fmt.max_int)
+        return (0, min(full, fmt.max_int))
 
     @property
     def shift(self) -> int:

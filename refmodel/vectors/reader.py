@@ -16,7 +16,8 @@ from refmodel.encode import ENCODINGS
 from refmodel.fixed import FixedPointError, QFormat
 from refmodel.layers.base import SPIKE, LayerError
 from refmodel.spec import array_digest, array_fields, network_from_config, stimulus_spec
-from refmodel.vectors.layout import encoder_of, run_layout
+from refmodel.stimulus import encoder_of
+from refmodel.vectors.layout import run_layout
 from refmodel.errors import RefmodelError
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
@@ -491,6 +492,11 @@ class VectorFile:
 
     def trace_info(self, layer, signal) -> DatasetInfo:
         return self.info(f"traces/{self.layer(layer).key}/{signal}")
+
+    def trace_steps(self, layer, signal):
+        """The timesteps of trace ``signal`` of ``layer``, one (N, ...) array after the other,
+        its digest checked after the last (``steps``)."""
+        return self.steps(self.trace_info(layer, signal).path)
 
     def trace(self, layer, signal, t=None) -> np.ndarray:
         """Trace (T, N, ...) of ``signal`` in ``layer``, or its timestep ``t`` (N, ...)."""

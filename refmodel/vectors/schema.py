@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 
 import h5py
@@ -38,7 +37,7 @@ GZIP_LEVEL = 1  # fastest deflate: half the time of level 4 for ~3% larger trace
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
-class VectorFileError(RefmodelError, ValueError):
+class VectorFileError(RefmodelError):
     """A vector file (or a request to write one) is invalid; the message names path and problem."""
 
 

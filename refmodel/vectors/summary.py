@@ -27,7 +27,7 @@ def _spike_count_line(vf: VectorFile, layer) -> str:
     when it outputs spikes (known from the run config)."""
     counts, fmt = vf.spike_count(layer.name)
     mean = float(counts.sum()) / max(counts.size * vf.timesteps, 1)
-    spikes = vf.network is not None and vf.network.formats[(layer.name, "spikes")] == SPIKE
+    spikes = vf.network is not None and vf.network.sites[layer.name].output_format == SPIKE
     return f"    spike_count {counts.shape} {fmt}: {'spike rate' if spikes else 'mean output per timestep'} {mean:.4f}"
 
 

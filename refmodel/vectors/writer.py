@@ -14,6 +14,7 @@ import numpy as np
 from refmodel.encode import SEED_MAX
 from refmodel.files import AtomicOutput, write_error
 from refmodel.fixed import QFormat
+from refmodel.checks import integer_in
 from refmodel.layers.base import SPIKE
 from refmodel.vectors.chunks import ChunkWriter
 from refmodel.vectors.schema import (
@@ -48,7 +49,7 @@ _INT64_MAX = (1 << 63) - 1
 
 
 def _check_int(value, what, lo=0, hi=_INT64_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+    if not integer_in(value, lo, hi):
         raise VectorFileError(f"{what} must be an integer in {lo}..{hi}, got {value!r}")
     return int(value)
 
