@@ -36,7 +36,8 @@ __all__ = [
 ]  # fmt: skip
 
 #: Operations (counts).  Static: per sample and timestep; measured: over the run.
-OPS = ("macs", "synops", "neuron_updates", "threshold_compares", "pool_ops", "leak_ops", "counter_increments")
+OPS = ("macs", "synops", "neuron_updates", "threshold_compares", "pool_ops", "leak_ops", "counter_increments",
+       "merge_adds")
 #: Memory traffic (bits).  Static: per sample and timestep; measured: over the run.
 TRAFFIC = (
     "vm_read_bits", "vm_write_bits", "weight_read_bits", "event_weight_read_bits",

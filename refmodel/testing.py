@@ -2,7 +2,7 @@
 
 ``assert_bit_exact`` needs only the runtime dependencies.  The hypothesis strategies below
 (``qformats``, ``conv2d_layers``, ``linear_layers``, ``neuron_layers``, ``pool_layers``,
-``networks``, ``stimuli``) need hypothesis, which comes with the ``test`` extra
+``networks``, ``graph_networks``, ``stimuli``) need hypothesis, which comes with the ``test`` extra
 (``pip install 'refmodel[test]'``); calling one without it raises an ImportError that says so.
 A worked example is in docs/testing.md.
 
@@ -21,6 +21,8 @@ import numpy as np
 from refmodel.fixed import QFormat, Rounding
 from refmodel.layers import (
     IF,
+    Add,
+    Concat,
     LIF,
     AvgPool,
     Conv2d,
@@ -48,6 +50,7 @@ __all__ = [
     "neuron_layers",
     "pool_layers",
     "networks",
+    "graph_networks",
     "stimuli",
     "NEURON_KINDS",
     "POOL_KINDS",
@@ -356,6 +359,80 @@ def networks(*, max_stages=3, image=None, neuron_kinds=NEURON_KINDS, pool_kinds=
         if final_synapse:
             synapse(stages)
         return Network(layers, input_shape, input_format)
+
+    return build()
+
+
+def graph_networks(*, neuron_kinds=NEURON_KINDS, errors=False):
+    """Valid random small networks that are graphs, not chains: an image input (C<=3, H, W
+    2..5) of spikes (u1.0) or analog codes, a stem (conv -> neuron), then one block reading the
+    stem's spikes, then flatten, a linear layer and a neuron readout.  The block is
+
+    * ``residual``: conv 3x3 (stride 1 or 2) -> neuron -> conv 3x3, plus a shortcut from the
+      block input (a 1x1 conv of the same stride: the identity or a projection), summed by an
+      ``add`` into a neuron layer's current;
+    * ``concat``: two branches conv -> neuron (one may read the network input instead),
+      joined by a ``concat``;
+    * ``activations``: the stem's spikes and a branch's, summed by an ``add`` into codes.
+
+    Adds get random formats and every overflow mode (``errors``: ERROR too)."""
+    st, hnp = _hypothesis()
+
+    @st.composite
+    def build(draw):
+        c, h, w = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5))
+        input_format = draw(st.just(QFormat(1, 0, signed=False)) | qformats(bits=(1, 8), frac=(0, 4)))
+        layers, shapes = [], {"input": (c, h, w)}
+
+        def conv(name, source, out_channels, kernel, stride, current_bits=None):
+            cin = shapes[source][0]
+            weight_shape = (out_channels, cin, kernel, kernel)
+            fields = _synapse_fields(draw, st, hnp, weight_shape, errors, current_bits)
+            layer = Conv2d(name=name, inputs=(source,), stride=stride, padding=kernel // 2, **fields)
+            return add_layer(layer, source)
+
+        def neuron(name, source, kinds=neuron_kinds):
+            layer = draw(neuron_layers(shapes[source][0], name=name, kinds=kinds, errors=errors))
+            return add_layer(layer, source)
+
+        def add_layer(layer, *sources):
+            layers.append(layer)
+            shapes[layer.name] = layer.output_shape(*(shapes[s] for s in sources))
+            return layer.name
+
+        def merge_format(bits, signed):
+            return QFormat(draw(st.integers(*bits)), 0, signed)
+
+        plain = tuple(k for k in neuron_kinds if k != "loihi_lif") or neuron_kinds
+        stem = neuron("stem_n", conv("stem", "input", draw(st.integers(1, 3)), 3, 1, current_bits=16), plain)
+        block = draw(st.sampled_from(["residual", "concat", "activations"]))
+        k, stride = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        if block == "residual":
+            main = neuron("a_n", conv("a", stem, k, 3, stride, current_bits=16), plain)
+            main = conv("b", main, k, 3, 1, current_bits=16)
+            shortcut = conv("skip", stem, k, 1, stride, current_bits=16)
+            kind = draw(st.sampled_from(neuron_kinds))
+            fmt = merge_format((2, 16 if kind == "loihi_lif" else 20), True)
+            total = add_layer(Add(name="sum", inputs=(main, shortcut), format=fmt, overflow=draw(_modes(st, errors))),
+                              main, shortcut)
+            out = neuron("sum_n", total, (kind,))
+        elif block == "concat":
+            left = neuron("l_n", conv("l", stem, k, 3, stride, current_bits=16), plain)
+            source = draw(st.sampled_from([stem, "input"]))
+            right = neuron("r_n", conv("r", source, draw(st.integers(1, 3)), 1, stride, current_bits=16), plain)
+            out = add_layer(Concat(name="cat", inputs=(left, right)), left, right)
+        else:  # the branch keeps the stem's shape: one spike map per Vm
+            single = tuple(kind for kind in plain if kind != "dual_threshold") or ("if",)
+            branch = neuron("b_n", conv("b", stem, shapes[stem][0], 3, 1, current_bits=16), single)
+            fmt = merge_format((1, 3), draw(st.booleans()))
+            out = add_layer(Add(name="sum", inputs=(stem, branch), format=fmt, overflow=draw(_modes(st, errors))),
+                            stem, branch)
+        flat = add_layer(Flatten(name="flat"), out)
+        kind = draw(st.sampled_from(neuron_kinds))
+        fc = add_layer(draw(linear_layers(shapes[flat][0], name="fc", errors=errors,
+                                          current_bits=16 if kind == "loihi_lif" else None)), flat)
+        neuron("readout", fc, (kind,))
+        return Network(layers, (c, h, w), input_format)
 
     return build()
 

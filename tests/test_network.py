@@ -29,7 +29,7 @@ from refmodel.layers import (
 )
 from refmodel.errors import PlacedError
 from refmodel.network import SIGNALS, Network, NetworkError
-from refmodel.testing import POOL_KINDS, assert_bit_exact, networks, stimuli
+from refmodel.testing import POOL_KINDS, assert_bit_exact, graph_networks, networks, stimuli
 from tests.oracle import network as twin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,3 +387,10 @@ def test_testing_module_works_without_hypothesis():
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                          capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
     assert out.stdout.strip() == "the strategies of refmodel.testing need hypothesis: pip install 'refmodel[test]'"
+
+
+# --------------------------------------------------------------------------- graphs
+@given(graph_networks(errors=True), st.integers(1, 4), st.data())
+def test_graphs_equal_twin(network, timesteps, data):
+    """Residual, concat and activation-sum blocks (add, concat, explicit inputs) equal the twin."""
+    check_against_twin(network, timesteps, data.draw(stimuli(network, timesteps)))

@@ -1,11 +1,14 @@
-"""Twin of Network.run: the per-block twins composed in the order of refmodel/network.py's
-module docstring, from the layers' documented fields only (Python ints, explicit loops).
+"""Twin of Network.run: the per-block twins composed as docs/spec.md ("Graphs", "One timestep")
+and docs/arithmetic.md §6 (merges) say, from the layers' documented fields only (Python ints,
+explicit loops).
 
-Every timestep ``t`` the input ``x`` (the analog stimulus every timestep, or the per-step
-stimulus of ``t``) flows through the layers in order: a synapse makes the current; a neuron
-layer integrates it and spikes; a pool reads the preceding neuron layer's spikes and Vm (the
-pooled neuron subtracts from that Vm, after the neuron's own step); flatten is row-major.
-Nothing is cached: the first layer's current is recomputed every timestep.
+Layers run in the order listed.  A layer reads the outputs (of this timestep) of the layers its
+``inputs`` names ("input": the network input), by default the previous layer's (the network
+input for the first).  Every timestep the network input is the analog stimulus, or the per-step
+stimulus of ``t``: a synapse makes the current; a neuron layer integrates it and spikes; a pool
+reads its neuron layer's spikes and Vm (the pooled neuron subtracts from that Vm, after the
+neuron's own step); flatten is row-major; add sums its inputs in order and casts the sum once;
+concat joins them on the channel axis.  Nothing is cached: currents are recomputed every timestep.
 
 ``run(network, stimulus, timesteps)`` returns a ``TwinRun``.  Under Overflow.ERROR the first
 offending write raises ``TwinOverflow(layer, index, value)``.
@@ -16,13 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tests.oracle import conv, neurons, pooling
-
-ROLES = {
-    "conv2d": "synapse", "linear": "synapse", "flatten": "flatten",
-    "if": "neuron", "lif": "neuron", "dual_threshold": "neuron", "loihi_lif": "neuron",
-    "winner_spike": "pool", "pooled_neuron": "pool", "count_gate": "pool", "or": "pool", "sum": "pool", "avg": "pool",
-}  # fmt: skip
-_NEURON_CLASSES = {"IF": "if", "LIF": "lif", "DualThreshold": "dual_threshold", "LoihiLIF": "loihi_lif"}
+from tests.oracle.fixed import OracleOverflow, cast
 
 
 class TwinOverflow(Exception):
@@ -37,7 +34,7 @@ class TwinOverflow(Exception):
 class TwinRun:
     """traces: {(layer, signal): [array per timestep]} of every signal a layer produces.
     overflows: [t][layer index] counted writes.  spike_counts: {layer: outputs summed over T}
-    for neuron and pool layers.  outputs: the last layer's "spike_count" and final "v" (neuron)
+    for every layer whose outputs are events, but reshapes.  outputs: the last layer's "spike_count" and final "v" (neuron)
     or last "current" (synapse)."""
 
     traces: dict
@@ -47,8 +44,8 @@ class TwinRun:
 
 
 def kind(layer) -> str:
-    """The layer's kind: the class attribute ``kind`` of synapses and pools, by class for neurons."""
-    return getattr(layer, "kind", None) or _NEURON_CLASSES[type(layer).__name__]
+    """The layer's kind, as a spec names it."""
+    return layer.kind
 
 
 def _flatten(sample):
@@ -110,16 +107,45 @@ def _pool(layer, state, spikes, v_pre, v_post, neuron_state):
         raise TwinOverflow(layer.name, e.index, e.value) from None
 
 
+def _add(layer, values):
+    """(sum, overflows): the inputs added in order, the exact sum cast once into ``layer.format``."""
+    total = sum(np.asarray(v, np.int64).astype(object) for v in values)
+    out = np.empty(total.shape, np.int64)
+    events = 0
+    for index in np.ndindex(total.shape):
+        x = int(total[index])
+        try:
+            y = cast(x, layer.format, layer.overflow)
+        except OracleOverflow:
+            raise TwinOverflow(layer.name, index, x) from None
+        events += y != x
+        out[index] = y
+    return out, events
+
+
 def _zero_state(layer, shape):
     """A neuron layer's registers at 0: v (u for Loihi, refractory counters when used)."""
     keys = ["v"] + (["u"] if kind(layer) == "loihi_lif" else []) + (["refractory"] if getattr(layer, "refractory", 0) else [])
     return {key: np.zeros(shape, np.int64) for key in keys}
 
 
+def _events(layer, sources, events) -> bool:
+    """Whether the layer's output is events (spikes or codes counted over the run): a neuron or
+    pool layer's, and a reshape's or merge's whose inputs all are (docs/spec.md)."""
+    role = layer.role
+    return role in ("neuron", "pool") or role in ("shape", "merge") and all(events[s] for s in sources)
+
+
 def run(network, stimulus, timesteps) -> TwinRun:
     stimulus = np.asarray(stimulus).astype(np.int64)
     per_step = stimulus.ndim == len(network.input_shape) + 2
     layers = network.layers
+    fmt = network.input_format
+    sources = {layer.name: layer.inputs or ((layers[i - 1].name,) if i else ("input",))
+               for i, layer in enumerate(layers)}
+    events = {"input": (fmt.bits, fmt.frac, fmt.signed) == (1, 0, False)}
+    for layer in layers:
+        events[layer.name] = _events(layer, sources[layer.name], events)
     traces, overflows, spike_counts = {}, [], {}
     states = {}  # neuron layers: registers; count_gate pools: {"count": nested lists}
 
@@ -127,11 +153,13 @@ def run(network, stimulus, timesteps) -> TwinRun:
         traces.setdefault((layer.name, signal), []).append(np.array(value, np.int64))
 
     for t in range(timesteps):
-        x = stimulus[t] if per_step else stimulus
+        outputs = {"input": stimulus[t] if per_step else stimulus}
+        neuron_outs = {}  # neuron layer: (spikes, v_pre, v_post) of this timestep
         row = []
-        neuron, neuron_out = None, None
         for layer in layers:
-            role = ROLES[kind(layer)]
+            role = layer.role
+            inputs = [outputs[name] for name in sources[layer.name]]
+            x = inputs[0]
             n_over = 0
             if role == "synapse":
                 x, n_over = _synapse(layer, x)
@@ -142,28 +170,37 @@ def run(network, stimulus, timesteps) -> TwinRun:
                 states[layer.name] = new_state
                 for signal, value in (("v_pre", v_pre), ("v_post", v_post), ("spikes", spikes)):
                     record(layer, signal, t, value)
-                neuron, neuron_out, x = layer, (spikes, v_pre, v_post), spikes
+                neuron_outs[layer.name], x = (spikes, v_pre, v_post), spikes
             elif role == "pool":
+                neuron = sources[layer.name][0]
                 if kind(layer) == "count_gate" and layer.name not in states:
-                    states[layer.name] = {"count": np.zeros(neuron_out[0].shape, np.int64).tolist()}
-                signals, n_over = _pool(layer, states.get(layer.name), *neuron_out, states[neuron.name])
+                    states[layer.name] = {"count": np.zeros(neuron_outs[neuron][0].shape, np.int64).tolist()}
+                signals, n_over = _pool(layer, states.get(layer.name), *neuron_outs[neuron], states[neuron])
                 for signal in ("spikes", "index", "v", "counters"):
                     if signal in signals:
                         record(layer, signal, t, signals[signal])
                 x = np.array(signals["spikes"], np.int64)
-            else:
+            elif kind(layer) == "flatten":
                 x = np.array([_flatten(sample) for sample in x.tolist()], np.int64)
+            elif kind(layer) == "add":
+                x, n_over = _add(layer, inputs)
+                record(layer, "out", t, x)
+            else:  # concat: on the channel axis, in the order of ``inputs``
+                x = np.array([[channel for sample_input in sample for channel in sample_input]
+                              for sample in zip(*(v.tolist() for v in inputs))], np.int64)
+                record(layer, "out", t, x)
+            outputs[layer.name] = x
             row.append(n_over)
-            if role in ("neuron", "pool"):
+            if events[layer.name] and role != "shape":
                 spike_counts[layer.name] = spike_counts.get(layer.name, 0) + x
         overflows.append(row)
     last = layers[-1]
     outputs = {}
     if last.name in spike_counts:
         outputs["spike_count"] = spike_counts[last.name]
-    if ROLES[kind(last)] == "neuron":
+    if last.role == "neuron":
         outputs["v"] = states[last.name]["v"]
-    if ROLES[kind(last)] == "synapse":
+    if last.role == "synapse":
         outputs["current"] = x
     stacked = {key: np.stack(arrays) for key, arrays in traces.items()}
     return TwinRun(stacked, overflows, spike_counts, outputs)
