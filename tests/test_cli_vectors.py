@@ -8,7 +8,7 @@ import h5py
 import pytest
 
 from refmodel.vectors import VectorFile, reseal
-from tests.test_cli_gen import RECIPE, refmodel
+from tests.test_cli_gen import RECIPE, ROOT, refmodel
 from tests.test_vectors import N, T, sample_data, write_sample
 
 
@@ -167,3 +167,19 @@ def test_export_sv_refuses_a_file_without_a_run_config_or_a_missing_directory(fi
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.startswith(f"refmodel export-sv: error: {tmp_path / 'no' / 'p.vh'}: its directory {tmp_path / 'no'} does not exist\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_a_graph_file_names_every_layers_inputs(tmp_path):
+    """The residual recipe: the layer groups carry the inputs a layer names (as its spec gives
+    them), the RTL header every layer's inputs (by default the previous layer, or "input")."""
+    golden = ROOT / "vectors" / "golden" / "resnet_block.h5"
+    with VectorFile(golden) as vf:
+        assert vf.layer("add1").attrs["inputs"] == "conv1b skip1"
+        assert vf.layer("skip1").attrs["inputs"] == "if0"
+        assert "inputs" not in vf.layer("if1").attrs  # reads the previous layer, add1
+        assert vf.network.sites["if1"].source_names == ("add1",)
+    assert refmodel("export-sv", golden, tmp_path / "p.vh").returncode == 0
+    text = (tmp_path / "p.vh").read_text()
+    for layer, inputs in (("conv0", "input"), ("add2", "conv2b proj2"), ("proj2", "if1"), ("if2", "add2")):
+        assert f'`define REFMODEL_{layer}_INPUTS "{inputs}"  //' in text
+    assert "`define REFMODEL_add2_INPUT_COUNT 2\n" in text

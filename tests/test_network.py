@@ -18,6 +18,8 @@ from refmodel.layers import (
     IF,
     AvgPool,
     Conv2d,
+    Add,
+    Concat,
     CountGatePool,
     DualThreshold,
     Flatten,
@@ -234,6 +236,37 @@ BUILD_ERRORS = {
     "no layers": (lambda: Network([], (1, 4, 4), U8), ("network", "layers", []), "at least one layer"),
     "input format": (lambda: Network([conv()], (1, 4, 4), "u8"), ("network", "input_format", "u8"), "must be a QFormat"),
     "not a layer": (lambda: Network([conv(), "relu"], (1, 4, 4), U8), ("?", "layer", "str"), "not a refmodel layer"),
+    "an input listed later (a cycle)": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["n2"]), if_layer(name="n2")], (1, 4, 4), U8),
+        ("c2", "inputs", "n2"), "is listed after it: a layer reads only the network input and layers listed before"),
+    "an unknown input": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["nope"]), if_layer(name="n2")], (1, 4, 4), U8),
+        ("c2", "inputs", "nope"), "names no layer of the network"),
+    "a layer named input": (
+        lambda: Network([conv(name="input")], (1, 4, 4), U8), ("input", "name", "input"), "names the network input"),
+    "a layer nobody reads": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["input"]), if_layer(name="n2")], (1, 4, 4), U8),
+        ("n", "position", "n"), "is read by no layer and is not the last one"),
+    "a pool reading a merge": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["input"]), if_layer(name="n2"),
+                         Concat(name="cat", inputs=["n", "n2"]), WinnerSpikePool(name="p", kernel=2)], (1, 4, 4), U8),
+        ("p", "position", "pool"), "a pool layer cannot follow merge"),
+    "an add of other shapes": (
+        lambda: Network([conv(), conv(name="c2", inputs=["input"], size=3), Add(name="sum", inputs=["conv", "c2"],
+                         format=QFormat(16))], (1, 4, 4), U8),
+        ("sum", "inputs", ["conv", "c2"]), "differ in shape: 'conv' (2, 4, 4), 'c2' (2, 2, 2)"),
+    "an add of other scales": (
+        lambda: Network([conv(), conv(name="c2", inputs=["input"]), Add(name="sum", inputs=["conv", "c2"],
+                         format=QFormat(16, 2))], (1, 4, 4), U8),
+        ("sum", "format", "s16.2"), "cannot be added"),
+    "a concat of other formats": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["input"]),
+                         Concat(name="cat", inputs=["n", "c2"])], (1, 4, 4), U8),
+        ("cat", "inputs", ["n", "c2"]), "differ in format: 'n' u1.0"),
+    "a concat of other sizes": (
+        lambda: Network([conv(), if_layer(), conv(name="c2", inputs=["input"], size=3), if_layer(name="n2"),
+                         Concat(name="cat", inputs=["n", "n2"])], (1, 4, 4), U8),
+        ("cat", "inputs", ["n", "n2"]), "differ beyond the channel axis"),
 }  # fmt: skip
 
 
@@ -394,3 +427,41 @@ def test_testing_module_works_without_hypothesis():
 def test_graphs_equal_twin(network, timesteps, data):
     """Residual, concat and activation-sum blocks (add, concat, explicit inputs) equal the twin."""
     check_against_twin(network, timesteps, data.draw(stimuli(network, timesteps)))
+
+
+LAYER_INPUT_ERRORS = {
+    "two inputs to a conv": (lambda: conv(inputs=["a", "b"]), "inputs", "a conv2d layer reads exactly one input"),
+    "one input to an add": (lambda: Add(name="s", inputs=["a"], format=QFormat(8)), "inputs", "merges two or more"),
+    "an add without inputs": (lambda: Add(name="s", format=QFormat(8)), "inputs", "names the layers it merges"),
+    "an input twice": (lambda: Concat(name="s", inputs=["a", "a"]), "inputs", "names a layer twice"),
+    "an input that is no name": (lambda: conv(inputs=["a b"]), "name", "must be a non-empty name"),
+    "an add without a format": (lambda: Add(name="s", inputs=["a", "b"], format="s8"), "format", "must be a QFormat"),
+    "an add with an unknown mode": (lambda: Add(name="s", inputs=["a", "b"], format=QFormat(8), overflow="CLIP"),
+                                    "overflow", "unknown Overflow mode"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", LAYER_INPUT_ERRORS, ids=list(LAYER_INPUT_ERRORS))
+def test_inputs_and_merges_are_checked_when_described(case):
+    build, field, problem = LAYER_INPUT_ERRORS[case]
+    with pytest.raises(LayerError) as err:
+        build()
+    assert err.value.field == field and problem in str(err.value)
+
+
+def test_add_and_concat_by_hand():
+    """Values worked out by hand: two 1x1 convs of the input (weights 3 and -1 per channel) summed
+    into a 3-bit saturating register, and the same currents concatenated."""
+    x = np.array([[[[0, 1, 2]]]])  # (N=1, C=1, 1, 3)
+
+    def scaled(name, w):
+        return Conv2d(name=name, inputs=["input"], weight=np.full((1, 1, 1, 1), w, np.int64), weight_format=QFormat(4),
+                      acc_format=QFormat(8))
+
+    total = Add(name="sum", inputs=["a", "b"], format=QFormat(3), overflow="SAT")  # range -4..3
+    result = Network([scaled("a", 3), scaled("b", -1), total], (1, 1, 3), U8).run(x, 2, record="all")
+    assert result.traces[("sum", "out")][:, 0, 0, 0].tolist() == [[0, 2, 3]] * 2  # 0, 2, 4 -> saturated to 3
+    assert result.overflows[:, 2].tolist() == [1, 1]
+    joined = Network([scaled("a", 3), scaled("b", -1), Concat(name="cat", inputs=["b", "a"])], (1, 1, 3), U8)
+    out = joined.run(x, 1, record="all").traces[("cat", "out")][0, 0]
+    assert out[:, 0].tolist() == [[0, -1, -2], [0, 3, 6]]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 from refmodel.fixed import QFormat
 from refmodel.spec import SpecError, array_fields, kind_of, layer_config, load_spec, network_config, spec_text
-from refmodel.testing import assert_bit_exact, networks
+from refmodel.testing import assert_bit_exact, graph_networks, networks
 
 RECIPES = Path(__file__).resolve().parents[1] / "vectors" / "recipes"
 
@@ -45,6 +45,36 @@ RECIPE_SHAPES = {
         ("fc", "linear", (12,), (5,)),
         ("lif", "loihi_lif", (5,), (5,)),
     ],
+    "resnet_block": [  # a merge's input shape is its inputs merged (its output's)
+        ("conv0", "conv2d", (2, 6, 6), (4, 6, 6)),
+        ("if0", "if", (4, 6, 6), (4, 6, 6)),
+        ("conv1a", "conv2d", (4, 6, 6), (4, 6, 6)),
+        ("if1a", "if", (4, 6, 6), (4, 6, 6)),
+        ("conv1b", "conv2d", (4, 6, 6), (4, 6, 6)),
+        ("skip1", "conv2d", (4, 6, 6), (4, 6, 6)),
+        ("add1", "add", (4, 6, 6), (4, 6, 6)),
+        ("if1", "if", (4, 6, 6), (4, 6, 6)),
+        ("conv2a", "conv2d", (4, 6, 6), (8, 3, 3)),
+        ("if2a", "if", (8, 3, 3), (8, 3, 3)),
+        ("conv2b", "conv2d", (8, 3, 3), (8, 3, 3)),
+        ("proj2", "conv2d", (4, 6, 6), (8, 3, 3)),
+        ("add2", "add", (8, 3, 3), (8, 3, 3)),
+        ("if2", "if", (8, 3, 3), (8, 3, 3)),
+        ("flat", "flatten", (8, 3, 3), (72,)),
+        ("fc", "linear", (72,), (3,)),
+        ("readout", "if", (3,), (3,)),
+    ],
+    "concat_branches": [
+        ("left", "conv2d", (1, 6, 6), (3, 6, 6)),
+        ("left_if", "if", (3, 6, 6), (3, 6, 6)),
+        ("left_pool", "winner_spike", (3, 6, 6), (3, 3, 3)),
+        ("right", "conv2d", (1, 6, 6), (2, 3, 3)),
+        ("right_if", "if", (2, 3, 3), (2, 3, 3)),
+        ("cat", "concat", (5, 3, 3), (5, 3, 3)),
+        ("flat", "flatten", (5, 3, 3), (45,)),
+        ("fc", "linear", (45,), (3,)),
+        ("readout", "if", (3,), (3,)),
+    ],
 }
 
 
@@ -70,7 +100,7 @@ def test_recipe_loads_with_its_shapes(recipe):
 
 # --------------------------------------------------------------------------- round trip
 @settings(max_examples=40)
-@given(networks())
+@given(networks() | graph_networks())
 def test_network_survives_a_toml_round_trip(tmp_path_factory, network):
     path = tmp_path_factory.mktemp("spec") / "net.toml"
     path.write_text(spec_text(network)[0])

@@ -13,7 +13,9 @@ layer name as written, the field upper case):
   weights of higher rank are left to ``refmodel export-hex``;
 * each signal's format (``CURRENT``, ``V_PRE``, ``SPIKES``, ...) as ``F_BITS/FRAC/SIGNED``;
 * the per-sample input and output shapes as ``IN_C``, ``IN_H``, ``IN_W`` (or ``IN_F``) and
-  ``IN_SIZE``, likewise ``OUT_*``.
+  ``IN_SIZE``, likewise ``OUT_*`` (a merge's input shape is its inputs merged: its output's);
+* the layers it reads, ``INPUTS`` (a string of names separated by spaces, ``"input"`` for the
+  network input; given or by default the previous layer) and ``INPUT_COUNT``.
 
 A field that is unset (None) has no macro: test it with ```ifdef``.
 """
@@ -99,14 +101,15 @@ def header_text(vf: VectorFile) -> str:
     ]
     rows += _shape(f"{PREFIX}_INPUT", network.input_shape) + _format(f"{PREFIX}_INPUT", network.input_format)
     sections = [("run and network", rows)]
-    shape = network.input_shape
     for index, (layer, entry) in enumerate(zip(network.layers, config["layers"])):
-        prefix, info = f"{PREFIX}_{layer.name}", vf.layer(layer.name)
-        out_shape = layer.output_shape(shape)
+        prefix, info, site = f"{PREFIX}_{layer.name}", vf.layer(layer.name), network.sites[layer.name]
+        shape, out_shape = site.input_shape, site.output_shape
         rows = [(f"{prefix}_LAYER_INDEX", str(index), ""), (f"{prefix}_KIND", _string(entry["kind"]), ""),
-                (f"{prefix}_KEY", _string(layer_key(index, layer.name)), "group name in the vector file and hex tree")]
+                (f"{prefix}_KEY", _string(layer_key(index, layer.name)), "group name in the vector file and hex tree"),
+                (f"{prefix}_INPUTS", _string(" ".join(site.source_names)), "the layers it reads"),
+                (f"{prefix}_INPUT_COUNT", str(len(site.source_names)), "")]
         rows += _shape(f"{prefix}_IN", shape) + _shape(f"{prefix}_OUT", out_shape)
-        for field in sorted(set(entry) - {"kind", "name"}):
+        for field in sorted(set(entry) - {"kind", "name", "inputs"}):
             upper = f"{prefix}_{field.upper()}"
             if field in info.params:
                 values, fmt = vf.param(layer.name, field)
@@ -118,7 +121,6 @@ def header_text(vf: VectorFile) -> str:
             if name == layer.name:
                 rows += _format(f"{prefix}_{signal.upper()}", fmt, f"{signal}: {fmt}")
         sections.append((f"layer {index}: {layer.name} ({entry['kind']}), {shape} -> {out_shape}", rows))
-        shape = out_shape
     names = [name for _, section in sections for name, _, _ in section]
     assert len(set(names)) == len(names), "macro names collide"
     guard = f"{PREFIX}_{vf.config_sha256[:16].upper()}_VH"

@@ -31,9 +31,25 @@ def main():
             "conv1.weight": codes(rng, -3, 3, (4, 2, 3, 3)),
             "fc.weight": codes(rng, -60, 60, (3, 36)),
         },
+        "resnet_block": {
+            "conv0.weight": codes(rng, -20, 20, (4, 2, 3, 3)),
+            "conv1a.weight": codes(rng, -20, 20, (4, 4, 3, 3)),
+            "conv1b.weight": codes(rng, -20, 20, (4, 4, 3, 3)),
+            "skip1.weight": 16 * np.eye(4, dtype=np.int64).reshape(4, 4, 1, 1),  # identity shortcut
+            "conv2a.weight": codes(rng, -20, 20, (8, 4, 3, 3)),
+            "conv2b.weight": codes(rng, -20, 20, (8, 8, 3, 3)),
+            "proj2.weight": codes(rng, -20, 20, (8, 4, 1, 1)),
+            "fc.weight": codes(rng, -30, 30, (3, 72)),
+        },
+        "concat_branches": {
+            "left.weight": codes(rng, -4, 4, (3, 1, 3, 3)),
+            "right.weight": codes(rng, -4, 4, (2, 1, 1, 1)),
+            "fc.weight": codes(rng, -30, 30, (3, 45)),
+        },
     }
     for name, content in arrays.items():
-        np.savez_compressed(HERE / f"{name}.npz", **content)
+        if not (HERE / f"{name}.npz").exists():  # (a rewrite would change the bytes of the zip, not the values)
+            np.savez_compressed(HERE / f"{name}.npz", **content)
 
 
 if __name__ == "__main__":
