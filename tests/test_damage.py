@@ -9,7 +9,7 @@ import pytest
 
 from refmodel.generate import generate
 from refmodel.spec import load_spec
-from refmodel.vectors import VectorFile, VectorFileError, compare_files, export_hex, reseal
+from refmodel.vectors import VectorFile, VectorFileError, compare_files, export_hex, export_sv, reseal
 from refmodel.vectors.summary import summarize
 from tests.test_cli_gen import ROOT, refmodel
 
@@ -173,13 +173,26 @@ def test_an_edited_attribute_fails_the_metadata_digest(tiny, tmp_path):
         VectorFile(path)
 
 
-def test_a_version_1_file_is_still_read():
-    """tests/data/format1_loihi_lif.h5: vectors/golden/loihi_lif.h5 as version 1 wrote it (no digests)."""
+def test_a_version_1_file_is_still_read(tmp_path):
+    """tests/data/format1_loihi_lif.h5: vectors/golden/loihi_lif.h5 as version 1 wrote it (no
+    digests): read, inspected, compared and exported as the version-2 file is."""
     old = ROOT / "tests" / "data" / "format1_loihi_lif.h5"
+    new = ROOT / "vectors" / "golden" / "loihi_lif.h5"
     with VectorFile(old) as vf:
         assert vf.format_version == 1 and vf.verify() > 0
         assert "version 1: no digests" in summarize(vf)
-    assert compare_files(ROOT / "vectors" / "golden" / "loihi_lif.h5", old).equal
+    assert compare_files(new, old).equal
+    exported = {}
+    for source in (old, new):
+        (tmp_path / source.stem).mkdir()
+        export_hex(source, tmp_path / source.stem / "hex")
+        export_sv(source, tmp_path / source.stem / "params.vh")
+        exported[source] = {str(path.relative_to(tmp_path / source.stem)): path.read_bytes()
+                            for path in sorted((tmp_path / source.stem).rglob("*.hex"))}
+        header = (tmp_path / source.stem / "params.vh").read_text().splitlines()
+        assert header[0].endswith(f"from {source.name}")  # the one line that names the file
+        exported[source]["params.vh"] = header[1:]
+    assert len(exported[new]) > 10 and exported[old] == exported[new]
 
 
 def test_written_digests_follow_the_documented_definition(tiny):
