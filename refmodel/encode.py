@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from refmodel.checks import first_outside, index_text, integer_in, must_be_integer
 from refmodel.fixed import FixedPointError, QFormat
 
 __all__ = ["Encoder", "AnalogEncoder", "RateEncoder", "RandomEncoder", "ENCODINGS", "SEED_MAX", "make_encoder",
@@ -59,8 +60,8 @@ class Encoder:
 
     def run(self, timesteps) -> np.ndarray:
         """The next ``timesteps`` steps stacked: (T, N, ...)."""
-        if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 0:
-            raise FixedPointError(f"timesteps must be an integer >= 0, got {timesteps!r}")
+        if not integer_in(timesteps, 0):
+            raise FixedPointError(f"timesteps {must_be_integer(0)}, got {timesteps!r}")
         return np.stack([self.step() for _ in range(timesteps)]) if timesteps else \
             np.zeros((0,) + self.x.shape, np.uint8 if self.spiking else np.int64)
 
@@ -84,15 +85,14 @@ class _SpikeEncoder(Encoder):
             if fmt.frac < 0:
                 raise FixedPointError(f"{self.name} encoder: {fmt} has frac < 0; pass full_scale explicitly")
             full_scale = 1 << fmt.frac
-        if isinstance(full_scale, bool) or not isinstance(full_scale, (int, np.integer)) \
-                or not 1 <= full_scale <= max_full_scale:
-            raise FixedPointError(f"{self.name} encoder: full_scale must be an integer in 1..{max_full_scale}, "
+        if not integer_in(full_scale, 1, max_full_scale):
+            raise FixedPointError(f"{self.name} encoder: full_scale {must_be_integer(1, max_full_scale)}, "
                                   f"got {full_scale!r}")
         self.full_scale = int(full_scale)
-        bad = (self.x < 0) | (self.x > self.full_scale)
-        if bad.any():
-            index = np.unravel_index(int(np.argmax(bad)), self.x.shape)
-            raise FixedPointError(f"{self.name} encoder input[{', '.join(map(str, index))}] = {int(self.x[index])} "
+        outside = first_outside(self.x, 0, self.full_scale)  # x has a batch axis: index_text is never empty
+        if outside:
+            index, value = outside
+            raise FixedPointError(f"{self.name} encoder input{index_text(index)} = {value} "
                                   f"is outside 0..full_scale = 0..{self.full_scale}")
 
     @property
@@ -124,7 +124,7 @@ class RandomEncoder(_SpikeEncoder):
     name = "random"
 
     def __init__(self, x, fmt: QFormat, *, seed, full_scale=None):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        if not integer_in(seed, 0, SEED_MAX):  # not must_be_integer(): the message writes the bound 2**32-1
             raise FixedPointError(f"random encoder: seed must be an integer in 0..2**32-1, got {seed!r}")
         self.seed = int(seed)
         super().__init__(x, fmt, full_scale, max_full_scale=1 << 32)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from refmodel.checks import first_outside, integer_in, is_integer, must_be_integer
 from refmodel.errors import RefmodelError
 
 __all__ = [
@@ -119,8 +120,8 @@ class QFormat:
     def __post_init__(self):
         for name in ("bits", "frac"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise FixedPointError(f"QFormat.{name} must be an integer, got {value!r}")
+            if not is_integer(value):
+                raise FixedPointError(f"QFormat.{name} {must_be_integer()}, got {value!r}")
             object.__setattr__(self, name, int(value))
         if not isinstance(self.signed, (bool, np.bool_)):
             raise FixedPointError(f"QFormat.signed must be a bool, got {self.signed!r}")
@@ -166,12 +167,11 @@ class QFormat:
         arr = np.asarray(values)
         if arr.dtype.kind not in "iub":
             raise FixedPointError(f"{what} must be integers, got dtype {arr.dtype}")
-        if arr.size and (int(arr.min()) < self.min_int or int(arr.max()) > self.max_int):
-            index = np.unravel_index(int(np.argmax((arr < self.min_int) | (arr > self.max_int))), arr.shape)
-            value = int(arr[index])
+        outside = first_outside(arr, self.min_int, self.max_int)
+        if outside:
+            index, value = outside
             raise FixedOverflowError(
-                f"{what}[{', '.join(map(str, index))}] = {value} does not fit {self} "
-                f"(range {self.min_int}..{self.max_int})",
+                f"{_at(what, index)} = {value} does not fit {self} (range {self.min_int}..{self.max_int})",
                 index=index,
                 value=value,
             )
@@ -357,26 +357,21 @@ def _cast_array(x, bits, signed, overflow, out):
 
 
 # --------------------------------------------------------------------------- array API
+def _at(what, index):
+    """``what[i, j]``; ``what[]`` for a 0-d array (where ``checks.index_text`` writes nothing)."""
+    return f"{what}[{', '.join(map(str, index))}]"
+
+
 def _as_int64(x, what):
+    """Integers ``x`` as an int64 array; refuses other dtypes and uint64 values beyond int64."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "iub":
         raise FixedPointError(f"{what} must be integers, got dtype {arr.dtype}")
-    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-        index = np.unravel_index(int(np.argmax(arr > np.iinfo(np.int64).max)), arr.shape)
-        raise FixedPointError(f"{what}[{', '.join(map(str, index))}] = {int(arr[index])} exceeds int64")
+    outside = first_outside(arr, None, np.iinfo(np.int64).max) if arr.dtype == np.uint64 else None
+    if outside:
+        index, value = outside
+        raise FixedPointError(f"{_at(what, index)} = {value} exceeds int64")
     return arr.astype(np.int64)
-
-
-def _raise_first_outside(values, fmt, overflow, what):
-    lo, hi = fmt.bounds(overflow)
-    bad = (values < lo) | (values > hi)
-    index = np.unravel_index(int(np.argmax(bad)), values.shape)
-    raise FixedOverflowError(
-        f"{what}[{', '.join(map(str, index))}] = {int(values[index])} overflows {fmt} "
-        f"(range {lo}..{hi}) under Overflow.ERROR",
-        index=index,
-        value=int(values[index]),
-    )
 
 
 def quantize(x, fmt: QFormat, rounding="RND_CONV", overflow="ERROR"):
@@ -394,7 +389,7 @@ def quantize(x, fmt: QFormat, rounding="RND_CONV", overflow="ERROR"):
     finite = np.isfinite(arr)
     if not finite.all():
         index = np.unravel_index(int(np.argmin(finite)), arr.shape)
-        raise FixedPointError(f"quantize: x[{', '.join(map(str, index))}] = {arr[index]} is not finite")
+        raise FixedPointError(f"{_at('quantize: x', index)} = {arr[index]} is not finite")
     out = np.empty(arr.size, np.int64)
     _quantize_array(arr.ravel(), fmt.bits, fmt.frac, fmt.signed, int(rounding), int(overflow), out)
     out = out.reshape(arr.shape)
@@ -406,7 +401,7 @@ def quantize(x, fmt: QFormat, rounding="RND_CONV", overflow="ERROR"):
         if bad.any():
             index = np.unravel_index(int(np.argmax(bad)), arr.shape)
             raise FixedOverflowError(
-                f"quantize: x[{', '.join(map(str, index))}] = {float(arr[index])!r} overflows {fmt} "
+                f"{_at('quantize: x', index)} = {float(arr[index])!r} overflows {fmt} "
                 f"(range {fmt.min}..{fmt.max}) under Overflow.ERROR",
                 index=index,
                 value=float(arr[index]),
@@ -417,8 +412,8 @@ def quantize(x, fmt: QFormat, rounding="RND_CONV", overflow="ERROR"):
 def shift_right(x, n, rounding):
     """Integers ``x / 2**n`` rounded by ``rounding``; ``n >= 0`` (shifts of 64 and more allowed)."""
     rounding = Rounding.of(rounding)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise FixedPointError(f"shift_right: the shift must be an integer >= 0, got {n!r}")
+    if not integer_in(n, 0):
+        raise FixedPointError(f"shift_right: the shift {must_be_integer(0)}, got {n!r}")
     arr = _as_int64(x, "shift_right: x")
     out = np.empty(arr.size, np.int64)
     # every shift beyond 65 gives what 65 gives (|x| / 2**n < 1/2: no tie), and fits the kernel's int64
@@ -436,6 +431,12 @@ def cast(x, fmt: QFormat, overflow="ERROR"):
     out = out.reshape(arr.shape)
     if overflow == Overflow.ERROR:
         lo, hi = fmt.bounds(overflow)
-        if arr.size and not ((arr >= lo) & (arr <= hi)).all():
-            _raise_first_outside(arr, fmt, overflow, "cast: x")
+        outside = first_outside(arr, lo, hi)
+        if outside:
+            index, value = outside
+            raise FixedOverflowError(
+                f"{_at('cast: x', index)} = {value} overflows {fmt} (range {lo}..{hi}) under Overflow.ERROR",
+                index=index,
+                value=value,
+            )
     return out

@@ -7,7 +7,8 @@ with ``c'(k, c) = (k // (K/groups))·(C/groups) + c``, ``iy = oy·sh + ky − ph
 ``A`` the accumulator format ``acc`` with ``overflow``, applied after every addition
 (``acc_apply="each"``) or once to the exact sum (``"once"``).  ``acc=None``: exact.
 
-The wrapper validates, proves the range of every partial sum, and picks a kernel.
+The wrapper plans (validates, proves the range of every partial sum, picks a kernel),
+executes the kernel and reports (applies the format, counts or raises on overflows).
 When only the exact sum is needed and it fits int32: ``_conv_simd.dense_simd``
 (AVX-512 or AVX2, int16 operands) or, event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
 Otherwise the int64 kernels of ``_conv_kernels`` that follow the contract order
@@ -20,8 +21,11 @@ prove the partial-sum range and the weight tables of the fast kernels are then c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from refmodel.checks import first_outside, index_text, integer_in, is_integer, must_be_integer
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
 from refmodel.kernels import _conv_kernels as _k
 from refmodel.kernels import _conv_simd
@@ -136,24 +140,21 @@ def _int_array(a, what):
         return arr.view(np.uint8)
     if arr.dtype.kind not in "iu":
         raise FixedPointError(f"{what} must be an integer array, got dtype {arr.dtype}")
-    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > _I64_MAX:
-        index = np.unravel_index(int(np.argmax(arr > _I64_MAX)), arr.shape)
-        raise FixedPointError(f"{what}[{_fmt_index(index)}] = {int(arr[index])} exceeds int64")
+    outside = first_outside(arr, None, _I64_MAX) if arr.dtype == np.uint64 else None
+    if outside:
+        index, value = outside
+        raise FixedPointError(f"{what}[{', '.join(map(str, index))}] = {value} exceeds int64")  # 0-d: "x[]"
     return arr
 
 
 def _pair(v, name, minimum):
     """An int or an (h, w) pair of ints >= minimum."""
     vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(vals) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in vals):
+    if len(vals) != 2 or not all(is_integer(e) for e in vals):
         raise ShapeError(f"conv2d: {name} must be an int or an (h, w) pair of ints, got {v!r}")
     if any(e < minimum for e in vals):
         raise ShapeError(f"conv2d: {name} must be >= {minimum}, got {v!r}")
     return int(vals[0]), int(vals[1])
-
-
-def _fmt_index(index):
-    return ", ".join(str(int(i)) for i in index)
 
 
 class Weights:
@@ -170,8 +171,8 @@ class Weights:
         w = _int_array(w, f"{api}: w")
         if w.ndim != 4:
             raise ShapeError(f"{api}: w must be 4-D (K, C/groups, kh, kw), got shape {w.shape}")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ShapeError(f"{api}: groups must be an integer >= 1, got {groups!r}")
+        if not integer_in(groups, 1):
+            raise ShapeError(f"{api}: groups {must_be_integer(1)}, got {groups!r}")
         K = w.shape[0]
         if K % groups:
             raise ShapeError(f"{api}: K = {K} output channels (w.shape[0]) is not divisible by groups = {groups}")
@@ -219,11 +220,11 @@ class Weights:
         xabs = max(-xmin, xmax)
         pos, neg, bias = self._pos, self._neg, self.bias
         if self._abs_max * xabs + self._bias_abs_max > _I64_MAX:  # an upper bound of the exact one
-            bound = self._abs.astype(object) * xabs + self._bias_abs
-            if max(bound) > _I64_MAX:
-                k = int(np.argmax(bound > _I64_MAX))
+            outside = first_outside(self._abs.astype(object) * xabs + self._bias_abs, None, _I64_MAX)
+            if outside:
+                (k,), value = outside
                 raise FixedPointError(
-                    f"{self.api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {int(bound[k])} exceeds "
+                    f"{self.api}: output channel {k}: Σ|w[{k}]|·max|x| + |bias[{k}]| = {value} exceeds "
                     f"int64; the exact sum cannot be guaranteed"
                 )
             pos, neg, bias = pos.astype(object), neg.astype(object), bias.astype(object)
@@ -248,6 +249,7 @@ def _weights(api, w, bias, groups) -> Weights:
 
 
 def _check_fmt(fmt, values, what):
+    """Raise unless ``values`` fit the declared format ``fmt`` (None: nothing declared)."""
     if fmt is None:
         return
     if not isinstance(fmt, QFormat):
@@ -257,12 +259,67 @@ def _check_fmt(fmt, values, what):
 
 # --------------------------------------------------------------------------- dispatch
 def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims):
-    """Validate the options, pick a kernel, run it: (int64 out (N, K, Ho, Wo), n_overflows)."""
-    N, C, H, W = x.shape
-    w, bias, groups = weights.w, weights.bias, weights.groups
-    K, Cg, kh, kw = w.shape
+    """Plan, execute and report one call: (int64 out (N, K, Ho, Wo), n_overflows)."""
+    plan = _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims)
+    out, counters = _execute(plan, x, weights, stride, padding)
+    return _report(api, plan, out, counters, index_dims)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The kernel chosen for one call, and what running it and reporting on its result need."""
+
+    kernel: str  # "dense_simd", "dense_ordered", "event_spikes" or "event_ordered"
+    shape: tuple  # of the output, (N, K, Ho, Wo)
+    spikes: bool  # every input is 0 or 1
+    cast_each: bool  # the kernel applies the accumulator format after every addition
+    exact32: bool  # only the exact sum is needed, and every partial sum fits int32
+    acc: QFormat | None
+    overflow: Overflow
+    bounds: tuple  # the accumulator's range under overflow (int64's when acc is None)
+
+    @property
+    def mode(self) -> tuple:
+        """The accumulator arguments of the ordered kernels: (cast_each, bits, signed, overflow)."""
+        acc = self.acc
+        return self.cast_each, acc.bits if acc is not None else 64, acc is None or acc.signed, int(self.overflow)
+
+
+def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims) -> _Plan:
+    """Validate the options and declared formats, prove the partial-sum range, choose the kernel."""
+    overflow = _check_options(api, acc, overflow, acc_apply, method)
+    w, bias = weights.w, weights.bias
+    w_fmt, x_fmt, b_fmt = fmts
+    _check_fmt(w_fmt, w if index_dims == 4 else w[:, :, 0, 0], f"{api}: w")
+    _check_fmt(x_fmt, x if index_dims == 4 else x[:, :, 0, 0], f"{api}: x")
+    _check_fmt(b_fmt, bias, f"{api}: bias")
+
+    xmin = min(0, int(x.min())) if x.size else 0
+    xmax = max(0, int(x.max())) if x.size else 0
+    lo, hi = weights.partial_sum_range(xmin, xmax)
+    bounds = acc.bounds(overflow) if acc is not None else (-_I64_MAX - 1, _I64_MAX)
+    each = acc is not None and acc_apply == "each"
+    if each:
+        _check_bias(api, bias, acc, overflow, bounds)
+    # Exact accumulation gives the contract's result when no partial sum can leave the
+    # accumulator's range, when the format is applied once, or under WRAP (modular
+    # arithmetic) unless the per-write overflow count is asked for.
+    in_range = bounds[0] <= lo and hi <= bounds[1]
+    cast_each = bool(each and not in_range and (overflow != Overflow.WRAP or want_count))
+    exact32 = not cast_each and _I32[0] <= lo and hi <= _I32[1]
+    spikes = xmin == 0 and xmax <= 1
+    x16 = -(2**15) <= xmin and xmax < 2**15
+    kernel = _choose_kernel(method, x, spikes, x16, exact32, weights)
+
+    N, _, H, W = x.shape
+    K, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    shape = (N, K, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    return _Plan(kernel, shape, spikes, cast_each, exact32, acc, overflow, bounds)
+
+
+def _check_options(api, acc, overflow, acc_apply, method) -> Overflow:
+    """Raise FixedPointError for a bad ``acc``, ``acc_apply`` or ``method``; the Overflow member."""
     if acc is not None:
         if not isinstance(acc, QFormat):
             raise FixedPointError(f"{api}: acc must be a QFormat or None, got {acc!r}")
@@ -272,69 +329,67 @@ def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wan
         raise FixedPointError(f"{api}: acc_apply must be 'each' or 'once', got {acc_apply!r}")
     if method not in ("auto", "dense", "event"):
         raise FixedPointError(f"{api}: method must be 'auto', 'dense' or 'event', got {method!r}")
-    w_fmt, x_fmt, b_fmt = fmts
-    _check_fmt(w_fmt, w if index_dims == 4 else w[:, :, 0, 0], f"{api}: w")
-    _check_fmt(x_fmt, x if index_dims == 4 else x[:, :, 0, 0], f"{api}: x")
-    _check_fmt(b_fmt, bias, f"{api}: bias")
+    return overflow
 
-    xmin = min(0, int(x.min())) if x.size else 0
-    xmax = max(0, int(x.max())) if x.size else 0
-    lo, hi = weights.partial_sum_range(xmin, xmax)
-    acc_lo, acc_hi = acc.bounds(overflow) if acc is not None else (-_I64_MAX - 1, _I64_MAX)
-    each = acc is not None and acc_apply == "each"
-    if each and bias.size and not (acc_lo <= int(bias.min()) and int(bias.max()) <= acc_hi):
-        k = int(np.argmax((bias < acc_lo) | (bias > acc_hi)))
+
+def _check_bias(api, bias, acc, overflow, bounds):
+    """Raise FixedOverflowError unless the bias, where an accumulation under "each" starts, fits ``bounds``."""
+    outside = first_outside(bias, *bounds)
+    if outside:
+        index, value = outside
         raise FixedOverflowError(
-            f"{api}: bias[{k}] = {int(bias[k])} does not fit the accumulator {acc} "
-            f"(range {acc_lo}..{acc_hi} under {overflow.name}), which starts at the bias with acc_apply='each'",
-            index=(k,),
-            value=int(bias[k]),
+            f"{api}: bias{index_text(index)} = {value} does not fit the accumulator {acc} "
+            f"(range {bounds[0]}..{bounds[1]} under {overflow.name}), which starts at the bias with acc_apply='each'",
+            index=index,
+            value=value,
         )
-    # Exact accumulation gives the contract's result when no partial sum can leave the
-    # accumulator's range, when the format is applied once, or under WRAP (modular
-    # arithmetic) unless the per-write overflow count is asked for.
-    in_range = acc_lo <= lo and hi <= acc_hi
-    cast_each = bool(each and not in_range and (overflow != Overflow.WRAP or want_count))
-    fits32 = _I32[0] <= lo and hi <= _I32[1]
 
-    spikes = xmin == 0 and xmax <= 1
+
+def _choose_kernel(method, x, spikes, x16, exact32, weights) -> str:
+    """The kernel for ``method``: a fast one (SIMD, int32 sums) when ``exact32`` and the operands
+    fit it (int16 for ``dense_simd``, 0/1 inputs for ``event_spikes``), else an ordered one."""
     if method == "auto":
         dense = not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLD * x.size)
     else:
         dense = method == "dense"
+    if dense:
+        return "dense_simd" if exact32 and _conv_simd.AVAILABLE and x16 and weights.fits16 else "dense_ordered"
+    return "event_spikes" if spikes and exact32 else "event_ordered"
 
-    out = np.empty((N, K, Ho, Wo), np.int64)
-    mode = (cast_each, acc.bits if acc is not None else 64, acc is None or acc.signed, int(overflow))
-    x16 = -(2**15) <= xmin and xmax < 2**15
-    if dense and not cast_each and fits32 and _conv_simd.AVAILABLE and x16 and weights.fits16:
+
+def _execute(plan: _Plan, x, weights, stride, padding):
+    """Run the planned kernel: (int64 out, counters).  The counters (per-run overflow counts, flat
+    index of the first overflow or -1, its value) come from the ordered kernels; the fast kernels,
+    which only compute exact sums, give None."""
+    out = np.empty(plan.shape, np.int64)
+    if plan.kernel == "dense_simd":
         _dense_simd(x, weights, stride, padding, out)
-        counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
-    elif dense:
-        xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        counts, err_at, err_val = (np.empty(N * K, np.int64) for _ in range(3))
-        _k.dense_ordered(xp, w, bias, sh, sw, *mode, out, counts, err_at, err_val)
-    elif spikes and not cast_each and fits32:
-        _conv_simd.event_spikes(x.astype(np.uint8, copy=False), weights.table("event"), bias, *stride, *padding, kh, kw, out)
-        counts, err_at, err_val = np.zeros(1, np.int64), np.full(1, -1), np.zeros(1, np.int64)
-    else:
-        G, Kg = groups, K // groups
-        acc_t = np.int32 if fits32 and not cast_each else np.int64
-        wt = np.ascontiguousarray(w.reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1), dtype=acc_t)
-        work = np.empty((N * G, Ho, Wo, Kg), acc_t)
-        counts, err_at, err_val = (np.empty(N * G, np.int64) for _ in range(3))
-        xe = x.astype(np.uint8, copy=False) if spikes else x.astype(np.int64)
-        _k.event_ordered(xe, wt, bias, sh, sw, ph, pw, *mode, work, out, counts, err_at, err_val)
+        return out, None
+    if plan.kernel == "event_spikes":
+        _, _, kh, kw = weights.w.shape
+        _conv_simd.event_spikes(x.astype(np.uint8, copy=False), weights.table("event"), weights.bias,
+                                *stride, *padding, kh, kw, out)
+        return out, None
+    run = _dense_ordered if plan.kernel == "dense_ordered" else _event_ordered
+    return out, run(plan, x, weights, stride, padding, out)
 
+
+def _report(api, plan: _Plan, out, counters, index_dims):
+    """(out, n_overflows) of the contract from the kernel's result: the format applied once where the
+    kernel summed exactly; FixedOverflowError at the first overflow under ERROR."""
+    acc, overflow = plan.acc, plan.overflow
     if acc is None:
         return out, 0
-    if cast_each:
+    if plan.cast_each:
+        counts, err_at, err_val = counters
         first = err_at[err_at >= 0]
         if overflow == Overflow.ERROR and first.size:
             flat = int(first.min())
             _raise_overflow(api, out.shape, flat, int(err_val[np.argmax(err_at == flat)]), acc, overflow, index_dims)
         return out, int(counts.sum())
     # exact sums: apply the format once (under "each" this is WRAP, or nothing left the range)
-    bad = (out < acc_lo) | (out > acc_hi)
+    lo, hi = plan.bounds
+    bad = (out < lo) | (out > hi)
     n_over = int(np.count_nonzero(bad))
     if n_over and overflow == Overflow.ERROR:
         flat = int(np.argmax(bad))
@@ -349,12 +404,13 @@ def _fits(a, dtype):
 
 
 def _raise_overflow(api, shape, flat, value, acc, overflow, index_dims):
-    index = np.unravel_index(flat, shape)[:index_dims]
+    """Raise FixedOverflowError naming the output (its first ``index_dims`` coordinates) at flat index ``flat``."""
+    index = tuple(int(i) for i in np.unravel_index(flat, shape)[:index_dims])
     lo, hi = acc.bounds(overflow)
     raise FixedOverflowError(
-        f"{api}: the accumulator of out[{_fmt_index(index)}] reached {value}, outside {acc} "
+        f"{api}: the accumulator of out{index_text(index)} reached {value}, outside {acc} "
         f"(range {lo}..{hi}) under Overflow.ERROR",
-        index=tuple(int(i) for i in index),
+        index=index,
         value=value,
     )
 
@@ -381,6 +437,31 @@ def _dense_table(w, groups):
     # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel (nb·q + j)·lanes + m, r = 2i + t
     wp = wk.reshape(G, nchunk, nb, lanes, R2, 2).transpose(0, 1, 4, 2, 3, 5)
     return np.ascontiguousarray(wp).reshape(G, nchunk, R2, nb, 2 * lanes)
+
+
+def _dense_ordered(plan, x, weights, stride, padding, out):
+    """Run ``_conv_kernels.dense_ordered`` on the zero-padded int64 input: its counters (per (n, k))."""
+    N, K, _, _ = out.shape
+    ph, pw = padding
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    counters = tuple(np.empty(N * K, np.int64) for _ in range(3))
+    _k.dense_ordered(xp, weights.w, weights.bias, *stride, *plan.mode, out, *counters)
+    return counters
+
+
+def _event_ordered(plan, x, weights, stride, padding, out):
+    """Run ``_conv_kernels.event_ordered`` (int32 work when the exact sums fit it, uint8 spikes): its
+    counters (per (n, group))."""
+    N, K, Ho, Wo = out.shape
+    _, Cg, kh, kw = weights.w.shape
+    G, Kg = weights.groups, K // weights.groups
+    acc_t = np.int32 if plan.exact32 else np.int64
+    wt = np.ascontiguousarray(weights.w.reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1), dtype=acc_t)
+    work = np.empty((N * G, Ho, Wo, Kg), acc_t)
+    counters = tuple(np.empty(N * G, np.int64) for _ in range(3))
+    xe = x.astype(np.uint8, copy=False) if plan.spikes else x.astype(np.int64)
+    _k.event_ordered(xe, wt, weights.bias, *stride, *padding, *plan.mode, work, out, *counters)
+    return counters
 
 
 def _dense_simd(x, weights, stride, padding, out):
