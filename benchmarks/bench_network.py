@@ -203,7 +203,7 @@ def torch_loop(network):
         return torch.from_numpy(np.asarray(a, np.float32))
 
     steps = []
-    for layer in network.layers:
+    for layer in network.layers:  # (a peer implementation: it translates each layer class into torch)
         if isinstance(layer, Conv2d):
             steps.append(("conv", f32(layer.weight), layer.padding))
         elif isinstance(layer, Linear):
