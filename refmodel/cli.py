@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 
@@ -95,6 +96,77 @@ def _cmd_cost(args) -> int:
         figures = cost.measure_spec(spec, timesteps=args.timesteps)
     text = {"table": figures.to_table, "json": figures.to_json, "csv": figures.to_csv}[args.format]()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _qformat(text):
+    """An argparse type: a QFormat written as ``u8.0``, ``s16.8`` (signed, bits, frac)."""
+    from refmodel.fixed import FixedPointError, QFormat
+
+    match = re.fullmatch(r"([su])(\d+)\.(-?\d+)", text.strip())
+    try:
+        if match is None:
+            raise FixedPointError("write it as u<bits>.<frac> or s<bits>.<frac>, e.g. u8.0 or s16.8")
+        return QFormat(int(match[2]), int(match[3]), signed=match[1] == "s")
+    except FixedPointError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a format: {err}") from None
+
+
+def _cmd_import(args) -> int:
+    from refmodel.interop import nir as nirlib
+    from refmodel.spec import Spec, StimulusSpec, save_spec
+
+    options = {key: getattr(args, key) for key in ("weight_bits", "bias_bits", "vm_bits", "leak_bits", "rounding",
+                                                   "overflow", "input_format", "dt", "reset", "compare", "exact")
+               if getattr(args, key) not in (None, False)}
+    suffix = args.model.rsplit(".", 1)[-1].lower()
+    if suffix == "nir":
+        profile = nirlib.load_profile(args.profile, **options) if args.profile else nirlib.Profile(**options)
+        network, lines = nirlib.import_nir(args.model, profile, name=args.name)
+    elif suffix == "onnx":
+        network, lines = _import_onnx(args)
+    else:
+        raise _UsageError(f"{args.model}: refmodel imports .nir and .onnx models")
+    save_spec(Spec(network, StimulusSpec(), {}), args.out)
+    print(f"imported {args.model} as network {network.name!r} ({len(network.layers)} layers) into {args.out}:")
+    print("\n".join(f"  {line}" for line in lines))
+    return 0
+
+
+def _import_onnx(args):
+    """The conversion of an ONNX model (docs/conversion.md): calibration images from the .npz's ``x``."""
+    import numpy as np
+
+    from refmodel.interop.onnx import import_onnx
+
+    if args.calibration is None:
+        raise _UsageError("an ONNX model is converted on calibration images: give --calibration data.npz (key x)")
+    try:
+        with np.load(args.calibration) as data:
+            x_calib = data["x"]
+    except (OSError, ValueError, KeyError) as err:
+        raise _UsageError(f"--calibration {args.calibration}: no array x in an .npz ({err})") from None
+    options = {key: getattr(args, key) for key in ("input_format", "weight_bits", "percentile", "pooling", "readout",
+                                                   "reset") if getattr(args, key) is not None}
+    return import_onnx(args.model, x_calib, **options)
+
+
+def _cmd_export_nir(args) -> int:
+    from refmodel.interop.nir import export_nir
+
+    if args.source.endswith(".h5"):
+        from refmodel.vectors import VectorFile, VectorFileError
+
+        with VectorFile(args.source) as vf:
+            if vf.network is None:
+                raise VectorFileError(f"{vf.path}: its config is not a run config of refmodel gen: no network")
+            network = vf.network
+    else:
+        from refmodel.spec import load_spec
+
+        network = load_spec(args.source).network
+    export_nir(network, args.out)
+    print(f"wrote {args.out}: network {network.name!r}, {len(network.layers)} layers")
     return 0
 
 
@@ -233,6 +305,42 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--static", action="store_true", help="static figures only, no run")
     cost.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
     cost.set_defaults(func=_cmd_cost)
+    imp = commands.add_parser(
+        "import", help="write a spec (TOML + .npz) from a NIR graph or an ONNX model",
+        description="Read MODEL (.nir: a spiking network from snnTorch, sinabs, Norse, ...; .onnx: a float CNN to "
+                    "convert) and write the refmodel spec OUT with its integer parameters, printing every format "
+                    "chosen, every value clipped, the largest quantization errors and every assumption "
+                    "(docs/interop.md).")
+    imp.add_argument("model", help="model file: .nir or .onnx")
+    imp.add_argument("--out", required=True, help="spec to write (TOML; its arrays go to the .npz beside it)")
+    imp.add_argument("--name", help="network name (default: the model file's stem)")
+    imp.add_argument("--weight-bits", type=_integer(1, 62), help="weight width, signed (default 8)")
+    imp.add_argument("--bias-bits", type=_integer(1, 62), help="bias width, signed (default 16)")
+    imp.add_argument("--vm-bits", type=_integer(1, 62), help="membrane potential width, signed (default 16)")
+    imp.add_argument("--leak-bits", type=_integer(1, 62), help="NIR: fraction bits of a leak multiplier (default 12)")
+    imp.add_argument("--rounding", help="rounding of parameters and leaks (default RND_CONV)")
+    imp.add_argument("--overflow", help="overflow of the Vm registers (default SAT)")
+    imp.add_argument("--input-format", type=_qformat, help="format of the network input, e.g. u1.0 (spikes, the "
+                                                           "default for NIR) or u8.0")
+    imp.add_argument("--dt", type=float, help="NIR: the timestep (default: the graph's, else inferred, see the doc)")
+    imp.add_argument("--reset", help="NIR: nir (to v_reset, as NIR defines it; the default), subtract, zero or "
+                                     "value; ONNX: subtract (default) or zero")
+    imp.add_argument("--compare", choices=(">", ">="), help="NIR: the threshold compare (default '>', as NIR defines it)")
+    imp.add_argument("--exact", action="store_true", help="refuse any rounding of a parameter")
+    imp.add_argument("--profile", metavar="FILE", help="NIR: a TOML of these options, with [layers.NODE] overrides")
+    imp.add_argument("--calibration", metavar="NPZ", help="ONNX: calibration images (key x) for the normalization")
+    imp.add_argument("--percentile", type=float, help="ONNX: normalization percentile (default 99.9)")
+    imp.add_argument("--pooling", help="ONNX: max-pooling variant (docs/conversion.md)")
+    imp.add_argument("--readout", help="ONNX: readout (docs/conversion.md)")
+    imp.set_defaults(func=_cmd_import)
+    export_nir = commands.add_parser(
+        "export-nir", help="write a spec's (or a vector file's) network as a NIR graph",
+        description="Write the network of SOURCE (a spec, or a vector file written by refmodel gen) as a NIR graph: "
+                    "float parameters = integer codes x 2^-frac, and each node's refmodel layer config in its "
+                    "metadata, so that refmodel import gives the same network back (docs/interop.md).")
+    export_nir.add_argument("source", help="spec (TOML) or vector file (.h5)")
+    export_nir.add_argument("out", help="NIR file to write")
+    export_nir.set_defaults(func=_cmd_export_nir)
     return parser
 
 
