@@ -287,7 +287,122 @@ def make_sinabs(data):
     report("sinabs", test_accuracy=f"{acc:.4f}", file=path.name)
 
 
-BUILDERS = {"snntorch": make_snntorch, "sinabs": make_sinabs}
+# --------------------------------------------------------------------------- ONNX
+class ResNet(nn.Module):
+    """Stem conv-BN-ReLU (8 ch, 8x8); identity block; stride-2 block (16 ch, 4x4) with a 1x1
+    conv-BN projection shortcut; global average pool; Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.b1 = nn.Sequential(
+            nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+        )  # fmt: skip
+        self.b2 = nn.Sequential(
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+        )  # fmt: skip
+        self.b2_short = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(self.b1(x) + x)
+        x = torch.relu(self.b2(x) + self.b2_short(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
+    )  # fmt: skip
+
+
+def export_onnx(net, path, dynamo=False):
+    """The classic TorchScript exporter (dynamo=False), eval mode, no constant folding (so the
+    BatchNormalization nodes stay), opset 17, batch axis dynamic."""
+    x = torch.zeros(1, 1, 8, 8)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(net, (x,), tmp, dynamo=True, optimize=True, verbose=False, external_data=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_shapes=({0: torch.export.Dim("N")},))  # fmt: skip
+        else:
+            torch.onnx.export(net, (x,), tmp, dynamo=False, export_params=True, opset_version=17,
+                              do_constant_folding=False, training=torch.onnx.TrainingMode.EVAL,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})  # fmt: skip
+    tmp.replace(path)
+
+
+def make_onnx(data, name, net, epochs, lr, extra_dynamo=False):
+    import onnx
+    import onnxruntime as ort
+
+    x_train, y_train, x_test, y_test, px_test = data
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(SEED)
+    for epoch in range(epochs):
+        net.train()
+        for idx in batches(len(x_train), 64, gen):
+            loss = nn.functional.cross_entropy(net(x_train[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    net.eval()
+    with torch.no_grad():
+        logits = net(x_test)
+    acc = float((logits.argmax(1) == y_test).float().mean())
+
+    paths = [OUT / f"{name}.onnx"] + ([OUT / f"{name}.dynamo.onnx"] if extra_dynamo else [])
+    ort_logits = {}
+    for i, path in enumerate(paths):
+        export_onnx(net, path, dynamo=i == 1)
+        onnx.checker.check_model(onnx.load(path))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        out = sess.run(None, {"input": x_test.numpy()})[0]
+        ort_logits[path.name] = out
+        ort_acc = float((out.argmax(1) == y_test.numpy()).mean())
+        report(name, test_accuracy=f"{acc:.4f}", onnxruntime_accuracy=f"{ort_acc:.4f}",
+               max_abs_diff=f"{np.abs(out - logits.numpy()).max():.2e}", file=path.name)  # fmt: skip
+    extra = {}
+    if extra_dynamo:
+        extra["ort_logits_dynamo"] = ort_logits[paths[1].name][:N_REF]
+    save_npz(
+        OUT / f"{name}.reference.npz",
+        **reference_inputs(x_test, y_test, px_test),
+        torch_logits=logits[:N_REF].numpy(),
+        ort_logits=ort_logits[paths[0].name][:N_REF],
+        **extra,
+        test_accuracy=np.float64(acc),
+        meta=json.dumps({"framework": "torch.onnx.export", "versions": versions(),
+                         "exporter": "TorchScript (dynamo=False), opset 17, eval, "
+                                     "do_constant_folding=False",
+                         "accuracy": "float torch model, argmax of logits, 500 test images"}),
+    )  # fmt: skip
+
+
+def make_cnn(data):
+    seed()
+    make_onnx(data, "digits_cnn", cnn(), epochs=20, lr=3e-3, extra_dynamo=True)
+
+
+def make_resnet(data):
+    seed()
+    make_onnx(data, "digits_resnet", ResNet(), epochs=20, lr=3e-3)
+
+
+BUILDERS = {"snntorch": make_snntorch, "sinabs": make_sinabs, "cnn": make_cnn, "resnet": make_resnet}
 
 
 def main(argv):
