@@ -10,7 +10,10 @@ plus, under the key ``__architecture__``, a JSON string::
      "layers": [{"kind": "conv", "name": "conv1", "stride": 1, "padding": 1}, ...],
      "meta": {...free-form provenance...}}
 
-Layers run in order on a batch ``x`` of shape ``(N, C, H, W)`` (or ``(N, F)`` after flatten):
+The network is a directed acyclic graph: a layer reads the layers its ``inputs`` names (layers
+listed before it, or ``"input"``: the network input), by default the previous layer (the network
+input for the first).  ``input_shape`` is (C, H, W) or (F,).  On a batch ``(N, C, H, W)`` (or
+``(N, F)`` after flatten):
 
 =========  ======================================  =================================================
 kind       arrays / options                        output
@@ -24,6 +27,10 @@ maxpool    k, stride (default k), no padding       y = max of each k x k window
 avgpool    k, stride (default k), no padding       y = mean of each k x k window
 flatten    -                                       y[n] = x[n].ravel() (row-major C, H, W order)
 linear     weight (K, F), bias (K,)                y = x @ W.T + b
+global_    -                                       y[n,c,0,0] = mean of x[n,c] over H, W: (C, 1, 1)
+ avgpool
+add        inputs (two or more, one shape)         y = x_0 + x_1 + ... (element-wise)
+concat     inputs (two or more)                    y = [x_0, x_1, ...] on axis 1 (channels, or features)
 =========  ======================================  =================================================
 
 ``dual_threshold`` (arrays ``theta1``, ``theta2``: shape () for the layer or (C,) per channel,
@@ -43,10 +50,14 @@ import numpy as np
 
 from refmodel.errors import RefmodelError
 
-__all__ = ["ANNError", "ANN", "ARRAYS", "load", "save", "forward", "windows"]
+__all__ = ["ANNError", "ANN", "ARRAYS", "INPUT", "MERGE_KINDS", "load", "save", "forward", "windows"]
 
 ARCH_KEY = "__architecture__"
 FORMAT, VERSION = "refmodel-ann", 1
+#: The name under which ``inputs`` refers to the network input.
+INPUT = "input"
+#: Kinds that read two or more layers (``inputs`` required).
+MERGE_KINDS = ("add", "concat")
 
 #: The float arrays of each layer kind, and their options (with defaults).
 ARRAYS = {
@@ -64,20 +75,30 @@ _OPTIONS = {
     "dual_threshold": {},
     "flatten": {},
     "linear": {},
+    "global_avgpool": {},
+    "add": {},
+    "concat": {},
 }
 
 
 class ANNError(RefmodelError):
-    """An invalid network description; the message names the layer, the field and the value."""
+    """An invalid network description; the message names the layer, the field and the value
+    (``layer``: the name of the layer at fault, when there is one)."""
+
+    def __init__(self, message: str, layer: str | None = None):
+        super().__init__(message)
+        self.layer = layer
 
 
 @dataclass
 class ANN:
-    """A float CNN: ``input_shape`` (C, H, W) and ``layers``, a list of dicts with ``kind``,
-    ``name``, the kind's options and its float64 arrays (see the module docstring).
+    """A float CNN: ``input_shape`` (C, H, W) or (F,) and ``layers``, a list of dicts with
+    ``kind``, ``name``, optionally ``inputs``, the kind's options and its float64 arrays (see the
+    module docstring).
 
-    Construction validates everything and fills defaults; ``shapes`` holds each layer's output
-    shape (without the batch axis).
+    Construction validates everything and fills defaults; ``sources`` holds the names each layer
+    reads (its ``inputs``, else the previous layer, or ``"input"``), ``shapes`` each layer's
+    output shape (without the batch axis).
     """
 
     input_shape: tuple
@@ -86,18 +107,25 @@ class ANN:
 
     def __post_init__(self):
         self.input_shape = tuple(int(v) for v in self.input_shape)
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ANNError(f"input_shape must be (C, H, W) of positive sizes, got {self.input_shape}")
+        if len(self.input_shape) not in (1, 3) or min(self.input_shape) < 1:
+            raise ANNError(f"input_shape must be (C, H, W) or (F,) of positive sizes, got {self.input_shape}")
         self.layers = [_checked_layer(i, layer) for i, layer in enumerate(self.layers)]
         names = [layer["name"] for layer in self.layers]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ANNError(f"layer names must be unique, repeated: {dup}")
-        self.shapes = []
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = _output_shape(layer, shape)
-            self.shapes.append(shape)
+        if INPUT in names:
+            raise ANNError(f"no layer may be named {INPUT!r}: inputs = [{INPUT!r}] names the network input")
+        self.sources, self.shapes = [], []
+        shapes = {INPUT: self.input_shape}
+        for i, layer in enumerate(self.layers):
+            sources = layer.get("inputs") or ((names[i - 1],) if i else (INPUT,))
+            for source in sources:
+                if source not in shapes:
+                    raise _err(layer, "inputs", source, f"is neither {INPUT!r} nor a layer listed before it")
+            shapes[layer["name"]] = _output_shape(layer, [shapes[source] for source in sources])
+            self.sources.append(tuple(sources))
+            self.shapes.append(shapes[layer["name"]])
 
     def layer(self, name) -> dict:
         """The layer called ``name``."""
@@ -109,7 +137,7 @@ class ANN:
 
 def _err(layer, fld, value, reason):
     return ANNError(
-        f"layer {layer.get('name', '?')!r} ({layer.get('kind', '?')}): {fld} = {value!r} {reason}"
+        f"layer {layer.get('name', '?')!r} ({layer.get('kind', '?')}): {fld} = {value!r} {reason}", layer.get("name")
     )
 
 
@@ -120,10 +148,12 @@ def _checked_layer(index, layer) -> dict:
     if kind not in _OPTIONS:
         raise _err(layer, "kind", kind, f"is not one of {sorted(_OPTIONS)}")
     out = {"kind": kind, "name": str(layer.get("name", f"{kind}{index}"))}
-    allowed = {"kind", "name", *_OPTIONS[kind], *ARRAYS.get(kind, ())}
+    allowed = {"kind", "name", "inputs", *_OPTIONS[kind], *ARRAYS.get(kind, ())}
     unknown = sorted(set(layer) - allowed)
     if unknown:
         raise _err(out, "keys", unknown, f"are unknown for {kind} (allowed: {sorted(allowed)})")
+    if "inputs" in layer or kind in MERGE_KINDS:
+        out["inputs"] = _checked_inputs(out, layer.get("inputs"))
     for opt, default in _OPTIONS[kind].items():
         value = layer.get(opt, default)
         if opt == "stride" and kind in ("maxpool", "avgpool") and value is None:
@@ -151,8 +181,34 @@ def _checked_layer(index, layer) -> dict:
     return out
 
 
-def _output_shape(layer, shape) -> tuple:
+def _checked_inputs(layer, names) -> tuple:
+    """The ``inputs`` of a layer: two or more distinct names for a merge, else one."""
+    merge = layer["kind"] in MERGE_KINDS
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names) or (
+        len(names) < 2 if merge else len(names) != 1
+    ):
+        raise _err(layer, "inputs", names, f"must be a list of {'two or more' if merge else 'one'} layer names "
+                                           f"({INPUT!r}: the network input)")
+    if len(set(names)) != len(names):
+        raise _err(layer, "inputs", list(names), "names a layer twice")
+    return tuple(names)
+
+
+def _merged_shape(layer, shapes) -> tuple:
+    """add: the inputs' common shape; concat: the inputs joined on their first axis."""
+    first, names = shapes[0], layer["inputs"]
+    for name, shape in zip(names[1:], shapes[1:]):
+        if shape != first if layer["kind"] == "add" else (len(shape) != len(first) or shape[1:] != first[1:]):
+            where = "in shape" if layer["kind"] == "add" else "beyond the channel axis"
+            raise _err(layer, "inputs", list(names), f"differ {where}: {names[0]!r} {first}, {name!r} {shape}")
+    return first if layer["kind"] == "add" else (sum(shape[0] for shape in shapes), *first[1:])
+
+
+def _output_shape(layer, shapes) -> tuple:
     kind = layer["kind"]
+    if kind in MERGE_KINDS:
+        return _merged_shape(layer, shapes)
+    (shape,) = shapes
     if kind in ("relu",):
         return shape
     if kind == "flatten":
@@ -185,6 +241,8 @@ def _output_shape(layer, shape) -> tuple:
     if len(shape) != 3:
         raise _err(layer, "input shape", shape, "must be (C, H, W)")
     c, h, w_ = shape
+    if kind == "global_avgpool":
+        return (c, 1, 1)
     if kind == "conv":
         w, b = layer["weight"], layer["bias"]
         if w.ndim != 4 or w.shape[1] != c:
@@ -256,8 +314,18 @@ def windows(x, k, stride, padding=0):
     return view[:, :, ::stride, ::stride]
 
 
-def _layer_forward(layer, x):
+def _layer_forward(layer, *xs):
     kind = layer["kind"]
+    if kind == "add":
+        total = xs[0]
+        for x in xs[1:]:
+            total = total + x
+        return total
+    if kind == "concat":
+        return np.concatenate(xs, axis=1)
+    (x,) = xs
+    if kind == "global_avgpool":
+        return x.mean(axis=(2, 3), keepdims=True)
     if kind == "conv":
         w = layer["weight"]
         cols = windows(x, w.shape[2:], layer["stride"], layer["padding"])
@@ -282,15 +350,16 @@ def _layer_forward(layer, x):
 
 
 def forward(ann: ANN, x, return_all=False):
-    """The float64 output for a batch ``x`` (N, *input_shape); with ``return_all``, also the
-    list of every layer's output (aligned with ``ann.layers``), for calibration."""
+    """The float64 output (the last layer's) for a batch ``x`` (N, *input_shape), each layer
+    reading its ``sources``; with ``return_all``, also the list of every layer's output (aligned
+    with ``ann.layers``), for calibration."""
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1:] != ann.input_shape:
         raise ANNError(
             f"input batch shape {x.shape} does not match (N, {', '.join(map(str, ann.input_shape))})"
         )
-    outputs = []
-    for layer in ann.layers:
-        x = _layer_forward(layer, x)
+    values, outputs = {INPUT: x}, []
+    for layer, sources in zip(ann.layers, ann.sources):
+        x = values[layer["name"]] = _layer_forward(layer, *(values[source] for source in sources))
         outputs.append(x)
     return (x, outputs) if return_all else x

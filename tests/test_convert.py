@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from refmodel.convert import (
 )
 from refmodel.demo import INPUT_FORMAT, load_data, run_variant, within_one_point
 from refmodel.fixed import FixedOverflowError, QFormat
+from refmodel.layers import SumPool
 from refmodel.layers.base import SPIKE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -619,6 +621,273 @@ def test_dual_threshold_layers_are_validated_and_cannot_be_the_readout():
     assert net.shapes == [(2, 2, 2), (4, 2, 2)]
     with pytest.raises(ConversionError, match="ends with dual_threshold"):
         fold_batchnorm(net)
+
+
+# --------------------------------------------------------------------------- graphs: add, concat, global pool
+def conv(name, weight, bias=None, **options):
+    weight = np.asarray(weight, float)
+    return {"kind": "conv", "name": name, "weight": weight,
+            "bias": np.zeros(weight.shape[0]) if bias is None else bias, **options}
+
+
+def random_graph(rng):
+    """stem conv(2->4) bn relu | conv bn relu conv bn + identity (the stem's relu), relu | conv s2 relu conv
+    + 1x1 s2 projection bn, relu | two 1x1 branches relu, concat | conv 1x1 (7->5) relu | global_avgpool flatten
+    linear(5->3)."""
+
+    def w(*shape):
+        return rng.normal(0, 1.2 / np.sqrt(np.prod(shape[1:])), shape)
+
+    def bn(name, c, source):
+        return {"kind": "batchnorm", "name": name, "inputs": [source], "gamma": rng.uniform(0.5, 1.5, c),
+                "beta": rng.normal(0, 0.2, c), "mean": rng.normal(0, 0.2, c), "var": rng.uniform(0.5, 2, c)}
+
+    relu = lambda name, source=None: {"kind": "relu", "name": name, **({"inputs": [source]} if source else {})}  # noqa: E731
+    return annlib.ANN((2, 8, 8), [
+        conv("stem", w(4, 2, 3, 3), rng.normal(0, 0.1, 4), padding=1), bn("bn0", 4, "stem"), relu("r0"),
+        conv("c1a", w(4, 4, 3, 3), padding=1), relu("r1a"), conv("c1b", w(4, 4, 3, 3), padding=1),
+        bn("bn1b", 4, "c1b"), {"kind": "add", "name": "add1", "inputs": ["bn1b", "r0"]}, relu("r1"),
+        conv("c2a", w(6, 4, 3, 3), padding=1, stride=2), relu("r2a"), conv("c2b", w(6, 6, 3, 3), padding=1),
+        {**conv("proj", w(6, 4, 1, 1), stride=2), "inputs": ["r1"]}, bn("bn2s", 6, "proj"),
+        {"kind": "add", "name": "add2", "inputs": ["c2b", "bn2s"]}, relu("r2"),
+        conv("b1", w(3, 6, 1, 1)), relu("rb1"), {**conv("b2", w(4, 6, 1, 1)), "inputs": ["r2"]}, relu("rb2"),
+        {"kind": "concat", "name": "cat", "inputs": ["rb1", "rb2"]}, conv("mix", w(5, 7, 1, 1)), relu("rm"),
+        {"kind": "global_avgpool", "name": "gap"}, {"kind": "flatten", "name": "flat"},
+        {"kind": "linear", "name": "fc", "weight": w(3, 5), "bias": np.zeros(3)},
+    ])  # fmt: skip
+
+
+def test_graph_layers_read_their_inputs():
+    # add: element-wise sum; concat: channels joined; global_avgpool: the mean of each map, shape (C, 1, 1)
+    x = np.arange(8.0).reshape(1, 2, 2, 2)  # channel 0: 0 1 2 3 (mean 1.5), channel 1: 4 5 6 7 (mean 5.5)
+    net = annlib.ANN((2, 2, 2), [
+        {"kind": "relu", "name": "r"},
+        {"kind": "add", "name": "sum", "inputs": ["r", "input"]},
+        {"kind": "concat", "name": "cat", "inputs": ["sum", "r"]},
+        {"kind": "global_avgpool", "name": "gap"},
+    ])  # fmt: skip
+    assert net.sources == [("input",), ("r", "input"), ("sum", "r"), ("cat",)]
+    assert net.shapes == [(2, 2, 2), (2, 2, 2), (4, 2, 2), (4, 1, 1)]
+    y, outputs = annlib.forward(net, x, return_all=True)
+    np.testing.assert_array_equal(outputs[1], 2 * x)
+    np.testing.assert_array_equal(outputs[2][0, 2:], x[0])
+    np.testing.assert_array_equal(y.ravel(), [3.0, 11.0, 1.5, 5.5])
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([{"kind": "relu", "name": "r", "inputs": ["later"]}, {"kind": "relu", "name": "later"}],
+         "'r' (relu): inputs = 'later' is neither 'input' nor a layer listed before it"),
+        ([{"kind": "add", "name": "a", "inputs": ["input"]}], "inputs = ['input'] must be a list of two or more"),
+        ([{"kind": "relu", "name": "r", "inputs": ["input", "input"]}], "must be a list of one layer name"),
+        ([{"kind": "relu", "name": "r"}, {"kind": "add", "name": "a", "inputs": ["r", "r"]}], "names a layer twice"),
+        ([{"kind": "maxpool", "name": "p", "k": 2}, {"kind": "add", "name": "a", "inputs": ["p", "input"]}],
+         "'a' (add): inputs = ['p', 'input'] differ in shape: 'p' (1, 2, 2), 'input' (1, 4, 4)"),
+        ([{"kind": "flatten", "name": "f"}, {"kind": "concat", "name": "c", "inputs": ["input", "f"]}],
+         "differ beyond the channel axis"),
+        ([{"kind": "relu", "name": "input"}], "no layer may be named 'input'"),
+    ],
+)
+def test_graph_layers_are_validated(layers, message):
+    with pytest.raises(annlib.ANNError, match=re.escape(message)):
+        annlib.ANN((1, 4, 4), layers)
+
+
+def test_graph_save_load_roundtrip(tmp_path):
+    net = random_graph(np.random.default_rng(0))
+    annlib.save(net, tmp_path / "g.npz")
+    back = annlib.load(tmp_path / "g.npz")
+    assert back.sources == net.sources and back.layer("add1")["inputs"] == ("bn1b", "r0")
+    x = np.random.default_rng(1).uniform(0, 1, (3, 2, 8, 8))
+    np.testing.assert_array_equal(annlib.forward(back, x), annlib.forward(net, x))
+
+
+def test_fold_batchnorm_in_a_graph():
+    rng = np.random.default_rng(2)
+    net = random_graph(rng)
+    folded = fold_batchnorm(net)
+    assert not any(layer["kind"] == "batchnorm" for layer in folded.layers)
+    assert folded.layer("add1")["inputs"] == ("c1b", "r0") and folded.layer("add2")["inputs"] == ("c2b", "proj")
+    x = rng.uniform(0, 1, (5, 2, 8, 8))
+    np.testing.assert_allclose(annlib.forward(folded, x), annlib.forward(net, x), rtol=1e-10, atol=1e-10)
+    # a batchnorm away from its conv: the layer after it keeps reading the folded conv, not its new neighbour
+    away = annlib.ANN((1, 4, 4), [
+        conv("a", [[[[1.0]]]]), conv("b", [[[[2.0]]]], inputs=["input"]),
+        {"kind": "batchnorm", "name": "bn", "inputs": ["a"], "gamma": [2.0], "beta": [1.0], "mean": [0.0],
+         "var": [0.75], "eps": 0.25},
+        {"kind": "add", "name": "sum", "inputs": ["bn", "b"]}, {"kind": "relu", "name": "r"},
+    ])  # fmt: skip
+    folded = fold_batchnorm(away)
+    assert folded.sources == [("input",), ("input",), ("a", "b"), ("sum",)]
+    np.testing.assert_array_equal(annlib.forward(folded, np.ones((1, 1, 4, 4))), np.full((1, 1, 4, 4), 5.0))
+
+
+@pytest.mark.parametrize("percentile", [99.9, "max"])
+def test_normalize_a_graph(percentile):
+    # Every unit's calibration percentile becomes 1; both weight layers of an add are normalized to the add's
+    # lambda; the identity shortcut becomes a 1x1 conv of weight (lambda_in / lambda_out) I; after the concat,
+    # the next layer undoes each branch's own lambda; the readout is the original over its lambda.
+    rng = np.random.default_rng(3)
+    net = fold_batchnorm(random_graph(rng))
+    calib = rng.uniform(0, 1, (40, 2, 8, 8))
+    normed, lambdas = normalize(net, calib, percentile)
+    assert list(lambdas) == ["stem", "c1a", "c1b", "add1_identity1", "add1", "c2a", "c2b", "proj", "add2", "b1", "b2",
+                             "mix", "fc"]  # fmt: skip
+    assert lambdas["c1b"] == lambdas["add1_identity1"] == lambdas["add1"] and lambdas["proj"] == lambdas["add2"]
+    identity = normed.layer("add1_identity1")
+    assert identity["inputs"] == ("r0",) and normed.layer("add1")["inputs"] == ("c1b", "add1_identity1")
+    np.testing.assert_allclose(identity["weight"][:, :, 0, 0], np.eye(4) * lambdas["stem"] / lambdas["add1"],
+                               rtol=1e-15)  # fmt: skip
+    _, acts = annlib.forward(normed, calib, return_all=True)
+    p = 100 if percentile == "max" else percentile
+    for name in ("stem", "c1a", "add1", "c2a", "add2", "b1", "b2", "mix", "fc"):
+        z = acts[[layer["name"] for layer in normed.layers].index(name)]
+        assert np.percentile(z[z > 0], p) == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(annlib.forward(normed, calib) * lambdas["fc"], annlib.forward(net, calib),
+                               rtol=1e-10, atol=1e-10)  # fmt: skip
+    scales = np.repeat([lambdas["b1"], lambdas["b2"]], [3, 4])[:, None, None]  # the concat's channels' lambdas
+    np.testing.assert_allclose(normed.layer("mix")["weight"], net.layer("mix")["weight"] * scales / lambdas["mix"])
+
+
+def residual_net(shortcut_from="r0", channels=2):
+    """stem conv 1x1 (1->channels, weights 1) relu | conv 1x1 (weight I) + the shortcut, relu | flatten linear
+    (4 * channels -> 2): on 1x2x2 inputs x in [0, 1] with max 1, lambda_stem = 1 and add = 2 a (lambda 2)."""
+    return annlib.ANN((1, 2, 2), [
+        conv("stem", np.ones((channels, 1, 1, 1))), {"kind": "relu", "name": "r0"},
+        conv("cb", np.eye(channels)[:, :, None, None]),
+        {"kind": "add", "name": "add", "inputs": ["cb", shortcut_from]}, {"kind": "relu", "name": "r1"},
+        {"kind": "flatten", "name": "flat"},
+        {"kind": "linear", "name": "fc", "weight": np.tile([[1.0], [-1.0]], (1, 4 * channels)), "bias": [0.0, 4.0]},
+    ])  # fmt: skip
+
+
+RES_X = np.array([[[1.0, 0.5], [0.0, 0.25]]])[:, None]  # (1, 1, 2, 2): u3.2 codes [[4, 2], [0, 1]]
+
+
+def test_residual_block_by_hand():
+    # Normalization ("max"): stem a = x, lambda 1; add z = cb(a) + a = 2a, lambda 2: cb and the identity become
+    # 1/2 I.  fc: y = [sum(z), 4 - sum(z)] = [7, -3] on RES_X (z = 2a on both channels), lambda 7.
+    # Formats (input u3.2): stem w = 1 -> s8.6 (1 * 2**7 = 128 > 127), Vm frac 8, threshold 256, codes 64.
+    # cb and identity: 1/2 -> s8.7 (64), both currents frac 7: common, the add s24.7, threshold 128.
+    # Currents: cb 64 s (bound 64: s8.7) + identity 64 s (s8.7): the add register holds any sum, s9.7.
+    in_fmt = QFormat(3, 2, signed=False)
+    layers, lambdas = convert(residual_net(), RES_X, in_fmt, percentile="max")
+    assert lambdas == {"stem": 1.0, "cb": 2.0, "add_identity1": 2.0, "add": 2.0, "fc": 7.0}
+    entries = {e["name"]: e for e in layers}
+    assert [e["kind"] for e in layers] == ["conv", "conv", "conv", "add", "flatten", "linear"]
+    assert entries["stem"]["threshold"] == 256 and entries["stem"]["input"] == "analog"
+    for name in ("cb", "add_identity1"):
+        assert (entries[name]["add"], entries[name]["weight_format"]) == ("add", QFormat(8, 7))
+        np.testing.assert_array_equal(entries[name]["weight"][:, :, 0, 0], [[64, 0], [0, 64]])
+        assert "vm_format" not in entries[name] and "threshold" not in entries[name]
+    assert entries["add_identity1"]["inputs"] == ("stem",) and entries["add"]["inputs"] == ("cb", "add_identity1")
+    assert (entries["add"]["vm_format"], entries["add"]["threshold"]) == (QFormat(24, 7), 128)
+    network = to_network(layers, (1, 2, 2))
+    assert [(layer.name, type(layer).__name__, layer.inputs) for layer in network.layers] == [
+        ("stem", "Conv2d", None), ("stem_if", "IF", None), ("cb", "Conv2d", None),
+        ("add_identity1", "Conv2d", ("stem_if",)), ("add", "Add", ("cb", "add_identity1")), ("add_if", "IF", None),
+        ("flat", "Flatten", None), ("fc", "Linear", None), ("fc_if", "IF", None)]  # fmt: skip
+    add = network.layer("add")
+    assert (add.format, add.overflow.name) == (QFormat(9, 7), "SAT")
+    # stem: I = 64 * code = [256, 128, 0, 64] per step against 256: spikes every 1, 2, never, 4 steps;
+    # the add's current is 128 per stem spike (64 + 64), exactly its threshold: it fires when the stem fires.
+    result = network.run(quantize_input(RES_X, in_fmt), 8, record=["stem_if.spikes", "add.out", "add_if.spikes"])
+    stem = result.traces[("stem_if", "spikes")]
+    np.testing.assert_array_equal(stem.sum(axis=0)[0, 0].ravel(), [8, 4, 0, 2])
+    np.testing.assert_array_equal(result.traces[("add", "out")], 128 * stem)
+    np.testing.assert_array_equal(result.traces[("add_if", "spikes")], stem)
+
+
+def test_identity_shortcut_of_the_analog_input_and_of_an_average_pool_share_the_current_frac():
+    # add(cb(relu), input): the identity reads u3.2 codes (frac 2), cb spikes (frac 0): weight fracs 5 and 7,
+    # current frac 7 both.  add(cb(relu(pool)), pool): the identity reads the sum pool's codes (frac 2 for 2x2).
+    in_fmt = QFormat(3, 2, signed=False)
+    layers, _ = convert(residual_net("input", channels=1), RES_X, in_fmt, percentile="max")
+    entries = {e["name"]: e for e in layers}
+    assert (entries["cb"]["weight_format"].frac, entries["add_identity1"]["weight_format"].frac) == (7, 5)
+    assert entries["add"]["vm_format"].frac == 7 and entries["add_identity1"]["input"] == "analog"
+    network = to_network(layers, (1, 2, 2))
+    assert network.layer("add").format.frac == 7
+    pooled = annlib.ANN((1, 4, 4), [
+        conv("stem", np.ones((2, 1, 1, 1))), {"kind": "relu", "name": "r0"},
+        {"kind": "avgpool", "name": "pool", "k": 2}, conv("cb", np.eye(2)[:, :, None, None]),
+        {"kind": "relu", "name": "r1"}, conv("cc", np.eye(2)[:, :, None, None]),
+        {"kind": "add", "name": "add", "inputs": ["cc", "pool"]}, {"kind": "relu", "name": "r2"},
+    ])  # fmt: skip
+    x = np.random.default_rng(4).integers(0, 5, (6, 1, 4, 4)) / 4
+    layers, _ = convert(pooled, x, in_fmt, percentile="max")
+    entries = {e["name"]: e for e in layers}
+    fracs = {name: entries[name]["weight_format"].frac for name in ("cc", "add_identity1")}
+    assert fracs["add_identity1"] + 2 == fracs["cc"] == entries["add"]["vm_format"].frac
+    network = to_network(layers, (1, 4, 4))
+    assert network.layer("add").format.frac == fracs["cc"] and isinstance(network.layer("pool"), SumPool)
+    network.run(quantize_input(x, in_fmt), 4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_converted_graph_tracks_the_float_model(seed):
+    # The random graph's SNN (8-bit weights, T = 64): the readout's V / (T * threshold), its mean current in
+    # units of 1.0, follows the normalized float output image by image (each class's mean over the images
+    # removed: random weights give every image nearly the same class offsets).
+    rng = np.random.default_rng(seed)
+    net = random_graph(rng)
+    x = rng.integers(0, 17, (60, 2, 8, 8)) / 16
+    layers, lambdas = convert(net, x, QFormat(5, 4, signed=False))
+    network = to_network(layers, net.input_shape)
+    kinds = [type(layer).__name__ for layer in network.layers]
+    assert kinds.count("Add") == 2 and kinds.count("Concat") == 1
+    gap = network.layer("gap")  # the whole 4x4 map, its code the exact mean (frac 4)
+    assert isinstance(gap, SumPool) and (gap.kernel, gap.out_format) == ((4, 4), QFormat(5, 4, signed=False))
+    result = network.run(quantize_input(x, QFormat(5, 4, signed=False)), 64)
+    snn = result.outputs["v"] / (64 * network.layer("fc_if").threshold)
+    ann = annlib.forward(net, x) / lambdas["fc"]
+    centered = [a - a.mean(axis=0) for a in (snn, ann)]
+    assert np.corrcoef(centered[0].ravel(), centered[1].ravel())[0, 1] > 0.95
+    assert result.overflows.sum() == 0
+
+
+def test_graphs_that_cannot_be_converted_are_refused():
+    ok = residual_net()
+    layers = [dict(layer) for layer in ok.layers]
+    with pytest.raises(ConversionError, match=r"'flat' \(flatten\) cannot follow add 'add'"):
+        fold_batchnorm(annlib.ANN((1, 2, 2), layers[:4] + layers[5:]))
+    twice = layers[:5] + [{"kind": "relu", "name": "r2", "inputs": ["cb"]}] + layers[5:]
+    with pytest.raises(ConversionError, match=r"'cb' \(conv\) is read by \['add', 'r2'\]"):
+        fold_batchnorm(annlib.ANN((1, 2, 2), twice))
+    unread = layers[:2] + [conv("lost", np.ones((1, 2, 1, 1))), dict(layers[2], inputs=["r0"])] + layers[3:]
+    with pytest.raises(ConversionError, match="'lost' \\(conv\\) is read by no layer"):
+        fold_batchnorm(annlib.ANN((1, 2, 2), unread))
+    with pytest.raises(ConversionError, match="add 'add': input 'r0' is relu, not a conv/linear layer"):
+        quantize_parameters(ok, choose_formats(ok, QFormat(3, 2, signed=False)), QFormat(3, 2, signed=False))
+    normed, _ = normalize(ok, RES_X, "max")
+    formats = choose_formats(normed, QFormat(3, 2, signed=False))
+    formats["add"] = {"vm": QFormat(24, 6)}
+    with pytest.raises(ConversionError, match="add 'add': vm format s24.6 must have frac 7, the frac of the current"):
+        quantize_parameters(normed, formats, QFormat(3, 2, signed=False))
+
+
+def test_pools_in_graphs_must_read_a_neuron_alone():
+    stem = [conv("stem", np.ones((2, 1, 1, 1))), {"kind": "relu", "name": "r0"}]
+    pool_after_concat = annlib.ANN((1, 4, 4), stem + [
+        conv("c", np.eye(2)[:, :, None, None]), {"kind": "relu", "name": "r1"},
+        {"kind": "concat", "name": "cat", "inputs": ["r0", "r1"]}, {"kind": "maxpool", "name": "pool", "k": 2},
+        {"kind": "flatten", "name": "f"}, {"kind": "linear", "name": "fc", "weight": np.ones((2, 16)), "bias": [0, 1]},
+    ])  # fmt: skip
+    x = np.random.default_rng(5).uniform(0, 1, (4, 1, 4, 4))
+    layers, _ = convert(pool_after_concat, x, QFormat(9, 8, signed=False))
+    with pytest.raises(ConversionError, match="pool 'pool' follows concat: a spiking pool reads one neuron layer"):
+        to_network(layers, (1, 4, 4))
+    shared = annlib.ANN((1, 4, 4), stem + [
+        {"kind": "maxpool", "name": "pool", "k": 2}, {"kind": "flatten", "name": "f"},
+        {"kind": "flatten", "name": "g", "inputs": ["r0"]}, {"kind": "concat", "name": "cat", "inputs": ["f", "g"]},
+        {"kind": "linear", "name": "fc", "weight": np.ones((2, 40)), "bias": [0, 1]},
+    ])  # fmt: skip
+    layers, _ = convert(shared, x, QFormat(9, 8, signed=False))
+    assert to_network(layers, (1, 4, 4), "count_gate").layer("g").inputs == ("stem_if",)
+    with pytest.raises(ConversionError, match=r"'pooled_neuron': pool 'pool' is not the only reader of unit 'stem' "
+                                              r"\(also \['g'\]\)"):
+        to_network(layers, (1, 4, 4), "pooled_neuron")
 
 
 #: Bit-exact SNN accuracy of the committed digits model on the 500 test images, T = 32, count
