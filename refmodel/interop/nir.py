@@ -155,7 +155,8 @@ class _Report:
 
 def _name(node_name: str, taken: set) -> str:
     """A refmodel layer name for a NIR node name: letters, digits and _, unique."""
-    base = re.sub(r"[^A-Za-z0-9_]", "_", str(node_name)) or "node"
+    base = re.sub(r"[^A-Za-z0-9_]", "_", str(node_name))[:60]
+    base = base if base[:1].isalpha() else f"n{base}"
     name, k = base, 1
     while name in taken or name == NETWORK_INPUT:
         name, k = f"{base}_{k}", k + 1
@@ -261,7 +262,7 @@ class _Importer:
             elif isinstance(node, nir.IF):
                 unit |= set(np.ravel(1 / np.asarray(node.r, np.float64)).tolist())
         values = sorted(unit)
-        if values and math.isclose(values[0], values[-1], rel_tol=1e-9) and values[0] > 0:
+        if values and math.isclose(values[0], values[-1], rel_tol=1e-6) and values[0] > 0:  # (float32 files)
             self.report(f"dt = {values[0]:g} inferred: the graph names none, and it gives every neuron an input gain "
                         "of 1 (τ/r of LIF, 1/r of IF: as snnTorch and sinabs export; --dt to choose)")
             return values[0]
@@ -564,7 +565,8 @@ def import_nir(path, profile: Profile = Profile(), name: str | None = None) -> t
         graph = nir.read(str(path), type_check=False)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise InteropError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
-    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem) or "network"
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem)[:60]
+    stem = stem if stem[:1].isalpha() else f"n{stem}"
     return network_from_nir(graph, profile, name or stem)
 
 

@@ -25,6 +25,7 @@ Every concrete layer class registers itself under its ``kind`` (``Layer.registry
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, NamedTuple
 
@@ -101,9 +102,11 @@ class RunOptions:
 
 
 def check_name(name, error=LayerError) -> None:
-    """A layer's (or network's) name: non-empty ASCII letters, digits and ``_``."""
-    if not isinstance(name, str) or not name.isascii() or not name.replace("_", "").isalnum():
-        raise error(str(name), "name", name, "must be a non-empty name of ASCII letters, digits and _")
+    """A layer's (or network's) name: an ASCII letter, then up to 63 ASCII letters, digits and
+    ``_`` (what a vector file's group names and a Verilog macro take)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+        raise error(str(name), "name", name, "must be a non-empty name of ASCII letters, digits and _, "
+                                             "starting with a letter, at most 64 characters")
 
 
 @dataclass(frozen=True, eq=False)
