@@ -6,6 +6,7 @@ exports into ``examples/interop/fixtures/``:
 * ``snntorch_digits.nir`` -- snnTorch 1.0 conv SNN (``snntorch.export_nir.export_to_nir``);
 * ``sinabs_digits.nir``   -- sinabs 3.1 spiking conv net (``sinabs.to_nir``);
 * ``digits_cnn.onnx``     -- plain CNN, Conv-BN-ReLU-pool x2, Flatten, Linear (``torch.onnx.export``);
+* ``digits_cnn.dynamo.onnx`` -- the same CNN through torch's default (dynamo) exporter;
 * ``digits_resnet.onnx``  -- small residual CNN (stem, identity block, stride-2 block with a 1x1
   projection, global average pool, Linear);
 
@@ -19,8 +20,8 @@ set.  Inputs are ``pixel / 16`` in [0, 1], exactly as the conversion demo feeds 
 
 Development only; nothing here is a dependency of refmodel::
 
-    pip install torch==2.13.0 && pip install -e '.[dev]'
-    python examples/interop/make_fixtures.py            # all four fixtures
+    pip install torch==2.13.0 && pip install -e '.[dev,interop]' onnxscript
+    python examples/interop/make_fixtures.py            # all fixtures
     python examples/interop/make_fixtures.py snntorch   # or some of: snntorch sinabs cnn resnet
 
 Deterministic: fixed seeds, one thread, ``torch.use_deterministic_algorithms(True)``, and the
