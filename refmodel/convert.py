@@ -16,10 +16,12 @@ or all at once ``layers, lambdas = convert(ann, x_calib, input_format)``.  Float
 here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes with a QFormat,
 and ``to_network`` only moves integers into refmodel's spiking layers.
 
-The network must be a chain of *units*: a weight layer (conv or linear), optionally a batchnorm
-(folded), an activation — relu (the IF neuron's rate approximates it) or dual_threshold (a
-DualThreshold layer: exact at T = 1) —, then any maxpool / avgpool / flatten.  The last weight
-layer is the readout and may omit its relu.  Anything else is refused.
+The network is a chain or a graph of *units*: a weight layer (conv or linear), optionally a
+batchnorm (folded), an activation — relu (the IF neuron's rate approximates it) or
+dual_threshold (a DualThreshold layer: exact at T = 1) —, or an add of such weight layers and of
+activations (identity shortcuts) before the activation (a residual unit: Add -> IF); units are
+joined by maxpool / avgpool / global_avgpool / flatten / concat.  The last unit is the readout
+and may omit its relu.  Anything else is refused.
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ class _Graph:
     add the activation or add it feeds (``docs/conversion.md`` §1)."""
 
     def __init__(self, ann: ANN):
-        self.ann = ann
         self.layer = {layer["name"]: layer for layer in ann.layers}
         self.sources = {layer["name"]: sources for layer, sources in zip(ann.layers, ann.sources)}
         self.shape = {INPUT: ann.input_shape} | {layer["name"]: s for layer, s in zip(ann.layers, ann.shapes)}

@@ -356,9 +356,9 @@ def test_fixture_float_forward_equals_the_reference_logits(name):
         np.testing.assert_allclose(logits, ref["torch_logits"], rtol=1e-5, atol=1e-5)
 
 
-#: The conversion target (docs/conversion.md §7): the SNN's test accuracy within one percentage point of
-#: the float model's, at the smallest T of the demo's grid that reaches it; measured T: digits_cnn 16,
-#: digits_resnet 48 (462 of 500 at T = 32, one image short of the 463 the target needs).
+#: The conversion target (docs/conversion.md §7, §8): the SNN's test accuracy within one percentage point of
+#: the float model's at some T of the demo's grid, here at most TARGET_T; measured: digits_cnn from T = 16,
+#: digits_resnet from T = 64 (462 of 500 at T = 32, one image short of the 463 the target needs; 468 at 48).
 TARGET_T = {"digits_cnn": 32, "digits_resnet": 64}
 
 
