@@ -147,7 +147,7 @@ def _import_onnx(args):
     except (OSError, ValueError, KeyError) as err:
         raise _UsageError(f"--calibration {args.calibration}: no array x in an .npz ({err})") from None
     options = {key: getattr(args, key) for key in ("input_format", "weight_bits", "percentile", "pooling", "readout",
-                                                   "reset") if getattr(args, key) is not None}
+                                                   "reset", "name") if getattr(args, key) is not None}
     return import_onnx(args.model, x_calib, **options)
 
 

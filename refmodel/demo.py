@@ -70,14 +70,13 @@ def _spike_sources(network) -> dict:
     """{layer whose spikes feed a weight layer: ``fan_out`` of those spikes, in that layer's
     output shape}; the first weight layer reads the analog input and is left out."""
     sources = {}
-    for i, layer in enumerate(network.layers):
-        if i == 0 or layer.role != "synapse":
-            continue
-        source = network.layers[i - 1]
-        if source.role == "shape":
-            source = network.layers[i - 2]
-        shape_in = network.sites[layer.name].input_shape
-        sources[source.name] = layer.fan_out(shape_in).reshape(network.sites[source.name].output_shape)
+    for layer in network.layers:
+        site = network.sites[layer.name]
+        source = site.sources[0] if layer.role == "synapse" else None
+        while source is not None and source.role == "shape":
+            source = network.sites[source.name].sources[0]
+        if source is not None:
+            sources[source.name] = layer.fan_out(site.input_shape).reshape(network.sites[source.name].output_shape)
     return sources
 
 
