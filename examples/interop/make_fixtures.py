@@ -144,7 +144,6 @@ def report(name, **kv):
 
 # --------------------------------------------------------------------------- snnTorch
 def make_snntorch(data):
-    import nir
     import snntorch as snn
     from snntorch import surrogate, utils
     from snntorch.export_nir import export_to_nir
@@ -217,7 +216,6 @@ def make_snntorch(data):
 
 # --------------------------------------------------------------------------- sinabs
 def make_sinabs(data):
-    import nir
     import sinabs
     import sinabs.layers as sl
     from sinabs.activation import MembraneSubtract, SingleSpike
