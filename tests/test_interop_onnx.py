@@ -374,3 +374,16 @@ def test_fixture_snn_meets_the_conversion_target(name):
     correct = correct_by_timestep(network, quantize_input(x, DIGITS_FORMAT), labels, TIMESTEPS)
     reached = [t for t in TIMESTEPS if within_one_point(correct[t], float_correct, len(labels))]
     assert reached and reached[0] <= TARGET_T[name], (correct, float_correct)
+
+
+@pytest.mark.parametrize("name", TARGET_T)
+def test_fixture_imports_and_generates_vectors_from_the_command_line(name, tmp_path):
+    path = fixture(name)
+    _, data = load_data()
+    np.savez(tmp_path / "calib.npz", x=data["x_calib"][:, None] / 16)
+    run = refmodel("import", path, "--out", tmp_path / "net.toml", "--calibration", tmp_path / "calib.npz",
+                   "--input-format", "u5.4", "--name", "digits")
+    assert run.returncode == 0, run.stderr
+    assert load_spec(tmp_path / "net.toml").network.name == "digits"
+    gen = refmodel("gen", tmp_path / "net.toml", "--out", tmp_path / "v.h5", "--timesteps", "4")
+    assert gen.returncode == 0, gen.stderr
