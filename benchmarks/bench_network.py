@@ -151,7 +151,7 @@ def _synapse_sources(network):
 
 def _reach(layer, shape_in):
     """(H, W) map: how many output pixels each input pixel reaches (1 for a linear layer)."""
-    if isinstance(layer, Linear):
+    if layer.kind == "linear":
         return np.ones(1)
     _, h, w = shape_in
     _, _, kh, kw = layer.weight.shape
@@ -202,26 +202,20 @@ def torch_loop(network):
     def f32(a):
         return torch.from_numpy(np.asarray(a, np.float32))
 
-    steps = []
-    for layer in network.layers:  # (a peer implementation: it translates each layer class into torch)
-        if isinstance(layer, Conv2d):
-            steps.append(("conv", f32(layer.weight), layer.padding))
-        elif isinstance(layer, Linear):
-            steps.append(("linear", f32(layer.weight)))
-        elif isinstance(layer, DualThreshold):
-            steps.append(("dt", float(layer.theta1), float(layer.theta2)))
-        elif isinstance(layer, LIF):
-            steps.append(("lif", float(layer.threshold)))
-        elif isinstance(layer, IF):
-            steps.append(("if", float(layer.threshold), layer.reset))
-        elif isinstance(layer, WinnerSpikePool):
-            steps.append(("vmpool", layer.kernel))
-        elif isinstance(layer, AvgPool):
-            steps.append(("sumpool", layer.kernel))
-        elif isinstance(layer, Flatten):
-            steps.append(("flatten",))
-        else:
-            raise TypeError(f"no torch twin for {type(layer).__name__}")
+    translate = {  # each kind's torch twin: what the loop below needs of the layer
+        "conv2d": lambda la: ("conv", f32(la.weight), la.padding),
+        "linear": lambda la: ("linear", f32(la.weight)),
+        "dual_threshold": lambda la: ("dt", float(la.theta1), float(la.theta2)),
+        "lif": lambda la: ("lif", float(la.threshold)),
+        "if": lambda la: ("if", float(la.threshold), la.reset),
+        "winner_spike": lambda la: ("vmpool", la.kernel),
+        "avg": lambda la: ("sumpool", la.kernel),
+        "flatten": lambda la: ("flatten",),
+    }
+    missing = [layer.kind for layer in network.layers if layer.kind not in translate]
+    if missing:
+        raise TypeError(f"no torch twin for {missing[0]}")
+    steps = [translate[layer.kind](layer) for layer in network.layers]
 
     @torch.no_grad()
     def run(x, timesteps):
@@ -370,14 +364,6 @@ _INNER = [
 ]
 
 
-def _kind(layer):
-    if isinstance(layer, Conv2d):
-        return "conv"
-    if isinstance(layer, Linear):
-        return "linear"
-    return type(layer).__name__
-
-
 @contextlib.contextmanager
 def instrumented(network, timers):
     """Time every layer's forward/step and the functions of ``_INNER`` while inside."""
@@ -388,7 +374,7 @@ def instrumented(network, timers):
         # what Network.run calls: forward (synapses), advance (neurons), step (pools)
         method = {"synapse": "forward", "neuron": "advance"}.get(layer.role, "step")
         if hasattr(layer, method):
-            kind = _kind(layer)
+            kind = layer.kind
             object.__setattr__(layer, method, timers.wrap(getattr(layer, method), f"{kind}: whole call", kind))
     try:
         yield timers

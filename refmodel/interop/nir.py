@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from refmodel.checks import integer_in
 from refmodel.errors import RefmodelError
 from refmodel.fixed import Overflow, QFormat, Rounding, quantize
+from refmodel.interop import identifier
 from refmodel.layers import (
     IF,
     LIF,
@@ -155,8 +155,7 @@ class _Report:
 
 def _name(node_name: str, taken: set) -> str:
     """A refmodel layer name for a NIR node name: letters, digits and _, unique."""
-    base = re.sub(r"[^A-Za-z0-9_]", "_", str(node_name))[:60]
-    base = base if base[:1].isalpha() else f"n{base}"
+    base = identifier(node_name, "n")
     name, k = base, 1
     while name in taken or name == NETWORK_INPUT:
         name, k = f"{base}_{k}", k + 1
@@ -565,9 +564,7 @@ def import_nir(path, profile: Profile = Profile(), name: str | None = None) -> t
         graph = nir.read(str(path), type_check=False)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise InteropError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
-    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem)[:60]
-    stem = stem if stem[:1].isalpha() else f"n{stem}"
-    return network_from_nir(graph, profile, name or stem)
+    return network_from_nir(graph, profile, name or identifier(Path(path).stem, "nir"))
 
 
 # --------------------------------------------------------------------------- writing

@@ -27,7 +27,6 @@ output one tensor, the last node's.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from refmodel.convert import (
     quantize_parameters,
     to_network,
 )
+from refmodel.interop import identifier
 
 __all__ = ["read_onnx", "import_onnx"]
 
@@ -72,14 +72,6 @@ def _onnx():
     except ImportError as err:
         raise ImportError("reading ONNX models needs the onnx package: pip install 'refmodel[interop]'") from err
     return onnx
-
-
-def _identifier(text, prefix) -> str:
-    """``text`` as a refmodel name: other characters than ASCII letters, digits and ``_`` made ``_``,
-    ``prefix_`` in front when it does not start with a letter, at most 48 characters (a layer's
-    derived names, such as ``<name>_identity1``, stay within refmodel's 64)."""
-    name = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_")
-    return (name if re.match(r"[A-Za-z]", name) else f"{prefix}_{name}".rstrip("_"))[:48]
 
 
 def _refused(node, why) -> ConversionError:
@@ -154,8 +146,8 @@ class _Reader:
         return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
     def name(self, node) -> str:
-        """A refmodel name for the node's layer (``_identifier``; ``<op><n>`` for a node without a name)."""
-        base = _identifier(node.name or str(len(self.layers)), node.op_type.lower())
+        """A refmodel name for the node's layer (``identifier``; ``<op><n>`` for a node without a name)."""
+        base = identifier(node.name or str(len(self.layers)), node.op_type.lower())
         name, n = base, 1
         while name in self.node_of or name == INPUT:
             n += 1
@@ -326,7 +318,7 @@ class _Reader:
 
 def read_onnx(path) -> ANN:
     """The float ANN of an ONNX model (the nodes of the module docstring), its layers named after
-    the nodes (``_identifier``: ``/stem/stem.0/Conv`` -> ``stem_stem_0_Conv``, ``/0/Conv`` ->
+    the nodes (``identifier``: ``/stem/stem.0/Conv`` -> ``stem_stem_0_Conv``, ``/0/Conv`` ->
     ``conv_0_Conv``).  ``meta`` holds the file, the producer and ``assumptions``: what the
     reading took for granted."""
     onnx = _onnx()
@@ -421,7 +413,7 @@ def import_onnx(path, calibration, *, input_format=None, weight_bits=8, percenti
     formats = choose_formats(normed, input_format, weight_bits, 2 * weight_bits, weight_bits + 16)
     layers = quantize_parameters(normed, formats, input_format, overflow="SAT")
     network = to_network(layers, ann.input_shape, pooling, readout, reset=reset, overflow="SAT",
-                         name=name or _identifier(Path(path).stem, "onnx"))
+                         name=name or identifier(Path(path).stem, "onnx"))
     options = {"input_format": input_format, "percentile": percentile, "pooling": pooling, "readout": readout,
                "reset": reset}
     return network, _report(ann, normed, lambdas, layers, network, calibration, options)

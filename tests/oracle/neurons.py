@@ -51,11 +51,11 @@ def _write(x, layer, index, counter):
 
 def step(layer, state, current):
     """One timestep of IF / LIF / DualThreshold (§2), or of LoihiLIF (§5)."""
-    if type(layer).__name__ == "LoihiLIF":
+    if layer.kind == "loihi_lif":
         return loihi_step(layer, state, current)
     shape = current.shape
     n_ch = shape[1]
-    dual = type(layer).__name__ == "DualThreshold"
+    dual = layer.kind == "dual_threshold"
     thetas = (layer.theta1, layer.theta2) if dual else (layer.threshold,)
     order = getattr(layer, "order", "leak_first")
     ge = layer.compare == ">="
