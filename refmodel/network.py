@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from refmodel.checks import integer_in
+from refmodel.coverage import Coverage
 from refmodel.errors import LayerError, NetworkError
 from refmodel.fixed import QFormat
 from refmodel.layers import KINDS, NETWORK_INPUT, SPIKE, Layer
@@ -270,6 +271,7 @@ class Network:
         record=None,
         sink: Callable[[str, str, int, np.ndarray], None] | None = None,
         progress: Callable[[int], None] | None = None,
+        coverage: bool = False,
     ) -> Result:
         """Simulate ``timesteps`` steps over a batch (see the module docstring).
 
@@ -278,7 +280,8 @@ class Network:
         ``resolve_record``); with ``sink`` each recorded array is handed to
         ``sink(layer, signal, t, array)`` as it is computed and not kept, so memory stays
         bounded (the array may be layer state that changes later: a sink that keeps it copies
-        it).  ``progress(t)`` is called after each timestep.
+        it).  ``progress(t)`` is called after each timestep.  With ``coverage`` every layer
+        counts the hits of its coverage bins (docs/coverage.md), returned as ``Result.coverage``.
         """
         per_step = self.check_stimulus(stimulus, timesteps)
         stimulus = np.asarray(stimulus)
@@ -286,7 +289,7 @@ class Network:
         wanted = self.resolve_record(record)
         self.check_run(batch, timesteps, wanted, keep_traces=sink is None)
         recorded = {layer.name: [s for s in layer.signals if (layer.name, s) in wanted] for layer in self.layers}
-        options = RunOptions(constant_input=not per_step, recorded=recorded)
+        options = RunOptions(constant_input=not per_step, recorded=recorded, coverage=coverage)
         # each output is dropped once its last reader has stepped, so that memory is reused at
         # once (keeping a timestep's arrays alive into the next one made the kernels write to
         # fresh pages: vgg ran 35% slower)
@@ -301,6 +304,7 @@ class Network:
         traces = {pair: [] for pair in wanted} if sink is None else {}
         overflows = np.zeros((timesteps, len(self.layers)), np.int64)
         spike_counts = {}
+        hits = {layer.name: {} for layer in self.layers if layer.coverage_bins} if coverage else {}
         for t in range(timesteps):
             frame.outputs[NETWORK_INPUT] = stimulus[t] if per_step else stimulus
             for i, (name, step, signals, release) in enumerate(plan):
@@ -309,6 +313,8 @@ class Network:
                 for source in release:
                     del frame.outputs[source], frame.steps[source]
                 overflows[t, i] = out.overflows
+                if name in hits:
+                    _add_hits(hits[name], out.coverage)
                 for signal in signals:
                     value = out.signals[signal]
                     if sink is not None:
@@ -332,7 +338,23 @@ class Network:
             network=self, timesteps=timesteps, batch=batch,
             outputs={k: v for k, v in outputs.items() if v is not None},
             traces=stacked, overflows=overflows, spike_counts=spike_counts,
+            coverage=self._coverage(hits) if coverage else None,
         )  # fmt: skip
+
+    def _coverage(self, hits: dict) -> Coverage:
+        """The Coverage of a run's summed hits, with each layer's unreachable bins."""
+        kinds = {name: self.layer(name).kind for name in hits}
+        unreachable = {name: self.layer(name).unreachable_bins(self.sites[name]) for name in hits}
+        return Coverage.of_run(hits, kinds, unreachable)
+
+
+def _add_hits(total: dict, step: dict) -> None:
+    """Add one step's {bin: hits per channel} into ``total`` (in place)."""
+    for name, counts in step.items():
+        if name in total:
+            total[name] += counts
+        else:
+            total[name] = np.array(counts, np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -343,6 +365,7 @@ class Result:
     "current".  traces: {(layer, signal): (T, N, ...) array} of the recorded signals.
     overflows: (T, n_layers) wrapped/saturated writes per layer and timestep.
     spike_counts: {layer: (N, ...) spikes summed over T} for every spiking layer.
+    coverage: the run's Coverage (``run(..., coverage=True)``), else None.
     """
 
     network: Network
@@ -352,6 +375,7 @@ class Result:
     traces: dict
     overflows: np.ndarray
     spike_counts: dict
+    coverage: Coverage | None = None
 
     def prediction(self) -> np.ndarray:
         """Class per sample: argmax of the final Vm when the output layer has one, else of the

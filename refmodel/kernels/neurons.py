@@ -22,6 +22,13 @@ RESET_SUBTRACT, RESET_ZERO, RESET_VALUE, RESET_NONE = range(4)
 DRIVE_S1, DRIVE_S2, DRIVE_EITHER = range(3)
 # Which register write overflowed (err[row, 1]).
 WRITE_INTEGRATE, WRITE_RESET = 1, 2
+# Coverage bins counted per row (docs/coverage.md §3): a Vm write above / below the range, V
+# equal to the threshold of map 0 / map 1, the lower bound applied, a reset to the value, a
+# refractory hold started / ended, a rounding tie of the leak, a leak taking V != 0 to 0, and
+# the outcomes of two maps (s1 only, s2 only, both, neither with V > 0).
+(COV_HIGH, COV_LOW, COV_AT_THR0, COV_AT_THR1, COV_VMIN, COV_RESET_VALUE, COV_REFR_START, COV_REFR_END,
+ COV_LEAK_TIE, COV_LEAK_ZERO, COV_S1_ONLY, COV_S2_ONLY, COV_BOTH, COV_NEITHER_POS, N_COV) = range(15)
+_RND = 2  # the first round-to-nearest mode (Rounding.RND); TRN and TRN_ZERO have no tie rule
 
 #: Every option of ``neuron_step``, as int codes: the compare, reset (value), the map driving
 #: the reset, the lower bound (when ``has_vmin``), the refractory period, the leak (kind, its
@@ -60,8 +67,31 @@ def leak_int(x, kind, a, b, rounding, min_step):
     return x
 
 
+@numba.njit(cache=True, inline="always")
+def leak_tie(x, kind, a, b, rounding):
+    """Whether the leak of ``x`` rounds a tie under a round-to-nearest mode: the bits that
+    ``shift_right`` discards (of ``x`` for "shift" by ``a``, of ``x * a`` for "mul" by ``b``)
+    are exactly one half, ``100...0``."""
+    if rounding < _RND or (kind != LEAK_SHIFT and kind != LEAK_MUL):
+        return False
+    p = x if kind == LEAK_SHIFT else x * a
+    n = a if kind == LEAK_SHIFT else b
+    if n == 0 or n > 62:  # n > 62: |p| < 2**62 has no tie (the Vm has at most 62 bits)
+        return False
+    return (p & ((np.int64(1) << n) - 1)) == np.int64(1) << (n - 1)
+
+
+@numba.njit(cache=True, inline="always")
+def _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding):
+    """Count row ``row``'s leak bins for the leak of ``x`` into ``y``."""
+    if leak_tie(x, leak, leak_a, leak_b, leak_rounding):
+        cov[row, COV_LEAK_TIE] += 1
+    if x != 0 and y == 0:
+        cov[row, COV_LEAK_ZERO] += 1
+
+
 @numba.njit(cache=True, parallel=True)
-def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err):
+def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT), with
     the options ``modes`` (a ``NeuronModes``).
 
@@ -70,7 +100,8 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err):
     (subtraction cast), refractory start.  ``v`` (and ``refr``, only touched when
     ``refractory > 0``) are updated in place; the Vm before the reset goes to ``v_pre``
     unless it is empty.  ``ovf[row]`` counts overflowing writes of row ``n * C + c``;
-    ``err[row] = (m, write, exact value)`` of its first one, m = -1 when none.
+    ``err[row] = (m, write, exact value)`` of its first one, m = -1 when none.  Unless ``cov``
+    is empty, ``cov[row, b]`` counts the hits of coverage bin ``b`` (the ``COV_*`` codes).
 
     The row loop is ``_neuron_row``, called at four places with the number of maps (1 or 2)
     and the use of the refractory counter as constants, which LLVM inlines and specializes
@@ -79,23 +110,29 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err):
     n_ch = current.shape[1]
     n_maps = thr.shape[0]
     keep_pre = v_pre.shape[0] > 0
+    cover = cov.shape[0] > 0
     refractory = modes.refractory
     for row in numba.prange(current.shape[0] * n_ch):
         n = row // n_ch
         c = row - n * n_ch
         if n_maps == 1 and refractory == 0:
-            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 1, False, keep_pre, modes, spikes, v_pre, err[row])
+            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 1, False, keep_pre, cover, modes, spikes, v_pre,
+                                   err[row], cov, row)
         elif n_maps == 1:
-            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 1, True, keep_pre, modes, spikes, v_pre, err[row])
+            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 1, True, keep_pre, cover, modes, spikes, v_pre,
+                                   err[row], cov, row)
         elif refractory == 0:
-            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 2, False, keep_pre, modes, spikes, v_pre, err[row])
+            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 2, False, keep_pre, cover, modes, spikes, v_pre,
+                                   err[row], cov, row)
         else:
-            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 2, True, keep_pre, modes, spikes, v_pre, err[row])
+            ovf[row] = _neuron_row(v, refr, current, thr, n, c, 2, True, keep_pre, cover, modes, spikes, v_pre,
+                                   err[row], cov, row)
 
 
 @numba.njit(cache=True)
-def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, modes, spikes, v_pre, err):
-    """``neuron_step`` for the neurons of row (n, c); returns the row's overflow count."""
+def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, err, cov, row):
+    """``neuron_step`` for the neurons of row (n, c); returns the row's overflow count (and
+    counts the row's coverage bins into ``cov[row]`` when ``cover``)."""
     (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
      leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes
     n_ch = current.shape[1]
@@ -104,6 +141,8 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, modes, 
     for m in range(current.shape[2]):
         x = v[n, c, m]
         if use_refr and refr[n, c, m] > 0:
+            if cover and refr[n, c, m] == 1:
+                cov[row, COV_REFR_END] += 1
             refr[n, c, m] -= 1
             if keep_pre:
                 v_pre[n, c, m] = x
@@ -111,35 +150,62 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, modes, 
                 spikes[n, k * n_ch + c, m] = 0
             continue
         if order == ORDER_LEAK_FIRST:
-            x = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            if cover:
+                _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding)
+            x = y
         y = x + current[n, c, m]
         if not in_range_int(y, bits, signed, overflow):
             count += 1
+            if cover:
+                cov[row, COV_HIGH if y > 0 else COV_LOW] += 1
             if err[0] < 0:
                 err[0] = m
                 err[1] = WRITE_INTEGRATE
                 err[2] = y
         x = cast_int(y, bits, signed, overflow)
         if order == ORDER_INTEGRATE_FIRST:
-            x = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
+            if cover:
+                _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding)
+            x = y
         if has_vmin and x < v_min:
             x = v_min
+            if cover:
+                cov[row, COV_VMIN] += 1
         if keep_pre:
             v_pre[n, c, m] = x
         fired = False
         theta = np.int64(0)
+        fired_maps = 0
         for k in range(n_maps):
             t = thr[k, c]
             s = x >= t if compare == CMP_GE else x > t
             spikes[n, k * n_ch + c, m] = np.uint8(1) if s else np.uint8(0)
+            if cover:
+                if x == t:
+                    cov[row, COV_AT_THR0 + k] += 1
+                if s:
+                    fired_maps += 1 << k
             if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
                 fired = True
                 theta = t
+        if cover and n_maps == 2:
+            if fired_maps == 1:
+                cov[row, COV_S1_ONLY] += 1
+            elif fired_maps == 2:
+                cov[row, COV_S2_ONLY] += 1
+            elif fired_maps == 3:
+                cov[row, COV_BOTH] += 1
+            elif x > 0:
+                cov[row, COV_NEITHER_POS] += 1
         if fired:
             if reset == RESET_SUBTRACT:
                 y = x - theta
                 if not in_range_int(y, bits, signed, overflow):
                     count += 1
+                    if cover:
+                        cov[row, COV_HIGH if y > 0 else COV_LOW] += 1
                     if err[0] < 0:
                         err[0] = m
                         err[1] = WRITE_RESET
@@ -149,17 +215,22 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, modes, 
                 x = np.int64(0)
             elif reset == RESET_VALUE:
                 x = reset_value
+                if cover:
+                    cov[row, COV_RESET_VALUE] += 1
         if use_refr:
             refr[n, c, m] = refractory if fired else 0
+            if cover and fired:
+                cov[row, COV_REFR_START] += 1
         v[n, c, m] = x
     return count
 
 
 @numba.njit(cache=True, parallel=True)
-def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow, bias, i_out, ovf):
+def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow, bias, i_out, ovf, cov):
     """Synaptic current register (Loihi CUBA), ``u`` updated in place:
     ``u <- cast(round(u * mult / 2**shift) + a_in * 2**in_shift)``, then
-    ``i_out = u + bias[c]``.  ``ovf[row]`` counts the casts that changed ``u``."""
+    ``i_out = u + bias[c]``.  ``ovf[row]`` counts the casts that changed ``u``; unless ``cov``
+    is empty, ``cov[row, 0]`` / ``cov[row, 1]`` count those above / below the range."""
     n_rows = a_in.shape[0] * a_in.shape[1]
     n_ch = a_in.shape[1]
     for row in numba.prange(n_rows):
@@ -170,6 +241,8 @@ def current_filter_step(u, a_in, mult, shift, rounding, in_shift, bits, overflow
             y = shift_right_int(u[n, c, m] * mult, shift, rounding) + (a_in[n, c, m] << in_shift)
             if not in_range_int(y, bits, True, overflow):
                 count += 1
+                if cov.shape[0] > 0:
+                    cov[row, 0 if y > 0 else 1] += 1
             x = cast_int(y, bits, True, overflow)
             u[n, c, m] = x
             i_out[n, c, m] = x + bias[c]

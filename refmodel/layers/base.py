@@ -17,7 +17,9 @@ never ask a layer for its class: they ask it for
   network's outputs when it is the last layer;
 * ``check_sources(*sources)``: what its place in a graph needs beyond roles, shapes, formats;
 * ``stepper(site, run)``: the function that steps it one timestep in a run;
-* ``static_cost(site)`` and ``measured_cost(site, totals, activity)``: its cost figures.
+* ``static_cost(site)`` and ``measured_cost(site, totals, activity)``: its cost figures;
+* ``coverage_bins`` (its functional-coverage bins, docs/coverage.md) and
+  ``unreachable_bins(site)``: those its formats and settings prove can never be hit, with why.
 
 Every concrete layer class registers itself under its ``kind`` (``Layer.registry``).
 """
@@ -56,11 +58,13 @@ class Param(NamedTuple):
 
 class Step(NamedTuple):
     """One timestep of a layer: its ``output`` (what its readers take), the recordable
-    ``signals`` it produced ({name: array or None}) and the register writes that overflowed."""
+    ``signals`` it produced ({name: array or None}), the register writes that overflowed and,
+    in a run that measures coverage, ``coverage``: {bin: int64 hits per channel} of this step."""
 
     output: np.ndarray
     signals: dict
     overflows: int
+    coverage: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,12 @@ class Site:
 @dataclass(frozen=True)
 class RunOptions:
     """What a run tells each layer's ``stepper``: whether the network input is the same every
-    timestep (a synapse reading it then computes its current once), and the recorded signals
-    ({layer: set of signals})."""
+    timestep (a synapse reading it then computes its current once), the recorded signals
+    ({layer: set of signals}) and whether each step counts its coverage bins."""
 
     constant_input: bool
     recorded: dict
+    coverage: bool = False
 
 
 def check_name(name, error=LayerError) -> None:
@@ -128,6 +133,8 @@ class Layer:
     #: Signals of its source it reads besides the source's output (a Vm max-pool: the Vm).
     input_signals: ClassVar[tuple] = ()
     readout: ClassVar[dict] = {}
+    #: Its functional-coverage bins, in report order (docs/coverage.md).
+    coverage_bins: ClassVar[tuple] = ()
     #: Every concrete layer class by its kind, in the order the classes were defined.
     registry: ClassVar[dict] = {}
 
@@ -196,6 +203,10 @@ class Layer:
         """``step(frame) -> Step``, called once per timestep with the run's ``frame``
         (``frame.outputs``, ``frame.steps`` and ``frame.states`` by layer name)."""
         raise NotImplementedError
+
+    def unreachable_bins(self, site: Site) -> dict:
+        """{bin: reason} of its coverage bins that its formats and settings prove can never be hit."""
+        return {}
 
     # ------------------------------------------------------------------ cost
     def static_cost(self, site: Site) -> tuple[dict, dict]:

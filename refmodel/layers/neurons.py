@@ -62,12 +62,15 @@ class NeuronStep(NamedTuple):
     v_post:    int64 Vm after the reset: the array held in ``state["v"]`` (after ``step``
                never written again; after ``advance`` it changes with the next ``advance``).
     overflows: number of register writes wrapped or saturated in this step.
+    coverage:  {bin: int64 hits per Vm channel} of the layer's coverage bins in this step
+               (``step(..., cover=True)``), else None.
     """
 
     spikes: np.ndarray
     v_pre: np.ndarray
     v_post: np.ndarray
     overflows: int
+    coverage: dict | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -156,20 +159,33 @@ def _flat_view(layer, state, key, flat):
     return arr.reshape(flat)
 
 
-def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat, overflow: Overflow, keep_pre):
+def _kernel_bins(n, n_ch, n_bins, cover) -> np.ndarray:
+    """The per-row coverage counters of a kernel: zeros (N·C, n_bins), or empty when not covering."""
+    return np.zeros((n * n_ch if cover else 0, n_bins), np.int64)
+
+
+def _per_vm_channel(cov, n_ch) -> np.ndarray:
+    """Per-row kernel counters (N·C, bins) summed over the batch: (C, bins)."""
+    return cov.reshape(-1, n_ch, cov.shape[1]).sum(axis=0)
+
+
+def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat, overflow: Overflow, keep_pre,
+                       cover):
     """Run ``K.neuron_step`` with ``modes`` (``K.NeuronModes``) on (N, C, M) views of ``shape``
     (``v`` and ``refr`` in place); raise the first overflow under ERROR.  Returns spikes, v_pre
-    (None unless ``keep_pre``) and the overflow count."""
+    (None unless ``keep_pre``), the overflow count and (when ``cover``) the kernel's coverage
+    counters per Vm channel, (C, K.N_COV)."""
     current = np.ascontiguousarray(current)  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
     v_pre = np.empty_like(current) if keep_pre else _NO_REFRACTORY
     ovf = np.empty(n * n_ch, np.int64)
     err = np.empty((n * n_ch, 3), np.int64)
-    K.neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err)
+    cov = _kernel_bins(n, n_ch, K.N_COV, cover)
+    K.neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov)
     if overflow == Overflow.ERROR:
         _raise_first_overflow(layer, err, shape, fmt, overflow)
-    return spikes, (v_pre if keep_pre else None), int(ovf.sum())
+    return spikes, (v_pre if keep_pre else None), int(ovf.sum()), (_per_vm_channel(cov, n_ch) if cover else None)
 
 
 def _raise_first_overflow(layer, err, shape, fmt, overflow):
@@ -210,9 +226,31 @@ class _NeuronLayer(Layer):
     readout: ClassVar[dict] = {"v": "v_post"}
     spike_maps: ClassVar[int] = 1
 
+    #: Kernel counter (``K.COV_*``) of each bin that is not a Vm write beyond the range.
+    _BIN_CODES: ClassVar[dict] = {
+        "v_at_threshold": K.COV_AT_THR0, "v_at_theta1": K.COV_AT_THR0, "v_at_theta2": K.COV_AT_THR1,
+        "v_min_clamped": K.COV_VMIN, "reset_to_value": K.COV_RESET_VALUE, "refractory_start": K.COV_REFR_START,
+        "refractory_end": K.COV_REFR_END, "leak_tie": K.COV_LEAK_TIE, "leak_to_zero": K.COV_LEAK_ZERO,
+        "s1_only": K.COV_S1_ONLY, "s2_only": K.COV_S2_ONLY, "both": K.COV_BOTH, "neither_positive": K.COV_NEITHER_POS,
+    }  # fmt: skip
+
     @property
     def leaks(self) -> int:
         return 0
+
+    def _named_bins(self, counts, overflow: Overflow) -> dict:
+        """{bin: hits per Vm channel} from the kernel's counters (C, K.N_COV): a Vm write beyond
+        the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the register's overflow mode."""
+        zeros = np.zeros(counts.shape[0], np.int64)
+        side = "wrap" if overflow == Overflow.WRAP else "sat" if overflow in (Overflow.SAT, Overflow.SAT_SYM) else None
+        out = {}
+        for name in self.coverage_bins:
+            if name.startswith("v_") and name.endswith(("_high", "_low")):
+                code = K.COV_HIGH if name.endswith("_high") else K.COV_LOW
+                out[name] = counts[:, code] if name.startswith(f"v_{side}_") else zeros
+            elif name in self._BIN_CODES:
+                out[name] = counts[:, self._BIN_CODES[name]]
+        return out
 
     def output_shape(self, input_shape) -> tuple:
         """Per-sample spike shape for a per-sample current shape (C, ...): (spike_maps·C, ...)."""
@@ -236,13 +274,15 @@ class _NeuronLayer(Layer):
                 "v_pre" in reader.input_signals for reader in site.readers)
 
             def update(state, x):
-                return self.advance(state, x, keep_pre)
+                return self.advance(state, x, keep_pre, cover=run.coverage)
         else:
-            update = self.step
+            def update(state, x):
+                return self.step(state, x, cover=run.coverage)
 
         def step(frame):
             out = update(frame.states[self.name], frame.outputs[source])
-            return Step(out.spikes, {"v_pre": out.v_pre, "v_post": out.v_post, "spikes": out.spikes}, out.overflows)
+            return Step(out.spikes, {"v_pre": out.v_pre, "v_post": out.v_post, "spikes": out.spikes}, out.overflows,
+                        out.coverage)
 
         return step
 
@@ -350,15 +390,16 @@ class _Neuron(_NeuronLayer):
             _per_channel(self, field, value, shape[1])
         return super().init_state(shape)
 
-    def step(self, state, current) -> NeuronStep:
-        """Advance one timestep with input ``current`` (int64, the shape of the state).
+    def step(self, state, current, cover=False) -> NeuronStep:
+        """Advance one timestep with input ``current`` (int64, the shape of the state); with
+        ``cover`` also count the coverage bins.
 
         ``state`` entries are replaced by the new arrays; nothing is changed if it raises
         (``FixedOverflowError`` under Overflow.ERROR, ``LayerError`` for bad input).
         """
-        return _checked_step(self, state, current, (-MAX_CURRENT, MAX_CURRENT))
+        return _checked_step(self, state, current, (-MAX_CURRENT, MAX_CURRENT), cover)
 
-    def advance(self, state, current, keep_pre=True) -> NeuronStep:
+    def advance(self, state, current, keep_pre=True, cover=False) -> NeuronStep:
         """``step`` without its checks, the state's arrays updated in place: for a caller
         whose state comes from ``init_state`` and whose current is int64 of the state's shape
         within ±MAX_CURRENT.  ``v_pre`` is None unless ``keep_pre``."""
@@ -372,21 +413,64 @@ class _Neuron(_NeuronLayer):
             refractory=self.refractory, **self._leak_modes(),
             bits=self.vm.bits, signed=int(self.vm.signed), overflow=int(self.overflow),
         )  # fmt: skip
-        spikes, v_pre, overflows = _run_neuron_kernel(
+        spikes, v_pre, overflows, counts = _run_neuron_kernel(
             self, shape, _flat_view(self, state, "v", flat), refr, current.reshape(flat), thr, modes, self.vm,
-            self.overflow, keep_pre,
+            self.overflow, keep_pre, cover,
         )  # fmt: skip
         spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
-        return NeuronStep(spikes, None if v_pre is None else v_pre.reshape(shape), state["v"], overflows)
+        coverage = None if counts is None else self._named_bins(counts, self.overflow)
+        return NeuronStep(spikes, None if v_pre is None else v_pre.reshape(shape), state["v"], overflows, coverage)
+
+    def unreachable_bins(self, site) -> dict:
+        """The Vm write bins of the other overflow modes, and those the range of the current and
+        the thresholds exclude; the bins of an option not in use (docs/coverage.md §3)."""
+        current = site.input_formats[0]
+        thresholds = [np.asarray(value) for _, value in self._maps()]
+        out = _write_bins_unreachable("v", self.overflow, {
+            "high": None if current.max_int > 0 or (self.reset == "subtract" and min(t.min() for t in thresholds) < 0)
+            else f"the current ({current}) is never positive and a subtract reset never raises V (no threshold < 0)",
+            "low": None if current.min_int < 0 else f"the current ({current}) is never negative",
+        })
+        vlo = self.vm.bounds(self.overflow)[0]
+        if self.v_min is None:
+            out["v_min_clamped"] = "no v_min"
+        elif self.v_min <= vlo:
+            out["v_min_clamped"] = f"v_min = {self.v_min} is the register's minimum"
+        if self.reset != "value":
+            out["reset_to_value"] = f"reset is {self.reset!r}"
+        if not self.refractory:
+            out["refractory_start"] = out["refractory_end"] = "refractory is 0"
+        out |= self._leak_unreachable()
+        return {name: why for name, why in out.items() if name in self.coverage_bins}
+
+    def _leak_unreachable(self) -> dict:
+        return {}
 
 
-def _checked_step(layer, state, current, current_range) -> NeuronStep:
+def _write_bins_unreachable(register: str, overflow: Overflow, sides: dict) -> dict:
+    """{bin: reason} of the write-beyond-range bins ``<register>_{wrap,sat}_{high,low}`` that
+    cannot be hit: those of the other modes (ERROR stops the run instead), and each side whose
+    reason in ``sides`` is not None (a range proof)."""
+    out = {}
+    for mode in ("wrap", "sat"):
+        matches = overflow == Overflow.WRAP if mode == "wrap" else overflow in (Overflow.SAT, Overflow.SAT_SYM)
+        for side in ("high", "low"):
+            if not matches:
+                out[f"{register}_{mode}_{side}"] = (
+                    "overflow ERROR stops the run at the first write beyond the range" if overflow == Overflow.ERROR
+                    else f"overflow is {overflow.name}")
+            elif sides[side] is not None:
+                out[f"{register}_{mode}_{side}"] = sides[side]
+    return out
+
+
+def _checked_step(layer, state, current, current_range, cover) -> NeuronStep:
     """``layer.advance`` on a checked copy of ``state``, which takes the new arrays only when
     nothing raised."""
     shape = _check_state(layer, state, layer._state_ranges())
     _check_array(layer, "current", current, shape, *current_range)
     new = {key: value.copy() for key, value in state.items()}
-    out = layer.advance(new, current)
+    out = layer.advance(new, current, cover=cover)
     state.update(new)
     return out
 
@@ -399,6 +483,8 @@ class IF(_Neuron):
     """
 
     kind: ClassVar[str] = "if"
+    coverage_bins: ClassVar[tuple] = ("v_wrap_high", "v_wrap_low", "v_sat_high", "v_sat_low", "v_at_threshold",
+                                      "v_min_clamped", "reset_to_value", "refractory_start", "refractory_end")
     threshold: int | tuple
 
     def _validate(self):
@@ -473,6 +559,20 @@ class _Leaky(_Neuron):
     def leaks(self) -> int:
         return int(self.leak != "none")
 
+    def _leak_unreachable(self) -> dict:
+        """leak_tie needs a rounded leak (shift or mul, shift >= 1) under a round-to-nearest mode;
+        leak_to_zero needs a leak."""
+        out = {}
+        if self.leak == "none":
+            out["leak_to_zero"] = "no leak"
+        if self.leak not in ("shift", "mul"):
+            out["leak_tie"] = f"leak {self.leak!r} does not round"
+        elif self.leak_rounding in (Rounding.TRN, Rounding.TRN_ZERO):
+            out["leak_tie"] = f"leak_rounding {self.leak_rounding.name} has no tie rule"
+        elif self.leak_shift == 0:
+            out["leak_tie"] = "leak_shift = 0 discards no bits"
+        return out
+
     def _leak_modes(self):
         a, b = {
             "none": (0, 0),
@@ -493,6 +593,7 @@ class LIF(_Leaky):
     """
 
     kind: ClassVar[str] = "lif"
+    coverage_bins: ClassVar[tuple] = IF.coverage_bins + ("leak_tie", "leak_to_zero")
     threshold: int | tuple
     leak: str
 
@@ -517,6 +618,11 @@ class DualThreshold(_Leaky):
     """
 
     kind: ClassVar[str] = "dual_threshold"
+    coverage_bins: ClassVar[tuple] = (
+        "v_wrap_high", "v_wrap_low", "v_sat_high", "v_sat_low", "v_at_theta1", "v_at_theta2", "v_min_clamped",
+        "reset_to_value", "refractory_start", "refractory_end", "leak_tie", "leak_to_zero",
+        "s1_only", "s2_only", "both", "neither_positive",
+    )  # fmt: skip
     theta1: int | tuple
     theta2: int | tuple
     reset_by: str = "s1"
@@ -534,6 +640,17 @@ class DualThreshold(_Leaky):
     def _drive(self):
         return _DRIVE_CODES[self.reset_by]
 
+    def unreachable_bins(self, site) -> dict:
+        """As every neuron's, and with one compare for both maps, ``s2_only`` when θ2 >= θ1 in
+        every channel (then s2 implies s1), ``s1_only`` when θ1 >= θ2 in every channel."""
+        out = super().unreachable_bins(site)
+        theta1, theta2 = (_per_channel(self, f, v, site.input_shape[0]) for f, v in self._maps())
+        if np.all(theta2 >= theta1):
+            out["s2_only"] = "theta2 >= theta1 in every channel: s2 implies s1"
+        if np.all(theta1 >= theta2):
+            out["s1_only"] = "theta1 >= theta2 in every channel: s1 implies s2"
+        return out
+
 
 # --------------------------------------------------------------------------- Loihi preset
 @dataclass(frozen=True, kw_only=True)
@@ -549,6 +666,8 @@ class LoihiLIF(_NeuronLayer):
     """
 
     kind: ClassVar[str] = "loihi_lif"
+    coverage_bins: ClassVar[tuple] = ("u_wrap_high", "u_wrap_low", "v_sat_high", "v_sat_low", "v_at_threshold",
+                                      "leak_to_zero")
     reset: ClassVar[str] = "zero"
     du: int
     dv: int
@@ -612,14 +731,27 @@ class LoihiLIF(_NeuronLayer):
             _per_channel(self, field, getattr(self, field), shape[1])
         return super().init_state(shape)
 
-    def step(self, state, current) -> NeuronStep:
+    def step(self, state, current, cover=False) -> NeuronStep:
         """One Loihi timestep; ``current`` is a_in (int64 in -2**15..2**15 - 1).
 
         ``overflows`` counts u wraps plus v saturations; nothing is changed if it raises.
         """
-        return _checked_step(self, state, current, (self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int))
+        return _checked_step(self, state, current, (self.A_IN_FORMAT.min_int, self.A_IN_FORMAT.max_int), cover)
 
-    def advance(self, state, current, keep_pre=True) -> NeuronStep:
+    def unreachable_bins(self, site) -> dict:
+        """u never wraps up (down) when a_in is never positive (negative); v never reaches 0 by
+        its decay when dv = 0; the decay rounds toward zero, so it has no tie bin."""
+        current = site.input_formats[0]
+        out = {}
+        if current.max_int <= 0:
+            out["u_wrap_high"] = f"a_in ({current}) is never positive"
+        if current.min_int >= 0:
+            out["u_wrap_low"] = f"a_in ({current}) is never negative"
+        if self.dv == 0:
+            out["leak_to_zero"] = "dv = 0: v does not decay"
+        return out
+
+    def advance(self, state, current, keep_pre=True, cover=False) -> NeuronStep:
         """``step`` without its checks, u and v updated in place (see ``_Neuron.advance``)."""
         shape = state["v"].shape
         flat = _flat3(shape)
@@ -628,10 +760,11 @@ class LoihiLIF(_NeuronLayer):
         thr = np.stack([_per_channel(self, "vth", self.vth, n_ch) << self.VTH_SHIFT])
         i_v = np.empty(flat, np.int64)
         ovf_u = np.empty(flat[0] * n_ch, np.int64)
+        cov_u = _kernel_bins(flat[0], n_ch, 2, cover)
         K.current_filter_step(
             _flat_view(self, state, "u", flat), np.ascontiguousarray(current.reshape(flat)),
             4095 - self.du, self.DECAY_SHIFT,
-            int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, i_v, ovf_u,
+            int(Rounding.TRN_ZERO), self.IN_SHIFT, self.U_FORMAT.bits, int(Overflow.WRAP), bias, i_v, ovf_u, cov_u,
         )  # fmt: skip
         modes = K.NeuronModes(
             compare=K.CMP_GT, reset=K.RESET_ZERO, reset_value=0, drive=K.DRIVE_S1, has_vmin=0, v_min=0,
@@ -639,9 +772,14 @@ class LoihiLIF(_NeuronLayer):
             leak_rounding=int(Rounding.TRN_ZERO), leak_min_step=0, order=K.ORDER_LEAK_FIRST,
             bits=self.U_FORMAT.bits, signed=1, overflow=int(Overflow.SAT_SYM),
         )  # fmt: skip
-        spikes, v_pre, ovf_v = _run_neuron_kernel(
+        spikes, v_pre, ovf_v, counts = _run_neuron_kernel(
             self, shape, _flat_view(self, state, "v", flat), _NO_REFRACTORY, i_v, thr, modes, self.U_FORMAT,
-            Overflow.SAT_SYM, keep_pre,
+            Overflow.SAT_SYM, keep_pre, cover,
         )  # fmt: skip
         v_pre = None if v_pre is None else v_pre.reshape(shape)
-        return NeuronStep(spikes.reshape(shape), v_pre, state["v"], int(ovf_u.sum()) + ovf_v)
+        coverage = None
+        if cover:
+            u = _per_vm_channel(cov_u, n_ch)
+            coverage = {"u_wrap_high": u[:, 0], "u_wrap_low": u[:, 1]} | self._named_bins(counts, Overflow.SAT_SYM)
+            coverage = {name: coverage[name] for name in self.coverage_bins}
+        return NeuronStep(spikes.reshape(shape), v_pre, state["v"], int(ovf_u.sum()) + ovf_v, coverage)
