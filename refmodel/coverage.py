@@ -132,7 +132,7 @@ class Coverage:
                 status = (f"unreachable: {cov.unreachable[name]}" if name in cov.unreachable
                           else "hit" if total else "HOLE")
                 rows.append((f"{layer} ({cov.kind})", name, str(total), f"{cov.runs.get(name, 0)}/{self.runs}", status))
-                if per_channel and counts.size > 1:
+                if per_channel and counts.size > 1 and name not in cov.unreachable:
                     rows.append(("", "  per channel", " ".join(map(str, counts.tolist())), "", ""))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]

@@ -343,9 +343,10 @@ class Network:
 
     def _coverage(self, hits: dict) -> Coverage:
         """The Coverage of a run's summed hits, with each layer's unreachable bins."""
-        kinds = {name: self.layer(name).kind for name in hits}
-        unreachable = {name: self.layer(name).unreachable_bins(self.sites[name]) for name in hits}
-        return Coverage.of_run(hits, kinds, unreachable)
+        layers = {name: self.layer(name) for name in hits}
+        ordered = {name: {b: hits[name][b] for b in layer.coverage_bins} for name, layer in layers.items()}
+        unreachable = {name: layer.unreachable_bins(self.sites[name]) for name, layer in layers.items()}
+        return Coverage.of_run(ordered, {name: layer.kind for name, layer in layers.items()}, unreachable)
 
 
 def _add_hits(total: dict, step: dict) -> None:

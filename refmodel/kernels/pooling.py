@@ -135,3 +135,83 @@ def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, ou
                 out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
         events[nc] = count
     return events.sum()
+
+
+# --------------------------------------------------------------------------- coverage (docs/coverage.md §4)
+#: Columns of ``window_bins``: ties of the ranking key, windows without a spike.
+WIN_TIE, WIN_SILENT = range(2)
+#: Columns of ``window_sum_bins``: no spike, every position spiked, two or more spikes, the code
+#: (after the shift) above the output range, a rounding tie of the shift.
+SUM_SILENT, SUM_FULL, SUM_MULTIPLE, SUM_HIGH, SUM_TIE = range(5)
+
+
+@numba.njit(cache=True, parallel=True)
+def window_bins(key, spikes, kh, kw, sh, sw, out_shape, cov):
+    """Per window of plane (n, c) = row ``n*C + c`` of ``cov``: a tie (the maximum of ``key`` at
+    two or more positions) and silence (no spike; ``spikes`` empty: not counted)."""
+    n_, c_, ho, wo = out_shape
+    use_spikes = spikes.shape[0] > 0
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                y0, x0 = oy * sh, ox * sw
+                _, best = _window_argmax(key, n, c, y0, x0, kh, kw)
+                ties = 0
+                for ky in range(kh):
+                    for kx in range(kw):
+                        if key[n, c, y0 + ky, x0 + kx] == best:
+                            ties += 1
+                if ties > 1:
+                    cov[nc, WIN_TIE] += 1
+                if use_spikes and _window_sum(spikes, n, c, y0, x0, kh, kw) == 0:
+                    cov[nc, WIN_SILENT] += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def window_sum_bins(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out_shape, cov):
+    """Per window of plane (n, c), from its spike sum ``x``: silent (x = 0), full (x = kh·kw),
+    multiple (x >= 2), high (``shift_right(x, shift, rounding)`` above the range of the output
+    register) and tie (``shift >= 1``, a round-to-nearest ``rounding`` and the discarded bits of
+    ``x`` exactly one half)."""
+    n_, c_ = spikes.shape[0], spikes.shape[1]
+    ho, wo = out_shape[2], out_shape[3]
+    area = kh * kw
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                x = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
+                if x == 0:
+                    cov[nc, SUM_SILENT] += 1
+                if x == area:
+                    cov[nc, SUM_FULL] += 1
+                if x >= 2:
+                    cov[nc, SUM_MULTIPLE] += 1
+                if shift > 0 and rounding >= 2 and (x & ((np.int64(1) << shift) - 1)) == np.int64(1) << (shift - 1):
+                    cov[nc, SUM_TIE] += 1
+                if shift > 0:
+                    x = shift_right_int(x, shift, rounding)
+                if not in_range_int(x, bits, signed, overflow):
+                    cov[nc, SUM_HIGH] += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def subtract_bins(v, out, theta, bits, signed, overflow, kh, kw, sh, sw, cov):
+    """For every neuron of a window that fired (``out``) the pooled neuron's subtraction
+    ``y = v - theta`` from the Vm ``v`` before it: ``cov[row, 0]`` counts y < 0, ``cov[row, 1]``
+    y outside the Vm register's range."""
+    n_, c_, ho, wo = out.shape
+    for nc in numba.prange(n_ * c_):
+        n, c = nc // c_, nc % c_
+        for oy in range(ho):
+            for ox in range(wo):
+                if out[n, c, oy, ox] == 0:
+                    continue
+                for ky in range(kh):
+                    for kx in range(kw):
+                        y = v[n, c, oy * sh + ky, ox * sw + kx] - theta
+                        if y < 0:
+                            cov[nc, 0] += 1
+                        if not in_range_int(y, bits, signed, overflow):
+                            cov[nc, 1] += 1

@@ -35,7 +35,7 @@ import numpy as np
 
 from refmodel.checks import first_outside, index_text, is_integer
 from refmodel.errors import LayerError
-from refmodel.fixed import FixedPointError, QFormat
+from refmodel.fixed import FixedPointError, Overflow, QFormat
 
 __all__ = ["SPIKE", "ROLES", "NETWORK_INPUT", "Layer", "Param", "Site", "Step", "RunOptions", "LayerError",
            "check_name", "int_array", "positive_pair"]
@@ -264,3 +264,31 @@ def spike_buffer_bits(site: Site, readout: bool = False) -> int:
     if site.is_output and readout:
         return 0
     return math.prod(site.output_shape) * site.output_format.bits
+
+
+def write_bins_unreachable(register: str, overflow: Overflow, sides: dict) -> dict:
+    """{bin: reason} of the write-beyond-range bins ``<register>_{wrap,sat}_{high,low}`` that
+    cannot be hit: those of the other modes (ERROR stops the run instead), and each side whose
+    reason in ``sides`` is not None (a range proof)."""
+    out = {}
+    for mode in ("wrap", "sat"):
+        matches = overflow == Overflow.WRAP if mode == "wrap" else overflow in (Overflow.SAT, Overflow.SAT_SYM)
+        for side in ("high", "low"):
+            if not matches:
+                out[f"{register}_{mode}_{side}"] = (
+                    "overflow ERROR stops the run at the first write beyond the range" if overflow == Overflow.ERROR
+                    else f"overflow is {overflow.name}")
+            elif sides[side] is not None:
+                out[f"{register}_{mode}_{side}"] = sides[side]
+    return out
+
+
+def write_bins(register: str, overflow: Overflow, high, low) -> dict:
+    """{``<register>_{wrap,sat}_{high,low}``: hits per channel}: the register writes beyond its
+    range, above (``high``) and below (``low``), under the bins of its overflow mode (WRAP: wrap,
+    SAT and SAT_SYM: sat); the other mode's bins zero."""
+    zeros = np.zeros_like(high)
+    wrap = overflow == Overflow.WRAP
+    sat = overflow in (Overflow.SAT, Overflow.SAT_SYM)
+    return {f"{register}_wrap_high": high if wrap else zeros, f"{register}_wrap_low": low if wrap else zeros,
+            f"{register}_sat_high": high if sat else zeros, f"{register}_sat_low": low if sat else zeros}

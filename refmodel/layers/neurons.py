@@ -26,7 +26,8 @@ import numpy as np
 from refmodel.checks import checked_integer, first_outside, index_text
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
 from refmodel.kernels import neurons as K
-from refmodel.layers.base import SPIKE, Layer, LayerError, Param, Step, spike_buffer_bits
+from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, spike_buffer_bits, write_bins,
+                                   write_bins_unreachable)
 
 __all__ = [
     "NeuronStep",
@@ -241,16 +242,9 @@ class _NeuronLayer(Layer):
     def _named_bins(self, counts, overflow: Overflow) -> dict:
         """{bin: hits per Vm channel} from the kernel's counters (C, K.N_COV): a Vm write beyond
         the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the register's overflow mode."""
-        zeros = np.zeros(counts.shape[0], np.int64)
-        side = "wrap" if overflow == Overflow.WRAP else "sat" if overflow in (Overflow.SAT, Overflow.SAT_SYM) else None
-        out = {}
-        for name in self.coverage_bins:
-            if name.startswith("v_") and name.endswith(("_high", "_low")):
-                code = K.COV_HIGH if name.endswith("_high") else K.COV_LOW
-                out[name] = counts[:, code] if name.startswith(f"v_{side}_") else zeros
-            elif name in self._BIN_CODES:
-                out[name] = counts[:, self._BIN_CODES[name]]
-        return out
+        named = write_bins("v", overflow, counts[:, K.COV_HIGH], counts[:, K.COV_LOW])
+        named |= {name: counts[:, code] for name, code in self._BIN_CODES.items()}
+        return {name: named[name] for name in self.coverage_bins if name in named}
 
     def output_shape(self, input_shape) -> tuple:
         """Per-sample spike shape for a per-sample current shape (C, ...): (spike_maps·C, ...)."""
@@ -426,7 +420,7 @@ class _Neuron(_NeuronLayer):
         the thresholds exclude; the bins of an option not in use (docs/coverage.md §3)."""
         current = site.input_formats[0]
         thresholds = [np.asarray(value) for _, value in self._maps()]
-        out = _write_bins_unreachable("v", self.overflow, {
+        out = write_bins_unreachable("v", self.overflow, {
             "high": None if current.max_int > 0 or (self.reset == "subtract" and min(t.min() for t in thresholds) < 0)
             else f"the current ({current}) is never positive and a subtract reset never raises V (no threshold < 0)",
             "low": None if current.min_int < 0 else f"the current ({current}) is never negative",
@@ -445,23 +439,6 @@ class _Neuron(_NeuronLayer):
 
     def _leak_unreachable(self) -> dict:
         return {}
-
-
-def _write_bins_unreachable(register: str, overflow: Overflow, sides: dict) -> dict:
-    """{bin: reason} of the write-beyond-range bins ``<register>_{wrap,sat}_{high,low}`` that
-    cannot be hit: those of the other modes (ERROR stops the run instead), and each side whose
-    reason in ``sides`` is not None (a range proof)."""
-    out = {}
-    for mode in ("wrap", "sat"):
-        matches = overflow == Overflow.WRAP if mode == "wrap" else overflow in (Overflow.SAT, Overflow.SAT_SYM)
-        for side in ("high", "low"):
-            if not matches:
-                out[f"{register}_{mode}_{side}"] = (
-                    "overflow ERROR stops the run at the first write beyond the range" if overflow == Overflow.ERROR
-                    else f"overflow is {overflow.name}")
-            elif sides[side] is not None:
-                out[f"{register}_{mode}_{side}"] = sides[side]
-    return out
 
 
 def _checked_step(layer, state, current, current_range, cover) -> NeuronStep:

@@ -23,9 +23,10 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from refmodel.checks import first_outside, index_text, is_integer
-from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding
+from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, shift_right
 from refmodel.kernels import pooling as kernels
-from refmodel.layers.base import SPIKE, Layer, LayerError, Param, Step, positive_pair, spike_buffer_bits
+from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, positive_pair, spike_buffer_bits, write_bins,
+                                   write_bins_unreachable)
 
 __all__ = [
     "PoolStep",
@@ -47,12 +48,15 @@ class PoolStep(NamedTuple):
     v: int64 pooled potential ``max_p v`` before any subtraction (PooledNeuronPool), else None.
     overflows: how many values this step saturated or wrapped (counter increments lost at the
         counter's maximum, Vm casts, output casts).
+    coverage: {bin: int64 hits per channel} of this step (``step(..., cover=True)``; all the
+        variant's bins but ``winner_changed``, which needs the previous step), else None.
     """
 
     out: np.ndarray
     index: np.ndarray | None = None
     v: np.ndarray | None = None
     overflows: int = 0
+    coverage: dict | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,16 +98,49 @@ class _Pool(Layer):
 
     def stepper(self, site, run):
         source = site.source_names[0]
+        winners = []  # the previous timestep's winners, for winner_changed
 
         def step(frame):
             state = frame.states[self.name]
             neuron = frame.steps[source].signals
             out = self.step(state, spikes=neuron["spikes"], v_pre=neuron["v_pre"], v_post=neuron["v_post"],
-                            v_state=frame.states[source]["v"])
+                            v_state=frame.states[source]["v"], cover=run.coverage)
             signals = {"spikes": out.out, "index": out.index, "v": out.v, "counters": state.get("count")}
-            return Step(out.out, signals, out.overflows)
+            coverage = out.coverage
+            if run.coverage and "winner_changed" in self.coverage_bins:
+                changed = out.index != winners[0] if winners else np.zeros_like(out.index, bool)
+                coverage = coverage | {"winner_changed": changed.sum(axis=(0, 2, 3), dtype=np.int64)}
+                winners[:] = [out.index]
+            return Step(out.out, signals, out.overflows, coverage)
 
         return step
+
+    def unreachable_bins(self, site) -> dict:
+        """A 1x1 window has no tie, no second spike and no other winner."""
+        if self.area > 1:
+            return {}
+        why = "a 1x1 window has one position"
+        return {name: why for name in ("window_tie", "winner_changed", "window_multiple") if name in self.coverage_bins}
+
+    def _window_bins(self, key, spikes, out_shape) -> dict:
+        """window_tie (on ``key``) and window_silent (``spikes``; None: not counted) per channel."""
+        cov = np.zeros((out_shape[0] * out_shape[1], 2), np.int64)
+        empty = np.zeros((0, 0, 0, 0), np.uint8)
+        kernels.window_bins(key, empty if spikes is None else spikes, *self.kernel, *self.stride, out_shape, cov)
+        per_channel = _per_channel(cov, out_shape[1])
+        return {"window_tie": per_channel[:, kernels.WIN_TIE], "window_silent": per_channel[:, kernels.WIN_SILENT]}
+
+    def _sum_bins(self, spikes, out_shape, shift, rounding, fmt, overflow) -> dict:
+        """The window-sum bins of its kind per channel, from ``kernels.window_sum_bins`` with the
+        output register ``fmt`` under ``overflow``."""
+        cov = np.zeros((out_shape[0] * out_shape[1], 5), np.int64)
+        kernels.window_sum_bins(spikes, *self.kernel, *self.stride, shift, int(rounding), fmt.bits, fmt.signed,
+                                int(overflow), out_shape, cov)
+        per_channel = _per_channel(cov, out_shape[1])
+        named = {"window_silent": per_channel[:, kernels.SUM_SILENT], "window_full": per_channel[:, kernels.SUM_FULL],
+                 "window_multiple": per_channel[:, kernels.SUM_MULTIPLE], "round_tie": per_channel[:, kernels.SUM_TIE]}
+        named |= write_bins("out", overflow, per_channel[:, kernels.SUM_HIGH], np.zeros_like(per_channel[:, 0]))
+        return {name: named[name] for name in self.coverage_bins}
 
     def static_cost(self, site):
         """``area - 1`` compares per window; the output buffered unless a pool reads it."""
@@ -210,6 +247,7 @@ class WinnerSpikePool(_SpikePool):
     vm_stage: str = "pre"
     kind: ClassVar[str] = "winner_spike"
     signals: ClassVar[tuple] = ("spikes", "index")
+    coverage_bins: ClassVar[tuple] = ("window_tie", "window_silent", "winner_changed")
 
     def __post_init__(self):
         super().__post_init__()
@@ -228,7 +266,7 @@ class WinnerSpikePool(_SpikePool):
         windows = math.prod(site.output_shape) // site.sources[0].spike_maps
         return ops | {"pool_ops": windows * (self.area - 1)}, memory
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
         spikes = self._spikes(spikes)
         field = "v_" + self.vm_stage
         key = self._array(field, v_pre if self.vm_stage == "pre" else v_post, np.int64)
@@ -240,7 +278,8 @@ class WinnerSpikePool(_SpikePool):
                               "(or have half its channels, after a dual-threshold layer)")
         out, index = self._outputs(spikes.shape)
         kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index)
-        return PoolStep(out=out, index=index)
+        coverage = self._window_bins(np.ascontiguousarray(key), spikes, out.shape) if cover else None
+        return PoolStep(out=out, index=index, coverage=coverage)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +301,7 @@ class PooledNeuronPool(_SpikePool):
     compare: str = ">="
     kind: ClassVar[str] = "pooled_neuron"
     signals: ClassVar[tuple] = ("spikes", "index", "v")
+    coverage_bins: ClassVar[tuple] = ("window_tie", "winner_changed", "subtract_negative", "v_wrap_low", "v_sat_low")
 
     def __post_init__(self):
         super().__post_init__()
@@ -305,7 +345,12 @@ class PooledNeuronPool(_SpikePool):
         fired = int(activity.of(self.name).sum())
         return totals | {"vm_write_bits": fired * self.area * self.vm.bits}
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+    def unreachable_bins(self, site) -> dict:
+        """As every pool's; the subtraction only lowers V, so only its low bins of its overflow mode."""
+        low = write_bins_unreachable("v", self.overflow, {"high": None, "low": None})
+        return super().unreachable_bins(site) | {name: why for name, why in low.items() if name in self.coverage_bins}
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
         if spikes is not None and np.shape(spikes) != v.shape:
             raise self._error("spikes", np.shape(spikes), f"must have the Vm's shape {v.shape}: the pooled "
@@ -318,6 +363,7 @@ class PooledNeuronPool(_SpikePool):
         vmax = np.empty_like(index)
         fmt = self.vm
         checked = self.overflow == Overflow.ERROR
+        before = v.copy() if cover else None
         work = v.copy() if checked else v  # under ERROR, v_state changes only if nothing overflows
         events = kernels.pooled_neuron_pool(work, self.threshold, self.compare == ">", fmt.bits, fmt.signed,
                                             int(self.overflow), *self.kernel, *self.stride, out, vmax, index)
@@ -325,7 +371,22 @@ class PooledNeuronPool(_SpikePool):
             if events:
                 self._raise_outside(work, fmt, "v_state")
             v[...] = work
-        return PoolStep(out=out, index=index, v=vmax, overflows=int(events))
+        coverage = self._subtraction_bins(before, out) if cover else None
+        return PoolStep(out=out, index=index, v=vmax, overflows=int(events), coverage=coverage)
+
+    def _subtraction_bins(self, before, out) -> dict:
+        """window_tie on the Vm before the step; subtract_negative and the write bins of the
+        subtraction V - θ in the windows that fired."""
+        coverage = self._window_bins(before, None, out.shape)
+        del coverage["window_silent"]
+        cov = np.zeros((out.shape[0] * out.shape[1], 2), np.int64)
+        fmt = self.vm
+        kernels.subtract_bins(before, out, self.threshold, fmt.bits, fmt.signed, int(self.overflow),
+                              *self.kernel, *self.stride, cov)
+        per_channel = _per_channel(cov, out.shape[1])
+        beyond = write_bins("v", self.overflow, np.zeros_like(per_channel[:, 1]), per_channel[:, 1])
+        return coverage | {"subtract_negative": per_channel[:, 0], "v_wrap_low": beyond["v_wrap_low"],
+                           "v_sat_low": beyond["v_sat_low"]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,6 +403,7 @@ class CountGatePool(_SpikePool):
     count_bits: int
     kind: ClassVar[str] = "count_gate"
     signals: ClassVar[tuple] = ("spikes", "index", "counters")
+    coverage_bins: ClassVar[tuple] = ("window_tie", "window_silent", "winner_changed", "counter_at_max")
 
     def __post_init__(self):
         super().__post_init__()
@@ -379,7 +441,7 @@ class CountGatePool(_SpikePool):
         increments = int(activity.of(site.source_names[0]).sum())
         return totals | {"counter_increments": increments, "counter_write_bits": increments * self.count_bits}
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
         spikes = self._spikes(spikes)
         count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
                             np.int64, spikes.shape)
@@ -392,7 +454,11 @@ class CountGatePool(_SpikePool):
         out, index = self._outputs(spikes.shape)
         saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
         kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
-        return PoolStep(out=out, index=index, overflows=int(saturated))
+        coverage = None
+        if cover:
+            coverage = self._window_bins(count, spikes, out.shape)
+            coverage["counter_at_max"] = (count == top).sum(axis=(0, 2, 3), dtype=np.int64)
+        return PoolStep(out=out, index=index, overflows=int(saturated), coverage=coverage)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,13 +467,14 @@ class OrPool(_SpikePool):
 
     kind: ClassVar[str] = "or"
     signals: ClassVar[tuple] = ("spikes",)
+    coverage_bins: ClassVar[tuple] = ("window_silent", "window_multiple")
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape)
         kernels.or_pool(spikes, *self.kernel, *self.stride, out)
-        return PoolStep(out=out)
-
+        return PoolStep(out=out, coverage=self._sum_bins(spikes, out.shape, 0, Rounding.TRN, SPIKE, Overflow.SAT)
+                        if cover else None)
 
 @dataclass(frozen=True, kw_only=True)
 class SumPool(_Pool):
@@ -421,6 +488,7 @@ class SumPool(_Pool):
     overflow: Overflow | str = "ERROR"
     kind: ClassVar[str] = "sum"
     signals: ClassVar[tuple] = ("spikes",)
+    coverage_bins: ClassVar[tuple] = ("window_silent", "window_full", "out_wrap_high", "out_sat_high", "round_tie")
 
     def __post_init__(self):
         super().__post_init__()
@@ -445,7 +513,19 @@ class SumPool(_Pool):
     def rounding_code(self) -> int:
         return int(Rounding.TRN)
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None) -> PoolStep:
+    def unreachable_bins(self, site) -> dict:
+        """The output write bins of the other overflow mode, and both when a full window's code
+        fits; round_tie without a shift or under a rounding without a tie rule."""
+        full = int(shift_right(self.area, self.shift, Rounding(self.rounding_code)))
+        fits = f"a full window's code {full} fits {self.out_format}" if full <= self.out_format.max_int else None
+        out = write_bins_unreachable("out", self.overflow, {"high": fits, "low": None})
+        if self.shift == 0:
+            out["round_tie"] = "the window sum is not shifted"
+        elif self.rounding_code < int(Rounding.RND):
+            out["round_tie"] = f"rounding {Rounding(self.rounding_code).name} has no tie rule"
+        return {name: why for name, why in out.items() if name in self.coverage_bins}
+
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape, np.int64)
         fmt = self.out_format
@@ -453,7 +533,9 @@ class SumPool(_Pool):
                                   fmt.bits, fmt.signed, int(self.overflow), out)
         if events and self.overflow == Overflow.ERROR:
             self._raise_outside(out, fmt, "out")
-        return PoolStep(out=out, overflows=int(events))
+        coverage = self._sum_bins(spikes, out.shape, self.shift, self.rounding_code, fmt, self.overflow) \
+            if cover else None
+        return PoolStep(out=out, overflows=int(events), coverage=coverage)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -489,3 +571,8 @@ class AvgPool(SumPool):
     @property
     def rounding_code(self) -> int:
         return int(self.rounding)
+
+
+def _per_channel(cov, channels) -> np.ndarray:
+    """Per-plane kernel counters (N·C, bins) summed over the batch: (C, bins)."""
+    return cov.reshape(-1, channels, cov.shape[1]).sum(axis=0)
