@@ -18,6 +18,11 @@ the identity (exact accumulation; the wrapper then applies the format once):
 Overflow reporting: ``counts[job]`` is the number of writes that left the range,
 ``err_at[job]`` the flat index into ``out`` of the first output (C order) that left it
 (-1 if none) and ``err_val[job]`` the first value that output took outside the range.
+
+Coverage (docs/coverage.md §2), when ``cov`` (N, K, 4) is not empty and the format is applied
+after each addition: ``cov[n, k]`` counts the writes of output channel k above and below the
+range ``[lo, hi]`` and the writes of a nonzero term whose value lies within 1 of ``hi`` and of
+``lo`` (``COV_ABOVE``, ``COV_BELOW``, ``COV_NEAR_HIGH``, ``COV_NEAR_LOW``).
 """
 
 import numba
@@ -27,6 +32,19 @@ from numba import prange
 from refmodel.fixed import cast_int, in_range_int
 
 _ERROR = 3  # Overflow.ERROR
+COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW = range(4)
+
+
+@numba.njit(cache=True, inline="always")
+def _cover(cov, n, k, s, term, left, lo, hi):
+    """Count the write of value ``s`` (the sum after adding ``term``) into ``cov[n, k]``."""
+    if left:
+        cov[n, k, COV_ABOVE if s > hi else COV_BELOW] += 1
+    elif term != 0:
+        if s >= hi - 1:
+            cov[n, k, COV_NEAR_HIGH] += 1
+        if s <= lo + 1:
+            cov[n, k, COV_NEAR_LOW] += 1
 
 
 @numba.njit(cache=True, inline="always")
@@ -38,9 +56,10 @@ def _step(v, bits, signed, overflow):
 
 
 @numba.njit(cache=True, parallel=True)
-def dense_ordered(xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, counts, err_at, err_val):
+def dense_ordered(xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, counts, err_at, err_val, lo, hi, cov):
     """``out[n, k]`` from the zero-padded input ``xp`` (N, C, Hp, Wp), one (n, k) per job."""
     N, K, Ho, Wo = out.shape
+    cover = cov.shape[0] > 0
     _, Cg, kh, kw = w.shape
     Kg = K // (xp.shape[1] // Cg)
     for job in prange(N * K):
@@ -66,7 +85,10 @@ def dense_ordered(xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, c
                                 arow[ox] += wv * row[ox * sw + kx]
                             continue
                         for ox in range(Wo):
-                            v, left = _step(arow[ox] + wv * row[ox * sw + kx], bits, signed, overflow)
+                            term = wv * row[ox * sw + kx]
+                            v, left = _step(arow[ox] + term, bits, signed, overflow)
+                            if cover:
+                                _cover(cov, n, k, arow[ox] + term, term, left, lo, hi)
                             if left:
                                 count += 1
                                 pos = oy * Wo + ox
@@ -80,7 +102,8 @@ def dense_ordered(xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, c
 
 
 @numba.njit(cache=True, parallel=True)
-def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow, work, out, counts, err_at, err_val):
+def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow, work, out, counts, err_at, err_val,
+                  lo, hi, cov):
     """``out`` by scattering the nonzero ``x`` (N, C, H, W), one (n, group) per job.
 
     ``wt`` is (G, Cg, kh, kw, Kg) (output channel last, contiguous); ``work`` is an
@@ -91,6 +114,7 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
     G, Cg, kh, kw, Kg = wt.shape
     _, Ho, Wo, _ = work.shape
     track = cast_each and overflow == _ERROR
+    cover = cov.shape[0] > 0
     for job in prange(N * G):
         n = job // G
         g = job % G
@@ -141,8 +165,11 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
                                         acc[oy, ox, k] += wt[g, c, ky, kx, k] * v
                                 continue
                             for k in range(Kg):
-                                s = np.int64(acc[oy, ox, k]) + np.int64(wt[g, c, ky, kx, k]) * v
+                                term = np.int64(wt[g, c, ky, kx, k]) * v
+                                s = np.int64(acc[oy, ox, k]) + term
                                 new, left = _step(s, bits, signed, overflow)
+                                if cover:
+                                    _cover(cov, n, g * Kg + k, s, term, left, lo, hi)
                                 if left:
                                     count += 1
                                     if track and not bad[oy, ox, k]:

@@ -57,6 +57,7 @@ def conv2d(
     acc_apply="each",
     method="auto",
     return_overflows=False,
+    return_coverage=False,
     w_fmt: QFormat | None = None,
     x_fmt: QFormat | None = None,
     b_fmt: QFormat | None = None,
@@ -68,8 +69,10 @@ def conv2d(
     ``Weights`` (then it brings the bias and groups, and these arguments stay None).
     ``method``: "dense", "event" (adds only the terms of nonzero inputs) or "auto".
     ``return_overflows``: also return the number of accumulator writes that left the
-    range.  ``*_fmt``: declared formats checked up front.  Overflow "ERROR" raises
-    FixedOverflowError naming (n, k, oy, ox).
+    range.  ``return_coverage``: also return the accumulator's coverage counts, int64 (K, 4):
+    per output channel the writes above and below the range and the writes within 1 of its top
+    and of its bottom (docs/coverage.md §2; zeros without ``acc``).  ``*_fmt``: declared formats
+    checked up front.  Overflow "ERROR" raises FixedOverflowError naming (n, k, oy, ox).
     """
     x = _int_array(x, "conv2d: x")
     if x.ndim != 4:
@@ -89,11 +92,11 @@ def conv2d(
             f"conv2d: kernel {kh}×{kw} is larger than the padded image {H + 2 * ph}×{W + 2 * pw} "
             f"(H×W = {H}×{W}, padding = ({ph}, {pw}))"
         )
-    out, n_over = _run(
+    out, n_over, cov = _run(
         "conv2d", x, weights, (sh, sw), (ph, pw), acc, overflow, acc_apply, method,
-        return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=4,
+        return_overflows or return_coverage, return_coverage, (w_fmt, x_fmt, b_fmt), index_dims=4,
     )
-    return (out, n_over) if return_overflows else out
+    return _returned(out, n_over, cov, return_overflows, return_coverage)
 
 
 def linear(
@@ -106,6 +109,7 @@ def linear(
     acc_apply="each",
     method="auto",
     return_overflows=False,
+    return_coverage=False,
     w_fmt: QFormat | None = None,
     x_fmt: QFormat | None = None,
     b_fmt: QFormat | None = None,
@@ -124,12 +128,17 @@ def linear(
     F = weights.w.shape[1]
     if x.shape[1] != F:
         raise ShapeError(f"linear: x has F = {x.shape[1]} features but w has {F} (w.shape = {weights.w.shape[:2]})")
-    out, n_over = _run(
+    out, n_over, cov = _run(
         "linear", x[:, :, None, None], weights, (1, 1), (0, 0), acc, overflow,
-        acc_apply, method, return_overflows, (w_fmt, x_fmt, b_fmt), index_dims=2,
+        acc_apply, method, return_overflows or return_coverage, return_coverage, (w_fmt, x_fmt, b_fmt), index_dims=2,
     )
-    out = out[:, :, 0, 0]
-    return (out, n_over) if return_overflows else out
+    return _returned(out[:, :, 0, 0], n_over, cov, return_overflows, return_coverage)
+
+
+def _returned(out, n_over, cov, return_overflows, return_coverage):
+    """``out``, with the overflow count and the coverage counts when asked for."""
+    extra = ((n_over,) if return_overflows else ()) + ((cov,) if return_coverage else ())
+    return (out, *extra) if extra else out
 
 
 # --------------------------------------------------------------------------- validation
@@ -258,9 +267,11 @@ def _check_fmt(fmt, values, what):
 
 
 # --------------------------------------------------------------------------- dispatch
-def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims):
-    """Plan, execute and report one call: (int64 out (N, K, Ho, Wo), n_overflows)."""
-    plan = _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims)
+def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, cover, fmts, index_dims):
+    """Plan, execute and report one call: (int64 out (N, K, Ho, Wo), n_overflows, coverage
+    counts (K, 4) or None)."""
+    plan = _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, cover, fmts,
+                 index_dims)
     out, counters = _execute(plan, x, weights, stride, padding)
     return _report(api, plan, out, counters, index_dims)
 
@@ -274,6 +285,8 @@ class _Plan:
     spikes: bool  # every input is 0 or 1
     cast_each: bool  # the kernel applies the accumulator format after every addition
     exact32: bool  # only the exact sum is needed, and every partial sum fits int32
+    cover: bool  # count the accumulator's coverage bins
+    once: bool  # the accumulator format is applied once, to the exact sum
     acc: QFormat | None
     overflow: Overflow
     bounds: tuple  # the accumulator's range under overflow (int64's when acc is None)
@@ -285,7 +298,8 @@ class _Plan:
         return self.cast_each, acc.bits if acc is not None else 64, acc is None or acc.signed, int(self.overflow)
 
 
-def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, fmts, index_dims) -> _Plan:
+def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, want_count, cover, fmts,
+          index_dims) -> _Plan:
     """Validate the options and declared formats, prove the partial-sum range, choose the kernel."""
     overflow = _check_options(api, acc, overflow, acc_apply, method)
     w, bias = weights.w, weights.bias
@@ -306,6 +320,9 @@ def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wa
     # arithmetic) unless the per-write overflow count is asked for.
     in_range = bounds[0] <= lo and hi <= bounds[1]
     cast_each = bool(each and not in_range and (overflow != Overflow.WRAP or want_count))
+    # coverage counts the partial sums within 1 of a bound: unless none can come that close,
+    # the ordered kernel walks them
+    cast_each |= bool(each and cover and not (bounds[0] + 2 <= lo and hi <= bounds[1] - 2))
     exact32 = not cast_each and _I32[0] <= lo and hi <= _I32[1]
     spikes = xmin == 0 and xmax <= 1
     x16 = -(2**15) <= xmin and xmax < 2**15
@@ -315,7 +332,8 @@ def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wa
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     shape = (N, K, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
-    return _Plan(kernel, shape, spikes, cast_each, exact32, acc, overflow, bounds)
+    return _Plan(kernel, shape, spikes, cast_each, exact32, cover, acc is not None and acc_apply == "once", acc,
+                 overflow, bounds)
 
 
 def _check_options(api, acc, overflow, acc_apply, method) -> Overflow:
@@ -359,8 +377,8 @@ def _choose_kernel(method, x, spikes, x16, exact32, weights) -> str:
 
 def _execute(plan: _Plan, x, weights, stride, padding):
     """Run the planned kernel: (int64 out, counters).  The counters (per-run overflow counts, flat
-    index of the first overflow or -1, its value) come from the ordered kernels; the fast kernels,
-    which only compute exact sums, give None."""
+    index of the first overflow or -1, its value, and the coverage counts (N, K, 4) or an empty
+    array) come from the ordered kernels; the fast kernels, which only compute exact sums, give None."""
     out = np.empty(plan.shape, np.int64)
     if plan.kernel == "dense_simd":
         _dense_simd(x, weights, stride, padding, out)
@@ -375,26 +393,35 @@ def _execute(plan: _Plan, x, weights, stride, padding):
 
 
 def _report(api, plan: _Plan, out, counters, index_dims):
-    """(out, n_overflows) of the contract from the kernel's result: the format applied once where the
-    kernel summed exactly; FixedOverflowError at the first overflow under ERROR."""
+    """(out, n_overflows, coverage) of the contract from the kernel's result: the format applied
+    once where the kernel summed exactly; FixedOverflowError at the first overflow under ERROR.
+    coverage: the (K, 4) counts of ``_conv_kernels.COV_*`` (zeros without an accumulator format;
+    None when not asked for)."""
     acc, overflow = plan.acc, plan.overflow
+    cov = np.zeros((out.shape[1], 4), np.int64) if plan.cover else None
     if acc is None:
-        return out, 0
+        return out, 0, cov
     if plan.cast_each:
-        counts, err_at, err_val = counters
+        counts, err_at, err_val, per_output = counters
         first = err_at[err_at >= 0]
         if overflow == Overflow.ERROR and first.size:
             flat = int(first.min())
             _raise_overflow(api, out.shape, flat, int(err_val[np.argmax(err_at == flat)]), acc, overflow, index_dims)
-        return out, int(counts.sum())
-    # exact sums: apply the format once (under "each" this is WRAP, or nothing left the range)
+        return out, int(counts.sum()), None if cov is None else per_output.sum(axis=0)
+    # exact sums: apply the format once (under "each" this is WRAP, or nothing left or came
+    # within 1 of the range)
     lo, hi = plan.bounds
     bad = (out < lo) | (out > hi)
     n_over = int(np.count_nonzero(bad))
     if n_over and overflow == Overflow.ERROR:
         flat = int(np.argmax(bad))
         _raise_overflow(api, out.shape, flat, int(out.flat[flat]), acc, overflow, index_dims)
-    return (cast(out, acc, overflow) if n_over else out), n_over
+    if cov is not None and plan.once:
+        written = {_k.COV_ABOVE: out > hi, _k.COV_BELOW: out < lo, _k.COV_NEAR_HIGH: (out >= hi - 1) & (out <= hi),
+                   _k.COV_NEAR_LOW: (out >= lo) & (out <= lo + 1)}
+        for column, where in written.items():
+            cov[:, column] = where.sum(axis=(0, 2, 3))
+    return (cast(out, acc, overflow) if n_over else out), n_over, cov
 
 
 def _fits(a, dtype):
@@ -439,14 +466,22 @@ def _dense_table(w, groups):
     return np.ascontiguousarray(wp).reshape(G, nchunk, R2, nb, 2 * lanes)
 
 
+def _coverage_counters(plan, out):
+    """The ordered kernels' coverage counters: zeros (N, K, 4) when they count (the format
+    applied after each addition, coverage asked for), else empty."""
+    counting = plan.cover and plan.cast_each
+    return np.zeros((out.shape[0], out.shape[1], 4) if counting else (0, 0, 4), np.int64)
+
+
 def _dense_ordered(plan, x, weights, stride, padding, out):
     """Run ``_conv_kernels.dense_ordered`` on the zero-padded int64 input: its counters (per (n, k))."""
     N, K, _, _ = out.shape
     ph, pw = padding
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     counters = tuple(np.empty(N * K, np.int64) for _ in range(3))
-    _k.dense_ordered(xp, weights.w, weights.bias, *stride, *plan.mode, out, *counters)
-    return counters
+    cov = _coverage_counters(plan, out)
+    _k.dense_ordered(xp, weights.w, weights.bias, *stride, *plan.mode, out, *counters, *plan.bounds, cov)
+    return (*counters, cov)
 
 
 def _event_ordered(plan, x, weights, stride, padding, out):
@@ -459,9 +494,10 @@ def _event_ordered(plan, x, weights, stride, padding, out):
     wt = np.ascontiguousarray(weights.w.reshape(G, Kg, Cg, kh, kw).transpose(0, 2, 3, 4, 1), dtype=acc_t)
     work = np.empty((N * G, Ho, Wo, Kg), acc_t)
     counters = tuple(np.empty(N * G, np.int64) for _ in range(3))
+    cov = _coverage_counters(plan, out)
     xe = x.astype(np.uint8, copy=False) if plan.spikes else x.astype(np.int64)
-    _k.event_ordered(xe, wt, weights.bias, *stride, *padding, *plan.mode, work, out, *counters)
-    return counters
+    _k.event_ordered(xe, wt, weights.bias, *stride, *padding, *plan.mode, work, out, *counters, *plan.bounds, cov)
+    return (*counters, cov)
 
 
 def _dense_simd(x, weights, stride, padding, out):

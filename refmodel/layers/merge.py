@@ -10,7 +10,7 @@ import numpy as np
 
 from refmodel.checks import first_outside, index_text
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
-from refmodel.layers.base import Layer, LayerError, Step
+from refmodel.layers.base import Layer, LayerError, Step, write_bins, write_bins_unreachable
 
 _INT64_MAX = 2**63 - 1
 
@@ -41,7 +41,7 @@ class _Merge(Layer):
         sources = site.source_names
 
         def step(frame):
-            return self._merge([frame.outputs[name] for name in sources])
+            return self._merge([frame.outputs[name] for name in sources], run.coverage)
 
         return step
 
@@ -58,6 +58,7 @@ class Add(_Merge):
     """
 
     kind: ClassVar[str] = "add"
+    coverage_bins: ClassVar[tuple] = ("out_wrap_high", "out_wrap_low", "out_sat_high", "out_sat_low")
     format: QFormat
     overflow: Overflow | str = "ERROR"
 
@@ -104,21 +105,35 @@ class Add(_Merge):
             return self.format.min_int, self.format.max_int
         return max(lo, low), min(hi, high)
 
-    def _merge(self, values) -> Step:
+    def unreachable_bins(self, site) -> dict:
+        """The bins of the other overflow mode, and a side the inputs' formats cannot sum beyond."""
+        lo = sum(fmt.min_int for fmt in site.input_formats)
+        hi = sum(fmt.max_int for fmt in site.input_formats)
+        low, high = self.format.bounds(self.overflow)
+        proof = f"the inputs' formats sum to {lo}..{hi}"
+        return write_bins_unreachable("out", self.overflow, {"high": proof if hi <= high else None,
+                                                             "low": proof if lo >= low else None})
+
+    def _merge(self, values, cover=False) -> Step:
         total = values[0].astype(np.int64)
         for x in values[1:]:
             total += x
         lo, hi = self.format.bounds(self.overflow)
+        coverage = None
+        if cover:
+            per_channel = (0, *range(2, total.ndim))
+            coverage = write_bins("out", self.overflow, (total > hi).sum(axis=per_channel, dtype=np.int64),
+                                  (total < lo).sum(axis=per_channel, dtype=np.int64))
         outside = first_outside(total, lo, hi)
         if outside is None:
-            return Step(total, {"out": total}, 0)
+            return Step(total, {"out": total}, 0, coverage)
         if self.overflow == Overflow.ERROR:
             index, value = outside
             raise FixedOverflowError(f"layer {self.name!r}: out{index_text(index)} = {value} overflows {self.format} "
                                      f"(range {lo}..{hi}) under Overflow.ERROR", index=index, value=value)
         overflows = int(np.count_nonzero((total < lo) | (total > hi)))
         out = cast(total, self.format, self.overflow)
-        return Step(out, {"out": out}, overflows)
+        return Step(out, {"out": out}, overflows, coverage)
 
     def static_cost(self, site):
         """k - 1 additions per element (k inputs), no weights, no state."""
@@ -150,6 +165,6 @@ class Concat(_Merge):
     def event_range(self, *input_ranges):
         return _union(input_ranges)
 
-    def _merge(self, values) -> Step:
+    def _merge(self, values, cover=False) -> Step:
         out = np.concatenate(values, axis=1)
         return Step(out, {"out": out}, 0)

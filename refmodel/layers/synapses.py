@@ -14,7 +14,9 @@ from typing import ClassVar
 import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat
-from refmodel.layers.base import NETWORK_INPUT, Layer, LayerError, Param, Step, int_array, positive_pair
+from refmodel.kernels._conv_kernels import COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW
+from refmodel.layers.base import (NETWORK_INPUT, Layer, LayerError, Param, Step, int_array, positive_pair, write_bins,
+                                  write_bins_unreachable)
 from refmodel.limits import check_memory
 
 ACC_APPLY = ("each", "once")
@@ -33,6 +35,8 @@ class _Synapse(Layer):
     signals: ClassVar[tuple] = ("current",)
     output_signal: ClassVar[str] = "current"
     readout: ClassVar[dict] = {"current": "current"}
+    coverage_bins: ClassVar[tuple] = ("acc_wrap_high", "acc_wrap_low", "acc_sat_high", "acc_sat_low",
+                                      "acc_near_high", "acc_near_low", "zero_input")
     weight_axes: ClassVar[tuple]
 
     def _check_synapse(self, weight_ndim: int):
@@ -86,13 +90,21 @@ class _Synapse(Layer):
             out["bias"] = Param(self.bias, self.bias_format, ("co",))
         return out
 
-    def forward(self, x):
-        """(currents int64 (N, K, ...), number of accumulator overflows); an overflow under
-        ERROR names the layer."""
+    def forward(self, x, cover=False):
+        """(currents int64 (N, K, ...), number of accumulator overflows), and with ``cover`` the
+        step's coverage {bin: hits per output channel}; an overflow under ERROR names the layer."""
         try:
-            return self._forward(x)
+            computed = self._forward(x, cover)
         except FixedOverflowError as err:
             raise FixedOverflowError(f"layer {self.name!r}: {err}", index=err.index, value=err.value) from None
+        if not cover:
+            return computed
+        current, overflows, counts = computed
+        coverage = write_bins("acc", Overflow.of(self.overflow), counts[:, COV_ABOVE], counts[:, COV_BELOW])
+        silent = np.count_nonzero(~np.asarray(x).reshape(len(x), -1).any(axis=1))
+        coverage |= {"acc_near_high": counts[:, COV_NEAR_HIGH], "acc_near_low": counts[:, COV_NEAR_LOW],
+                     "zero_input": np.array([silent], np.int64)}
+        return current, overflows, coverage
 
     def stepper(self, site, run):
         source = site.source_names[0]
@@ -101,14 +113,34 @@ class _Synapse(Layer):
 
         def step(frame):
             if cache:
-                current, overflows = cache[0]
+                computed = cache[0]
             else:
-                current, overflows = self.forward(frame.outputs[source])
+                computed = self.forward(frame.outputs[source], run.coverage)
                 if constant:
-                    cache.append((current, overflows))
-            return Step(current, {"current": current}, overflows)
+                    cache.append(computed)
+            current, overflows = computed[:2]
+            return Step(current, {"current": current}, overflows, computed[2] if run.coverage else None)
 
         return step
+
+    def unreachable_bins(self, site) -> dict:
+        """Without an accumulator format, every accumulator bin; else those of the other overflow
+        mode, and each side that the range proof of the partial sums (docs/arithmetic.md §4, for
+        inputs of the source's range) keeps away from."""
+        acc_bins = [name for name in self.coverage_bins if name.startswith("acc_")]
+        if self.acc_format is None:
+            return {name: "exact accumulator (no acc_format)" for name in acc_bins}
+        codes = site.input_ranges[0] or (site.input_formats[0].min_int, site.input_formats[0].max_int)
+        lo, hi = self._weights.partial_sum_range(min(0, codes[0]), max(0, codes[1]))
+        bottom, top = self.acc_format.bounds(self.overflow)
+        proof = f"every partial sum lies in {lo}..{hi} (range proof)"
+        out = write_bins_unreachable("acc", Overflow.of(self.overflow), {"high": proof if hi <= top else None,
+                                                                        "low": proof if lo >= bottom else None})
+        if hi < top - 1:
+            out["acc_near_high"] = proof
+        if lo > bottom + 1:
+            out["acc_near_low"] = proof
+        return out
 
     def fan_out(self, input_shape) -> np.ndarray:
         """Synaptic connections leaving each input neuron, shape ``input_shape``."""
@@ -201,12 +233,12 @@ class Conv2d(_Synapse):
 
         return Weights(self.weight, self.bias, groups=self.groups)
 
-    def _forward(self, x):
+    def _forward(self, x, cover):
         from refmodel.kernels import conv2d
 
         return conv2d(
-            x, self._weights, stride=self.stride, padding=self.padding,
-            acc=self.acc_format, overflow=self.overflow, acc_apply=self.acc_apply, return_overflows=True,
+            x, self._weights, stride=self.stride, padding=self.padding, acc=self.acc_format, overflow=self.overflow,
+            acc_apply=self.acc_apply, return_overflows=True, return_coverage=cover,
         )
 
     def fan_out(self, input_shape) -> np.ndarray:
@@ -251,12 +283,12 @@ class Linear(_Synapse):
 
         return Weights.linear(self.weight, self.bias)
 
-    def _forward(self, x):
+    def _forward(self, x, cover):
         from refmodel.kernels import linear
 
         return linear(
             x, self._weights, acc=self.acc_format, overflow=self.overflow,
-            acc_apply=self.acc_apply, return_overflows=True,
+            acc_apply=self.acc_apply, return_overflows=True, return_coverage=cover,
         )
 
     def fan_out(self, input_shape) -> np.ndarray:
