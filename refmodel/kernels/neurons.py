@@ -81,15 +81,6 @@ def leak_tie(x, kind, a, b, rounding):
     return (p & ((np.int64(1) << n) - 1)) == np.int64(1) << (n - 1)
 
 
-@numba.njit(cache=True, inline="always")
-def _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding):
-    """Count row ``row``'s leak bins for the leak of ``x`` into ``y``."""
-    if leak_tie(x, leak, leak_a, leak_b, leak_rounding):
-        cov[row, COV_LEAK_TIE] += 1
-    if x != 0 and y == 0:
-        cov[row, COV_LEAK_ZERO] += 1
-
-
 @numba.njit(cache=True, parallel=True)
 def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT), with
@@ -132,17 +123,19 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
 @numba.njit(cache=True)
 def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, err, cov, row):
     """``neuron_step`` for the neurons of row (n, c); returns the row's overflow count (and
-    counts the row's coverage bins into ``cov[row]`` when ``cover``)."""
+    counts the row's coverage bins into ``cov[row]`` when ``cover``, in local counters that stay
+    in registers: the loop then costs a few adds more, not stores)."""
     (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
      leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes
     n_ch = current.shape[1]
     count = 0
     err[0] = -1
+    high = low = at0 = at1 = clamped = to_value = started = ended = ties = zeroed = 0
+    only1 = only2 = both = neither = 0
     for m in range(current.shape[2]):
         x = v[n, c, m]
         if use_refr and refr[n, c, m] > 0:
-            if cover and refr[n, c, m] == 1:
-                cov[row, COV_REFR_END] += 1
+            ended += refr[n, c, m] == 1
             refr[n, c, m] -= 1
             if keep_pre:
                 v_pre[n, c, m] = x
@@ -152,13 +145,14 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, 
         if order == ORDER_LEAK_FIRST:
             y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
             if cover:
-                _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding)
+                ties += leak_tie(x, leak, leak_a, leak_b, leak_rounding)
+                zeroed += x != 0 and y == 0
             x = y
         y = x + current[n, c, m]
         if not in_range_int(y, bits, signed, overflow):
             count += 1
-            if cover:
-                cov[row, COV_HIGH if y > 0 else COV_LOW] += 1
+            high += y > 0
+            low += y < 0
             if err[0] < 0:
                 err[0] = m
                 err[1] = WRITE_INTEGRATE
@@ -167,12 +161,12 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, 
         if order == ORDER_INTEGRATE_FIRST:
             y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
             if cover:
-                _cover_leak(cov, row, x, y, leak, leak_a, leak_b, leak_rounding)
+                ties += leak_tie(x, leak, leak_a, leak_b, leak_rounding)
+                zeroed += x != 0 and y == 0
             x = y
         if has_vmin and x < v_min:
             x = v_min
-            if cover:
-                cov[row, COV_VMIN] += 1
+            clamped += 1
         if keep_pre:
             v_pre[n, c, m] = x
         fired = False
@@ -182,30 +176,26 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, 
             t = thr[k, c]
             s = x >= t if compare == CMP_GE else x > t
             spikes[n, k * n_ch + c, m] = np.uint8(1) if s else np.uint8(0)
-            if cover:
-                if x == t:
-                    cov[row, COV_AT_THR0 + k] += 1
-                if s:
-                    fired_maps += 1 << k
+            if k == 0:
+                at0 += x == t
+            else:
+                at1 += x == t
+            fired_maps += s << k
             if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
                 fired = True
                 theta = t
-        if cover and n_maps == 2:
-            if fired_maps == 1:
-                cov[row, COV_S1_ONLY] += 1
-            elif fired_maps == 2:
-                cov[row, COV_S2_ONLY] += 1
-            elif fired_maps == 3:
-                cov[row, COV_BOTH] += 1
-            elif x > 0:
-                cov[row, COV_NEITHER_POS] += 1
+        if n_maps == 2:
+            only1 += fired_maps == 1
+            only2 += fired_maps == 2
+            both += fired_maps == 3
+            neither += fired_maps == 0 and x > 0
         if fired:
             if reset == RESET_SUBTRACT:
                 y = x - theta
                 if not in_range_int(y, bits, signed, overflow):
                     count += 1
-                    if cover:
-                        cov[row, COV_HIGH if y > 0 else COV_LOW] += 1
+                    high += y > 0
+                    low += y < 0
                     if err[0] < 0:
                         err[0] = m
                         err[1] = WRITE_RESET
@@ -215,13 +205,19 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, 
                 x = np.int64(0)
             elif reset == RESET_VALUE:
                 x = reset_value
-                if cover:
-                    cov[row, COV_RESET_VALUE] += 1
+                to_value += 1
         if use_refr:
             refr[n, c, m] = refractory if fired else 0
-            if cover and fired:
-                cov[row, COV_REFR_START] += 1
+            started += fired
         v[n, c, m] = x
+    if cover:
+        counts = cov[row]
+        counts[COV_HIGH], counts[COV_LOW], counts[COV_AT_THR0], counts[COV_AT_THR1] = high, low, at0, at1
+        counts[COV_VMIN], counts[COV_RESET_VALUE], counts[COV_REFR_START], counts[COV_REFR_END] = (
+            clamped, to_value, started, ended)
+        counts[COV_LEAK_TIE], counts[COV_LEAK_ZERO], counts[COV_S1_ONLY], counts[COV_S2_ONLY] = (
+            ties, zeroed, only1, only2)
+        counts[COV_BOTH], counts[COV_NEITHER_POS] = both, neither
     return count
 
 

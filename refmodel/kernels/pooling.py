@@ -15,6 +15,10 @@ from refmodel.fixed import cast_int, in_range_int, shift_right_int
 
 __all__ = ["winner_pool", "count_spikes", "pooled_neuron_pool", "or_pool", "sum_pool"]
 
+#: Columns of the window coverage counters: ties of the ranking key, windows without a spike,
+#: winners that moved since the previous timestep.
+WIN_TIE, WIN_SILENT, WIN_CHANGED = range(3)
+
 
 @numba.njit(cache=True, inline="always")
 def _window_argmax(a, n, c, y0, x0, kh, kw):
@@ -41,18 +45,37 @@ def _window_sum(s, n, c, y0, x0, kh, kw):
 
 
 @numba.njit(cache=True, parallel=True)
-def winner_pool(spikes, key, kh, kw, sh, sw, out, index):
-    """``index = argmax_p key`` (first p on ties); ``out = spikes[window p = index]``."""
+def winner_pool(spikes, key, kh, kw, sh, sw, out, index, prev, cov):
+    """``index = argmax_p key`` (first p on ties); ``out = spikes[window p = index]``.  Unless
+    ``cov`` is empty, ``cov[n*C + c]`` counts the windows whose maximum is at two or more
+    positions (``WIN_TIE``), those without a spike (``WIN_SILENT``) and, unless ``prev`` (the
+    previous winners) is empty, those whose winner differs from it (``WIN_CHANGED``)."""
     n_, c_, ho, wo = out.shape
+    cover = cov.shape[0] > 0
+    changes = prev.shape[0] > 0
     for nc in numba.prange(n_ * c_):
         n, c = nc // c_, nc % c_
+        ties = silent = changed = 0
         for oy in range(ho):
             for ox in range(wo):
                 y0, x0 = oy * sh, ox * sw
-                p, _ = _window_argmax(key, n, c, y0, x0, kh, kw)
+                p, best = _window_argmax(key, n, c, y0, x0, kh, kw)
                 index[n, c, oy, ox] = p
                 ky = p // kw
                 out[n, c, oy, ox] = spikes[n, c, y0 + ky, x0 + p - ky * kw]
+                if cover:
+                    equal = 0
+                    for qy in range(kh):
+                        for qx in range(kw):
+                            equal += key[n, c, y0 + qy, x0 + qx] == best
+                    ties += equal > 1
+                    silent += _window_sum(spikes, n, c, y0, x0, kh, kw) == 0
+                    if changes:
+                        changed += prev[n, c, oy, ox] != p
+        if cover:
+            cov[nc, WIN_TIE] = ties
+            cov[nc, WIN_SILENT] = silent
+            cov[nc, WIN_CHANGED] = changed
 
 
 @numba.njit(cache=True, parallel=True)
@@ -138,34 +161,9 @@ def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, ou
 
 
 # --------------------------------------------------------------------------- coverage (docs/coverage.md §4)
-#: Columns of ``window_bins``: ties of the ranking key, windows without a spike.
-WIN_TIE, WIN_SILENT = range(2)
 #: Columns of ``window_sum_bins``: no spike, every position spiked, two or more spikes, the code
 #: (after the shift) above the output range, a rounding tie of the shift.
 SUM_SILENT, SUM_FULL, SUM_MULTIPLE, SUM_HIGH, SUM_TIE = range(5)
-
-
-@numba.njit(cache=True, parallel=True)
-def window_bins(key, spikes, kh, kw, sh, sw, out_shape, cov):
-    """Per window of plane (n, c) = row ``n*C + c`` of ``cov``: a tie (the maximum of ``key`` at
-    two or more positions) and silence (no spike; ``spikes`` empty: not counted)."""
-    n_, c_, ho, wo = out_shape
-    use_spikes = spikes.shape[0] > 0
-    for nc in numba.prange(n_ * c_):
-        n, c = nc // c_, nc % c_
-        for oy in range(ho):
-            for ox in range(wo):
-                y0, x0 = oy * sh, ox * sw
-                _, best = _window_argmax(key, n, c, y0, x0, kh, kw)
-                ties = 0
-                for ky in range(kh):
-                    for kx in range(kw):
-                        if key[n, c, y0 + ky, x0 + kx] == best:
-                            ties += 1
-                if ties > 1:
-                    cov[nc, WIN_TIE] += 1
-                if use_spikes and _window_sum(spikes, n, c, y0, x0, kh, kw) == 0:
-                    cov[nc, WIN_SILENT] += 1
 
 
 @numba.njit(cache=True, parallel=True)

@@ -48,8 +48,8 @@ class PoolStep(NamedTuple):
     v: int64 pooled potential ``max_p v`` before any subtraction (PooledNeuronPool), else None.
     overflows: how many values this step saturated or wrapped (counter increments lost at the
         counter's maximum, Vm casts, output casts).
-    coverage: {bin: int64 hits per channel} of this step (``step(..., cover=True)``; all the
-        variant's bins but ``winner_changed``, which needs the previous step), else None.
+    coverage: {bin: int64 hits per channel} of this step (``step(..., cover=True)``; the
+        winners are "changed" against ``step(..., winners=)``, the previous step's ``index``), else None.
     """
 
     out: np.ndarray
@@ -104,14 +104,12 @@ class _Pool(Layer):
             state = frame.states[self.name]
             neuron = frame.steps[source].signals
             out = self.step(state, spikes=neuron["spikes"], v_pre=neuron["v_pre"], v_post=neuron["v_post"],
-                            v_state=frame.states[source]["v"], cover=run.coverage)
+                            v_state=frame.states[source]["v"], cover=run.coverage,
+                            winners=winners[0] if winners else None)
             signals = {"spikes": out.out, "index": out.index, "v": out.v, "counters": state.get("count")}
-            coverage = out.coverage
-            if run.coverage and "winner_changed" in self.coverage_bins:
-                changed = out.index != winners[0] if winners else np.zeros_like(out.index, bool)
-                coverage = coverage | {"winner_changed": changed.sum(axis=(0, 2, 3), dtype=np.int64)}
+            if run.coverage and out.index is not None:
                 winners[:] = [out.index]
-            return Step(out.out, signals, out.overflows, coverage)
+            return Step(out.out, signals, out.overflows, out.coverage)
 
         return step
 
@@ -122,13 +120,6 @@ class _Pool(Layer):
         why = "a 1x1 window has one position"
         return {name: why for name in ("window_tie", "winner_changed", "window_multiple") if name in self.coverage_bins}
 
-    def _window_bins(self, key, spikes, out_shape) -> dict:
-        """window_tie (on ``key``) and window_silent (``spikes``; None: not counted) per channel."""
-        cov = np.zeros((out_shape[0] * out_shape[1], 2), np.int64)
-        empty = np.zeros((0, 0, 0, 0), np.uint8)
-        kernels.window_bins(key, empty if spikes is None else spikes, *self.kernel, *self.stride, out_shape, cov)
-        per_channel = _per_channel(cov, out_shape[1])
-        return {"window_tie": per_channel[:, kernels.WIN_TIE], "window_silent": per_channel[:, kernels.WIN_SILENT]}
 
     def _sum_bins(self, spikes, out_shape, shift, rounding, fmt, overflow) -> dict:
         """The window-sum bins of its kind per channel, from ``kernels.window_sum_bins`` with the
@@ -266,7 +257,7 @@ class WinnerSpikePool(_SpikePool):
         windows = math.prod(site.output_shape) // site.sources[0].spike_maps
         return ops | {"pool_ops": windows * (self.area - 1)}, memory
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False, winners=None) -> PoolStep:
         spikes = self._spikes(spikes)
         field = "v_" + self.vm_stage
         key = self._array(field, v_pre if self.vm_stage == "pre" else v_post, np.int64)
@@ -277,9 +268,9 @@ class WinnerSpikePool(_SpikePool):
             raise self._error(field, key.shape, f"must be the spikes' shape {spikes.shape} "
                               "(or have half its channels, after a dual-threshold layer)")
         out, index = self._outputs(spikes.shape)
-        kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index)
-        coverage = self._window_bins(np.ascontiguousarray(key), spikes, out.shape) if cover else None
-        return PoolStep(out=out, index=index, coverage=coverage)
+        cov = _window_counters(out.shape, cover)
+        kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index, _previous(winners), cov)
+        return PoolStep(out=out, index=index, coverage=_window_named(cov, out.shape) if cover else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,7 +341,7 @@ class PooledNeuronPool(_SpikePool):
         low = write_bins_unreachable("v", self.overflow, {"high": None, "low": None})
         return super().unreachable_bins(site) | {name: why for name, why in low.items() if name in self.coverage_bins}
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False, winners=None) -> PoolStep:
         v = self._array("v_state", v_state, np.int64)
         if spikes is not None and np.shape(spikes) != v.shape:
             raise self._error("spikes", np.shape(spikes), f"must have the Vm's shape {v.shape}: the pooled "
@@ -371,14 +362,17 @@ class PooledNeuronPool(_SpikePool):
             if events:
                 self._raise_outside(work, fmt, "v_state")
             v[...] = work
-        coverage = self._subtraction_bins(before, out) if cover else None
+        coverage = self._subtraction_bins(before, out, winners) if cover else None
         return PoolStep(out=out, index=index, v=vmax, overflows=int(events), coverage=coverage)
 
-    def _subtraction_bins(self, before, out) -> dict:
-        """window_tie on the Vm before the step; subtract_negative and the write bins of the
-        subtraction V - θ in the windows that fired."""
-        coverage = self._window_bins(before, None, out.shape)
-        del coverage["window_silent"]
+    def _subtraction_bins(self, before, out, winners) -> dict:
+        """window_tie and winner_changed on the Vm before the step; subtract_negative and the
+        write bins of the subtraction V - θ in the windows that fired."""
+        ties = _window_counters(out.shape, True)
+        kernels.winner_pool(np.zeros(before.shape, np.uint8), before, *self.kernel, *self.stride, np.empty_like(out),
+                            np.empty(out.shape, np.int64), _previous(winners), ties)
+        named = _window_named(ties, out.shape)
+        coverage = {"window_tie": named["window_tie"], "winner_changed": named["winner_changed"]}
         cov = np.zeros((out.shape[0] * out.shape[1], 2), np.int64)
         fmt = self.vm
         kernels.subtract_bins(before, out, self.threshold, fmt.bits, fmt.signed, int(self.overflow),
@@ -441,7 +435,7 @@ class CountGatePool(_SpikePool):
         increments = int(activity.of(site.source_names[0]).sum())
         return totals | {"counter_increments": increments, "counter_write_bits": increments * self.count_bits}
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False, winners=None) -> PoolStep:
         spikes = self._spikes(spikes)
         count = self._array('state["count"]', state.get("count") if isinstance(state, dict) else None,
                             np.int64, spikes.shape)
@@ -453,10 +447,11 @@ class CountGatePool(_SpikePool):
                               f"is outside the {self.count_bits}-bit counter range 0..{top}")
         out, index = self._outputs(spikes.shape)
         saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
-        kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index)
+        cov = _window_counters(out.shape, cover)
+        kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index, _previous(winners), cov)
         coverage = None
         if cover:
-            coverage = self._window_bins(count, spikes, out.shape)
+            coverage = _window_named(cov, out.shape)
             coverage["counter_at_max"] = (count == top).sum(axis=(0, 2, 3), dtype=np.int64)
         return PoolStep(out=out, index=index, overflows=int(saturated), coverage=coverage)
 
@@ -469,7 +464,7 @@ class OrPool(_SpikePool):
     signals: ClassVar[tuple] = ("spikes",)
     coverage_bins: ClassVar[tuple] = ("window_silent", "window_multiple")
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False, winners=None) -> PoolStep:
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape)
         kernels.or_pool(spikes, *self.kernel, *self.stride, out)
@@ -525,7 +520,7 @@ class SumPool(_Pool):
             out["round_tie"] = f"rounding {Rounding(self.rounding_code).name} has no tie rule"
         return {name: why for name, why in out.items() if name in self.coverage_bins}
 
-    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False) -> PoolStep:
+    def step(self, state, spikes=None, v_pre=None, v_post=None, v_state=None, cover=False, winners=None) -> PoolStep:
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape, np.int64)
         fmt = self.out_format
@@ -576,3 +571,20 @@ class AvgPool(SumPool):
 def _per_channel(cov, channels) -> np.ndarray:
     """Per-plane kernel counters (N·C, bins) summed over the batch: (C, bins)."""
     return cov.reshape(-1, channels, cov.shape[1]).sum(axis=0)
+
+
+def _window_counters(out_shape, cover) -> np.ndarray:
+    """The window coverage counters of ``kernels.winner_pool``: (N·C, 3), or empty when not covering."""
+    return np.zeros((out_shape[0] * out_shape[1] if cover else 0, 3), np.int64)
+
+
+def _previous(winners) -> np.ndarray:
+    """The previous timestep's winners for ``kernels.winner_pool`` (empty at the first)."""
+    return np.zeros((0, 0, 0, 0), np.int64) if winners is None else winners
+
+
+def _window_named(cov, out_shape) -> dict:
+    """window_tie, window_silent and winner_changed per channel from ``kernels.winner_pool``'s counters."""
+    per_channel = _per_channel(cov, out_shape[1])
+    return {"window_tie": per_channel[:, kernels.WIN_TIE], "window_silent": per_channel[:, kernels.WIN_SILENT],
+            "winner_changed": per_channel[:, kernels.WIN_CHANGED]}
