@@ -1,4 +1,4 @@
-"""Validating reader of vector files (versions 1 and 2): the container's structure, its
+"""Validating reader of vector files (versions 1, 2 and 3): the container's structure, its
 digests, and for a file of ``refmodel gen`` (a run config) everything its config describes."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from refmodel.vectors.layout import run_layout
 from refmodel.errors import RefmodelError
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
+    COVERAGE_ATTRS,
+    COVERAGE_INPUT,
     DIGEST_ATTR,
     FORMAT_NAME,
     METADATA_DIGEST_ATTR,
@@ -28,9 +30,12 @@ from refmodel.vectors.schema import (
     ROOT_MEMBERS,
     SPIKE_COUNT,
     VectorFileError,
+    canonical_json,
+    check_name,
     format_of,
     layer_key,
     metadata_digest,
+    root_members,
     sha256_hex,
     steps_digest,
     storage_dtype,
@@ -229,9 +234,12 @@ class VectorFile:
             self.config = json.loads(self.config_json)
         except ValueError as exc:
             self._fail(f"config_json is not valid JSON ({exc})")
-        unknown = sorted(set(self._h5) - set(ROOT_MEMBERS))
+        allowed = root_members(version)
+        unknown = sorted(set(self._h5) - set(allowed))
         if unknown:
-            self._fail(f"unknown root members {unknown} (allowed: {', '.join(ROOT_MEMBERS)})")
+            late = [m for m in unknown if m in ROOT_MEMBERS]
+            self._fail(f"unknown root members {unknown} (allowed: {', '.join(allowed)}"
+                       + (f"; {', '.join(late)} only from a later format version" if late else "") + ")")
         T, N = self.timesteps, self.batch
         self._datasets = []
 
@@ -310,6 +318,8 @@ class VectorFile:
         cost = objects.get("cost")
         if isinstance(cost, h5py.Group):
             groups |= {f"cost/{s}" for s in cost} | {f"cost/{s}/{k}" for s in cost for k in keys}
+        if isinstance(objects.get("coverage"), h5py.Group):
+            groups |= {f"coverage/{k}" for k in (COVERAGE_INPUT, *keys)}
         datasets = {info.path for info in self._datasets}
         for path, obj in objects.items():
             if path not in (datasets if isinstance(obj, h5py.Dataset) else groups):
@@ -521,8 +531,10 @@ class VectorFile:
         """Check every dataset's chunks (each present, at its place) and read every value
         (streamed datasets a timestep at a time), so that each chunk is inflated and its
         Adler-32 checksum checked, each value lies in its dataset's format and each dataset
-        matches its digest; returns the number of values read.  Also reads the cost figures."""
+        matches its digest; returns the number of values read.  Also reads the cost figures and
+        the coverage."""
         self.cost()
+        self.coverage()
         total = 0
         for info in self._datasets:
             with self._damage(f"the chunk index of /{info.path}"):
@@ -558,3 +570,78 @@ class VectorFile:
                         self._fail(f"/cost/{section}/{key} attribute {quantity!r} = {value} is not an integer")
                 out[section][names[key]] = {q: int(v) for q, v in values.items()}
         return out
+
+    def coverage(self):
+        """The run's functional coverage (``refmodel.coverage.Coverage``, runs = 1): the network
+        input's bins under ``"input"`` first, then each layer's, in layer order; None for a file
+        without the ``coverage`` group (versions 1 and 2, or written without coverage)."""
+        with self._damage("/coverage"):
+            return self._coverage()
+
+    def _coverage(self):
+        from refmodel.coverage import Coverage, LayerCoverage
+
+        if "coverage" not in self._h5:
+            return None
+        group = self._h5["coverage"]
+        if not isinstance(group, h5py.Group):
+            self._fail("/coverage is not a group")
+        layers = {la.key: la for la in self.layers}
+        for key in group:
+            if key != COVERAGE_INPUT and key not in layers:
+                self._fail(f"/coverage/{key} is neither the network input ({COVERAGE_INPUT!r}) nor a layer group")
+        out = {}
+        for key in [k for k in (COVERAGE_INPUT, *layers) if k in group]:
+            where = f"/coverage/{key}"
+            obj = group[key]
+            if not isinstance(obj, h5py.Group) or len(obj):
+                self._fail(f"{where} must be a group without members (its bins are attributes)")
+            attrs = dict(obj.attrs.items())
+            texts = {}
+            for name in COVERAGE_ATTRS:
+                value = _text(attrs.get(name))
+                if not isinstance(value, str):
+                    self._fail(f"{where} attribute {name!r} = {value!r} is not a string")
+                texts[name] = value
+            kind = texts["kind"]
+            want = COVERAGE_INPUT if key == COVERAGE_INPUT else layers[key].kind
+            if kind != want:
+                what = "network input" if key == COVERAGE_INPUT else "layer"
+                self._fail(f"{where} attribute 'kind' = {kind!r}; the {what} is {want!r}")
+            bins = texts["bins"].split()
+            if " ".join(bins) != texts["bins"] or len(set(bins)) != len(bins):
+                self._fail(f"{where} attribute 'bins' = {texts['bins']!r} is not distinct names separated by one space")
+            for name in bins:
+                try:
+                    check_name(name, "bin")
+                except VectorFileError as exc:
+                    self._fail(f"{where} attribute 'bins': {exc}")
+                if name in COVERAGE_ATTRS:
+                    self._fail(f"{where} attribute 'bins' names the reserved attribute {name!r}")
+            stray = sorted(set(attrs) - set(COVERAGE_ATTRS) - set(bins))
+            missing = [name for name in bins if name not in attrs]
+            if stray or missing:
+                self._fail(f"{where}: " + "; ".join(filter(None, [
+                    f"attributes {stray} are not bins named by 'bins'" if stray else "",
+                    f"bins {missing} of 'bins' have no attribute" if missing else ""])))
+            hits = {}
+            for name in bins:
+                value = attrs[name]
+                if not (isinstance(value, np.ndarray) and value.dtype == np.int64 and value.ndim == 1 and value.size):
+                    self._fail(f"{where} attribute {name!r} = {value!r} is not a non-empty int64 array of hits per "
+                               f"channel")
+                if int(value.min()) < 0:
+                    self._fail(f"{where} attribute {name!r} holds a negative count {int(value.min())}")
+                hits[name] = value.astype(np.int64)
+            try:
+                unreachable = json.loads(texts["unreachable"])
+            except ValueError as exc:
+                self._fail(f"{where} attribute 'unreachable' is not JSON ({exc})")
+            if not (isinstance(unreachable, dict) and all(isinstance(v, str) for v in unreachable.values())
+                    and set(unreachable) <= set(bins) and canonical_json(unreachable) == texts["unreachable"]):
+                self._fail(f"{where} attribute 'unreachable' = {texts['unreachable']!r} is not the canonical JSON of "
+                           f"{{bin: reason}} over its bins")
+            name = COVERAGE_INPUT if key == COVERAGE_INPUT else layers[key].name
+            unreachable = {b: unreachable[b] for b in bins if b in unreachable}  # in report order
+            out[name] = LayerCoverage(kind, hits, unreachable, {b: int(np.any(c)) for b, c in hits.items()})
+        return Coverage(out, 1)

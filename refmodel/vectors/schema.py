@@ -1,4 +1,4 @@
-"""Constants and helpers of the HDF5 vector format, version 1 (specified in docs/vectors.md)."""
+"""Constants and helpers of the HDF5 vector format, version 3 (specified in docs/vectors.md)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,24 @@ from refmodel.errors import RefmodelError
 from refmodel.fixed import FixedPointError, QFormat
 
 FORMAT_NAME = "refmodel-vectors"
-#: The version this writer writes; version 2 added the content and metadata digests (§11).
-FORMAT_VERSION = 2
-#: The versions this reader reads (version 1 files have no digests).
-READABLE_VERSIONS = (1, 2)
+#: The version this writer writes; version 2 added the content and metadata digests, version 3
+#: the coverage group (§11).
+FORMAT_VERSION = 3
+#: The versions this reader reads (version 1 files have no digests, versions 1 and 2 no coverage).
+READABLE_VERSIONS = (1, 2, 3)
 #: Dataset attribute: SHA-256 of its values (``values_digest``, ``steps_digest`` when stepped).
 DIGEST_ATTR = "sha256"
 #: Root attribute: SHA-256 of every object's attributes but this one (``metadata_digest``).
 METADATA_DIGEST_ATTR = "metadata_sha256"
 
-#: Members allowed at the root; ``cost`` is optional.
-ROOT_MEMBERS = ("layers", "stimulus", "traces", "outputs", "counts", "cost")
+#: Members allowed at the root; ``cost`` and ``coverage`` are optional.
+ROOT_MEMBERS = ("layers", "stimulus", "traces", "outputs", "counts", "cost", "coverage")
+#: The first version that may hold each root member added after version 1.
+MEMBER_SINCE = {"coverage": 3}
+#: The group of the network input's coverage bins in ``coverage/`` (beside the layer keys).
+COVERAGE_INPUT = "input"
+#: The attributes of a ``coverage/<layer>`` group besides its bins (whose names they cannot take).
+COVERAGE_ATTRS = ("bins", "kind", "unreachable")
 #: Default axis names of traces and of spike stimuli, (T, N, C, Y, X).
 TRACE_AXES = ("t", "n", "c", "y", "x")
 #: Format of a per-timestep event count (non-negative, int64 storage).
@@ -48,6 +55,11 @@ def check_name(name, what) -> str:
             f"{what} {name!r} is not a valid name (a letter, then up to 63 letters, digits, '_', '.', '-')"
         )
     return name
+
+
+def root_members(version: int) -> tuple:
+    """The members allowed at the root of a file of format ``version``."""
+    return tuple(m for m in ROOT_MEMBERS if version >= MEMBER_SINCE.get(m, 1))
 
 
 def layer_key(index: int, name: str) -> str:

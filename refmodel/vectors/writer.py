@@ -19,6 +19,8 @@ from refmodel.layers.base import SPIKE
 from refmodel.vectors.chunks import ChunkWriter
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
+    COVERAGE_ATTRS,
+    COVERAGE_INPUT,
     DIGEST_ATTR,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -461,6 +463,49 @@ class VectorWriter:
             group = self._create_group(path)
             for quantity, value in checked[path].items():
                 self._set_attr(group, quantity, value)
+
+    def write_coverage(self, coverage):
+        """Store a ``refmodel.coverage.Coverage`` (one run's: its per-bin ``runs`` are not stored)
+        as ``coverage/<layer key>`` groups (``coverage/input`` for the network input), each with
+        the attributes ``kind``, ``bins`` (the bin names in report order, space-separated),
+        ``unreachable`` (canonical JSON of {bin: reason}) and one int64 array attribute per bin,
+        its hits per channel; groups and attributes created in sorted name order."""
+        if "coverage" in self._file:
+            raise VectorFileError("the coverage is already written")
+        checked = {}  # everything is checked before anything is written
+        for layer, cov in coverage.layers.items():
+            key = COVERAGE_INPUT if layer == COVERAGE_INPUT else self._layer(layer)
+            where = f"coverage/{key}"
+            attrs = {"kind": check_name(cov.kind, f"{where}: kind")}
+            if layer == COVERAGE_INPUT and cov.kind != COVERAGE_INPUT:
+                raise VectorFileError(f"{where}: kind {cov.kind!r}; the network input's coverage has kind 'input'")
+            for name, counts in cov.hits.items():
+                check_name(name, f"{where}: bin")
+                if name in COVERAGE_ATTRS:
+                    raise VectorFileError(f"{where}: bin name {name!r} is reserved (attributes {COVERAGE_ATTRS})")
+                arr = np.asarray(counts)
+                if arr.dtype.kind not in "iu" or arr.ndim != 1 or arr.size == 0:
+                    raise VectorFileError(f"{where}: bin {name!r} must be a non-empty 1-D integer array of hits per "
+                                          f"channel, got dtype {arr.dtype} shape {arr.shape}")
+                low, high = int(arr.min()), int(arr.max())
+                if low < 0 or high > _INT64_MAX:
+                    bad = int(np.argmin(arr)) if low < 0 else int(np.argmax(arr))
+                    raise VectorFileError(f"{where}: bin {name!r} channel {bad} = {int(arr[bad])}: hits must be in "
+                                          f"0..{_INT64_MAX}")
+                attrs[name] = arr.astype(np.int64)
+            unreachable = dict(cov.unreachable)
+            for name, reason in unreachable.items():
+                if name not in cov.hits or not isinstance(reason, str):
+                    raise VectorFileError(f"{where}: unreachable bin {name!r} = {reason!r} must be one of its bins "
+                                          f"{list(cov.hits)} with a reason (a string)")
+            attrs["bins"] = " ".join(cov.hits)
+            attrs["unreachable"] = canonical_json(unreachable)
+            checked[key] = attrs
+        self._create_group("coverage")
+        for key in sorted(checked):
+            group = self._create_group(f"coverage/{key}")
+            for name, value in sorted(checked[key].items()):
+                self._set_attr(group, name, value)
 
 
 def reseal(path) -> None:
