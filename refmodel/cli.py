@@ -11,7 +11,8 @@ from refmodel.errors import RefmodelError
 
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
                "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex; "
-               "export-sv for the parameters as a Verilog header), estimate its cost (cost), or run the built-in "
+               "export-sv for the parameters as a Verilog header), merge and export their functional coverage "
+               "(coverage), estimate its cost (cost), or run the built-in "
                "example (demo). "
                "Exit status 2 for bad input or an unreadable or unwritable file, 130 when interrupted (Ctrl-C), "
                "143 when terminated (SIGTERM); an interrupted command leaves no file behind.")
@@ -50,7 +51,7 @@ def _cmd_gen(args) -> int:
     progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
     record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
     result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record,
-                      progress=progress, force=args.force)
+                      progress=progress, force=args.force, coverage=not args.no_coverage)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -73,6 +74,36 @@ def _cmd_check(args) -> int:
     result = compare_files(args.golden, args.other)
     print(result.report())
     return 0 if result.equal else 1
+
+
+def _cmd_coverage(args) -> int:
+    from refmodel import coverage_report as report
+
+    report.need(*[export for export in ("ucis", "yaml") if getattr(args, export)])
+    merged, config = report.read_coverage(args.files)
+    holes = report.unmet(merged, args.require) if args.require else []
+    print(merged.table(args.per_channel))
+    name = config["network"]["name"]
+    if args.ucis:
+        from refmodel.vectors import VectorFile
+
+        runs = []
+        for path in args.files:
+            with VectorFile(path) as vf:
+                runs.append((path, vf.seed))
+        report.write_text(args.ucis, report.ucis_xml(merged, name, runs), force=args.force)
+        print(f"wrote {args.ucis} (UCIS XML)")
+    if args.yaml:
+        report.write_text(args.yaml, report.cocotb_yaml(merged, name), force=args.force)
+        print(f"wrote {args.yaml} (cocotb-coverage YAML)")
+    if args.html:
+        report.write_text(args.html, report.html_report(merged, name, args.files, args.per_channel), force=args.force)
+        print(f"wrote {args.html} (HTML)")
+    if holes:
+        print(f"--require not met: {len(holes)} required bin{'s' if len(holes) != 1 else ''} never hit: "
+              + ", ".join(f"{layer}.{name}" for layer, name in holes))
+        return 1
+    return 0
 
 
 def _cmd_cost(args) -> int:
@@ -256,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     gen.add_argument("--force", action="store_true", help=FORCE_HELP)
+    gen.add_argument("--no-coverage", action="store_true",
+                     help="do not count the functional coverage bins nor store them (the file then has no coverage "
+                          "group)")
     gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
         "inspect", help="validate a vector file and summarize it: layers, shapes, formats, spike rates, overflows",
@@ -290,6 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     export_sv.add_argument("out", help="header to write (e.g. refmodel_params.vh)")
     export_sv.add_argument("--force", action="store_true", help=FORCE_HELP)
     export_sv.set_defaults(func=_cmd_export_sv)
+    cov = commands.add_parser(
+        "coverage", help="merge the functional coverage of vector files, check it, export it (UCIS, YAML, HTML)",
+        description="Read the functional coverage of FILES (run files of one network written by refmodel gen), "
+                    "merge it (hits summed bin by bin) and print, per layer, each bin with its hits, the runs that "
+                    "hit it and its status (hit, HOLE or unreachable and why), then the percentage of reachable bins "
+                    "hit (docs/coverage-reports.md). Exit status 1 when a bin of --require stayed a hole, 2 for bad "
+                    "input (a file without coverage or of another network, an unknown or unreachable required bin, "
+                    "a missing export library).")
+    cov.add_argument("files", nargs="+", metavar="FILE", help="vector files (HDF5) of one network")
+    cov.add_argument("--per-channel", action="store_true", help="also print the hits of each bin per channel")
+    cov.add_argument("--require", action="append", metavar="BINS",
+                     help="all (every reachable bin) or LAYER.BIN,... that must be hit (else exit status 1)")
+    cov.add_argument("--ucis", metavar="OUT.xml", help="write the merged coverage as a UCIS XML database (pyucis)")
+    cov.add_argument("--yaml", metavar="OUT.yml", help="write it in cocotb-coverage's YAML format")
+    cov.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML report (tables, bar charts)")
+    cov.add_argument("--force", action="store_true", help=FORCE_HELP)
+    cov.set_defaults(func=_cmd_coverage)
     cost = commands.add_parser(
         "cost", help="operations, memory and memory traffic per layer, static and measured",
         description="Print the cost of SPEC's network per layer and in total (docs/cost-model.md): static "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from refmodel.cost import measure
+from refmodel.coverage import Coverage, input_coverage
 from refmodel.errors import NetworkError, SpecError
 from refmodel.network import Network, Result
 from refmodel.spec import Spec, StimulusSpec, network_config
@@ -35,10 +36,12 @@ def _overridden(spec: Spec, **overrides) -> StimulusSpec:
 
 
 def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="all", progress=None,
-             force=False) -> Result:
+             force=False, coverage=True) -> Result:
     """Run ``spec`` and write the vector file ``out`` (atomically; ``force`` writes through a
     symbolic link, see ``refmodel.files``); returns the run's Result (without traces: they went
-    to the file).  Arguments left None come from the spec."""
+    to the file).  Arguments left None come from the spec.  With ``coverage`` (the default) the
+    run counts its coverage bins and the file stores them (its ``coverage`` group: the network
+    input's bins under "input", then the layers'), as does ``Result.coverage``."""
     network = spec.network
     stim = _overridden(spec, timesteps=timesteps, batch=batch, seed=seed)
     chosen = network.resolve_record(record)
@@ -60,8 +63,13 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="
                 writer.write_stimulus_step(t, stimulus[t])
         for (layer, signal), trace in layout.traces.items():
             writer.declare_trace(layer, signal, trace.shape[2:], trace.fmt, trace.axes)
-        result = network.run(stimulus, stim.timesteps, record=chosen, sink=writer.write_step, progress=progress)
+        result = network.run(stimulus, stim.timesteps, record=chosen, sink=writer.write_step, progress=progress,
+                             coverage=coverage)
         writer.write_cost(measure(result, stimulus).sections())
+        if coverage:
+            covered = Coverage({"input": input_coverage(encoder), **result.coverage.layers}, 1)
+            writer.write_coverage(covered)
+            result = dataclasses.replace(result, coverage=covered)
         for name, output in layout.outputs.items():
             writer.write_output(name, result.outputs[name], output.fmt, output.axes)
         index = {layer.name: i for i, layer in enumerate(network.layers)}
