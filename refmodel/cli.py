@@ -47,14 +47,47 @@ def _cmd_gen(args) -> int:
     from refmodel.spec import load_spec
 
     spec = load_spec(args.spec)
+    record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
+    if args.cover is not None:
+        return _gen_covered(args, spec, record)
+    if args.budget is not None:
+        raise _UsageError("--budget is the number of runs of --cover; give --cover BINS too")
     timesteps = spec.stimulus.timesteps if args.timesteps is None else args.timesteps
     progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
-    record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
     result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record,
                       progress=progress, force=args.force, coverage=not args.no_coverage)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
+    return 0
+
+
+def _gen_covered(args, spec, record) -> int:
+    """``gen --cover``: coverage-directed generation into the directory ``--out`` (docs/coverage.md §7)."""
+    import dataclasses
+
+    from refmodel.directed import directed
+    from refmodel.generate import overridden
+
+    if args.no_coverage:
+        raise _UsageError("--cover measures coverage: it cannot be combined with --no-coverage")
+    spec = dataclasses.replace(spec, stimulus=overridden(spec, timesteps=args.timesteps, batch=args.batch,
+                                                         seed=args.seed))
+    names = "all" if args.cover.strip() == "all" else [n.strip() for n in args.cover.split(",") if n.strip()]
+    budget = 100 if args.budget is None else args.budget
+    bar = _ProgressBar(budget, f"{spec.network.name} --cover", force=args.progress)
+    done = directed(spec, args.out, names, budget=budget, record=record,
+                    progress=lambda runs, hit, wanted: bar(budget - 1 if hit == wanted else runs - 1))
+    wanted = len(done.hit) + len(done.unhit)
+    print(f"{done.runs} run{'s' if done.runs != 1 else ''} (seeds {spec.stimulus.seed}..), {len(done.hit)} of "
+          f"{wanted} reachable bins hit; wrote {len(done.files)} file{'s' if len(done.files) != 1 else ''} "
+          f"(seeds {', '.join(map(str, done.seeds))}): {', '.join(done.files)}")
+    for (layer, name), why in done.unreachable.items():
+        print(f"  unreachable: {layer}.{name} ({why})")
+    if done.unhit:
+        unhit = ", ".join(f"{layer}.{name}" for layer, name in done.unhit)
+        print(f"not hit within the budget of {budget} runs: {unhit}")
+        return 1
     return 0
 
 
@@ -278,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "vector file (docs/vectors.md): parameters, stimulus, per-timestep traces, outputs and "
                     "overflow counts. Options override the spec's [stimulus] settings.")
     gen.add_argument("spec", help="network spec (TOML)")
-    gen.add_argument("--out", required=True, help="vector file to write (HDF5)")
+    gen.add_argument("--out", required=True, help="vector file to write (HDF5); with --cover, a directory")
     gen.add_argument("--timesteps", type=_integer(1, MAX_TIMESTEPS), help=f"timesteps T (1..{MAX_TIMESTEPS})")
     gen.add_argument("--batch", type=_integer(1, MAX_BATCH), help=f"batch size N (1..{MAX_BATCH})")
     gen.add_argument("--seed", type=_integer(0, SEED_MAX),
@@ -290,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-coverage", action="store_true",
                      help="do not count the functional coverage bins nor store them (the file then has no coverage "
                           "group)")
+    gen.add_argument("--cover", metavar="BINS",
+                     help="coverage-directed: draw runs of new seeds (seed, seed + 1, ...) until the bins are hit: "
+                          "all, or a comma list of LAYER.BIN or BIN; write the fewest files that hit them into the "
+                          "directory --out (exit status 1 if some stay unhit)")
+    gen.add_argument("--budget", type=_integer(1, 1_000_000), metavar="N",
+                     help="with --cover: at most N runs (default 100)")
     gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
         "inspect", help="validate a vector file and summarize it: layers, shapes, formats, spike rates, overflows",

@@ -170,6 +170,8 @@ def input_coverage(encoder) -> LayerCoverage:
     else:
         hits["pixel_min"] = (per_channel == fmt.min_int).sum(axis=(0, 2))
     hits["pixel_full_scale"] = (per_channel == top).sum(axis=(0, 2))
+    if top > fmt.max_int:
+        unreachable["pixel_full_scale"] = f"full_scale {top} is beyond the pixel format {fmt} (max {fmt.max_int})"
     hits["random_period"] = np.zeros(per_channel.shape[1], np.int64)
     unreachable["random_period"] = ("a run of at most 2**24 timesteps draws fewer than the 2**32 - 1 states of a "
                                     "pixel's xorshift32 generator" if encoder.name == "random" else

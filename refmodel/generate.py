@@ -14,7 +14,7 @@ from refmodel.stimulus import build_stimulus
 from refmodel.vectors.layout import run_layout
 from refmodel.vectors.writer import VectorWriter
 
-__all__ = ["generate", "run_config"]
+__all__ = ["generate", "run_config", "overridden"]
 
 
 def run_config(network: Network, stimulus: StimulusSpec, record) -> dict:
@@ -26,7 +26,7 @@ def run_config(network: Network, stimulus: StimulusSpec, record) -> dict:
     }
 
 
-def _overridden(spec: Spec, **overrides) -> StimulusSpec:
+def overridden(spec: Spec, **overrides) -> StimulusSpec:
     """The spec's [stimulus] with the arguments that are not None in place of its values; a
     bad value is refused naming the network, the argument and the value."""
     try:
@@ -43,7 +43,7 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="
     run counts its coverage bins and the file stores them (its ``coverage`` group: the network
     input's bins under "input", then the layers'), as does ``Result.coverage``."""
     network = spec.network
-    stim = _overridden(spec, timesteps=timesteps, batch=batch, seed=seed)
+    stim = overridden(spec, timesteps=timesteps, batch=batch, seed=seed)
     chosen = network.resolve_record(record)
     layout = run_layout(network, stim, chosen, spec.where)
     network.check_run(stim.batch, stim.timesteps, chosen, keep_traces=False,

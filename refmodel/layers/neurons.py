@@ -542,6 +542,12 @@ class _Leaky(_Neuron):
         out = {}
         if self.leak == "none":
             out["leak_to_zero"] = "no leak"
+        elif self.leak == "shift" and self.leak_shift >= 2 and not self.leak_min_step:
+            out["leak_to_zero"] = "leak_shift >= 2 without min_step: a step is at most |V|/4 + 1/2 < |V|"
+        elif self.leak == "mul" and self.leak_mult == 1 << self.leak_shift:
+            out["leak_to_zero"] = "leak_mult = 2**leak_shift: the leak is the identity"
+        elif self.leak == "linear" and self.leak_step == 0:
+            out["leak_to_zero"] = "leak_step = 0: the leak is the identity"
         if self.leak not in ("shift", "mul"):
             out["leak_tie"] = f"leak {self.leak!r} does not round"
         elif self.leak_rounding in (Rounding.TRN, Rounding.TRN_ZERO):
