@@ -1,6 +1,6 @@
 """The golden regression set: regenerating every recipe in vectors/recipes gives the arrays
-of its committed vector file in vectors/golden, bit for bit, and the cost figures it stores
-(its ``cost`` group, which compare_files does not compare).
+of its committed vector file in vectors/golden, bit for bit, and the cost figures and the
+coverage it stores (its ``cost`` and ``coverage`` groups, which compare_files does not compare).
 
 After a deliberate change of the arithmetic (or of a cost formula), regenerate with
     refmodel gen vectors/recipes/NAME.toml --out vectors/golden/NAME.h5
@@ -34,3 +34,9 @@ def test_regenerating_a_recipe_gives_its_golden_arrays_and_cost(name, tmp_path):
         stored = golden.cost()
         assert set(stored) == {"static", "memory", "measured"}, stored.keys()
         assert fresh.cost() == stored
+        mine, theirs = fresh.coverage(), golden.coverage()
+        assert list(mine.layers) == list(theirs.layers)
+        for layer, cov in theirs.layers.items():
+            assert cov.kind == mine.layers[layer].kind and cov.unreachable == mine.layers[layer].unreachable, layer
+            fresh_hits = {b: h.tolist() for b, h in mine.layers[layer].hits.items()}
+            assert {b: h.tolist() for b, h in cov.hits.items()} == fresh_hits, layer
