@@ -113,30 +113,38 @@ def _cmd_coverage(args) -> int:
     from refmodel import coverage_report as report
 
     report.need(*[export for export in ("ucis", "yaml") if getattr(args, export)])
-    merged, config = report.read_coverage(args.files)
-    holes = report.unmet(merged, args.require) if args.require else []
-    print(merged.table(args.per_channel))
-    name = config["network"]["name"]
-    if args.ucis:
-        from refmodel.vectors import VectorFile
+    groups = report.by_network(args.files)
+    if len(groups) > 1 and (args.ucis or args.yaml or args.html):
+        raise _UsageError(f"the files hold {len(groups)} networks; --ucis, --yaml and --html export the coverage of "
+                          "one network: give the files of one network")
+    status = 0
+    for files in groups:
+        merged, config = report.read_coverage(files)
+        holes = report.unmet(merged, args.require) if args.require else []
+        name = config["network"]["name"]
+        if len(groups) > 1:
+            print(f"== network {name}: {len(files)} file{'s' if len(files) != 1 else ''}")
+        print(merged.table(args.per_channel))
+        if args.ucis:
+            from refmodel.vectors import VectorFile
 
-        runs = []
-        for path in args.files:
-            with VectorFile(path) as vf:
-                runs.append((path, vf.seed))
-        report.write_text(args.ucis, report.ucis_xml(merged, name, runs), force=args.force)
-        print(f"wrote {args.ucis} (UCIS XML)")
-    if args.yaml:
-        report.write_text(args.yaml, report.cocotb_yaml(merged, name), force=args.force)
-        print(f"wrote {args.yaml} (cocotb-coverage YAML)")
-    if args.html:
-        report.write_text(args.html, report.html_report(merged, name, args.files, args.per_channel), force=args.force)
-        print(f"wrote {args.html} (HTML)")
-    if holes:
-        print(f"--require not met: {len(holes)} required bin{'s' if len(holes) != 1 else ''} never hit: "
-              + ", ".join(f"{layer}.{name}" for layer, name in holes))
-        return 1
-    return 0
+            runs = []
+            for path in files:
+                with VectorFile(path) as vf:
+                    runs.append((path, vf.seed))
+            report.write_text(args.ucis, report.ucis_xml(merged, name, runs), force=args.force)
+            print(f"wrote {args.ucis} (UCIS XML)")
+        if args.yaml:
+            report.write_text(args.yaml, report.cocotb_yaml(merged, name), force=args.force)
+            print(f"wrote {args.yaml} (cocotb-coverage YAML)")
+        if args.html:
+            report.write_text(args.html, report.html_report(merged, name, files, args.per_channel), force=args.force)
+            print(f"wrote {args.html} (HTML)")
+        if holes:
+            print(f"--require not met: {len(holes)} required bin{'s' if len(holes) != 1 else ''} never hit: "
+                  + ", ".join(f"{layer}.{bin_name}" for layer, bin_name in holes))
+            status = 1
+    return status
 
 
 def _cmd_cost(args) -> int:

@@ -25,7 +25,7 @@ import math
 from refmodel.coverage import Coverage, CoverageError, network_digest
 from refmodel.files import AtomicOutput
 
-__all__ = ["EXTRA", "need", "read_coverage", "unmet", "ucis_xml", "cocotb_yaml", "html_report", "write_text"]
+__all__ = ["EXTRA", "need", "read_coverage", "by_network", "unmet", "ucis_xml", "cocotb_yaml", "html_report", "write_text"]
 
 #: The optional extra that installs the export libraries.
 EXTRA = "coverage"
@@ -85,6 +85,19 @@ def read_coverage(paths) -> tuple[Coverage, dict]:
                 raise CoverageError(f"{vf.path}: its coverage does not merge with the files before it: {exc}") \
                     from None
     return merged, config
+
+
+def by_network(paths) -> list:
+    """``paths`` grouped by network (``network_digest`` of each run file's config), in the order
+    each network first appears: a list of lists of paths."""
+    from refmodel.vectors import VectorFile
+
+    groups = {}
+    for path in paths:
+        with VectorFile(path) as vf:
+            key = network_digest(vf.config) if vf.network is not None else path
+        groups.setdefault(key, []).append(path)
+    return list(groups.values())
 
 
 def unmet(coverage: Coverage, require) -> list:

@@ -6,6 +6,11 @@
 (``pip install 'refmodel[test]'``); calling one without it raises an ImportError that says so.
 A worked example is in docs/testing.md.
 
+Coverage (docs/coverage.md): ``bins_of(network)`` lists every bin of a network with why it is
+unreachable; ``target_bins(coverage, bins)`` hands the hits of bins to ``hypothesis.target`` so
+that a property test searches for inputs that hit them; ``assert_hit(coverage, bins)`` fails,
+naming the bins, when a test's inputs never hit them.
+
 Every strategy draws valid descriptions only (they build without error).  Overflow fields
 take WRAP, SAT and SAT_SYM; ``errors=True`` adds ERROR, whose runs may then raise
 ``FixedOverflowError`` (the golden model refusing a value, which a DUT model may be tested on
@@ -54,6 +59,9 @@ __all__ = [
     "stimuli",
     "NEURON_KINDS",
     "POOL_KINDS",
+    "bins_of",
+    "target_bins",
+    "assert_hit",
 ]
 
 NEURON_KINDS = kinds_of("neuron")
@@ -98,6 +106,43 @@ def unpack_bits(value: int, count: int, bits: int, signed: bool) -> np.ndarray:
     if signed:
         codes = [c - (1 << bits) if c >> (bits - 1) else c for c in codes]
     return np.array(codes, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- coverage
+def bins_of(network: Network) -> dict:
+    """{(layer, bin): reason it is unreachable, or None} of every coverage bin of ``network``'s
+    layers, in order (the network input's bins come from the encoder: ``refmodel.coverage.input_coverage``)."""
+    return {(layer.name, name): layer.unreachable_bins(network.sites[layer.name]).get(name)
+            for layer in network.layers for name in layer.coverage_bins}
+
+
+def _chosen(coverage, bins) -> list:
+    """``bins`` as (layer, bin) pairs: given ("LAYER.BIN" or pairs), or every reachable bin."""
+    if bins is None:
+        return coverage.reachable()
+    pairs = [tuple(b.rsplit(".", 1)) if isinstance(b, str) else tuple(b) for b in bins]
+    unknown = [f"{layer}.{name}" for layer, name in pairs
+               if layer not in coverage.layers or name not in coverage.layers[layer].hits]
+    if unknown:
+        raise KeyError(f"no such coverage bin: {', '.join(unknown)}")
+    return pairs
+
+
+def target_bins(coverage, bins=None) -> None:
+    """``hypothesis.target(hits, label="LAYER.BIN")`` for each bin of ``bins`` ("LAYER.BIN"
+    strings or (layer, bin) pairs; None: every reachable bin) of a run's ``Coverage``: hypothesis
+    then prefers inputs with more hits (call it inside a ``@given`` test)."""
+    from hypothesis import target
+
+    for layer, name in _chosen(coverage, bins):
+        target(float(coverage.hit(layer, name)), label=f"{layer}.{name}")
+
+
+def assert_hit(coverage, bins=None) -> None:
+    """AssertionError naming the bins of ``bins`` (as in ``target_bins``) that ``coverage`` never hit."""
+    missed = [f"{layer}.{name}" for layer, name in _chosen(coverage, bins) if not coverage.hit(layer, name)]
+    if missed:
+        raise AssertionError(f"coverage bins never hit: {', '.join(missed)}")
 
 
 # --------------------------------------------------------------------------- strategies

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from refmodel import cli
-from refmodel.coverage import Coverage, LayerCoverage
+from refmodel.coverage import Coverage, CoverageError, LayerCoverage
 from refmodel.encode import AnalogEncoder
 from refmodel.fixed import QFormat
 from refmodel.generate import generate
@@ -339,16 +339,26 @@ def test_require(capsys, runs):
 
 
 def test_files_without_coverage_or_of_another_network_are_refused(capsys, runs, version_2, tmp_path):
+    from refmodel.coverage_report import read_coverage
+
     other = tmp_path / "other.h5"
     generate(load_spec(RECIPES / "loihi_lif.toml"), other, timesteps=2, batch=1)
     bare = tmp_path / "bare.h5"
     generate(load_spec(RECIPES / "conv_if_vmpool.toml"), bare, coverage=False, **SMALL)
-    for path, message in ((other, f"{other}: network 'loihi_lif'"),
-                          (bare, f"{bare}: holds no coverage (format version 3, written with --no-coverage)"),
+    for path, message in ((bare, f"{bare}: holds no coverage (format version 3, written with --no-coverage)"),
                           (version_2, f"{version_2}: holds no coverage (format version 2, older than version 3)")):
         status, out, err = _main(capsys, "coverage", runs[0], path)
         assert status == 2 and out == "" and err.count("\n") == 1
         assert err.startswith("refmodel coverage: error: ") and message in err, err
+    with pytest.raises(CoverageError, match=f"{other}: network 'loihi_lif'"):
+        read_coverage([runs[0], other])
+    # the command reports files of several networks network by network, and exports only one network's
+    status, out, err = _main(capsys, "coverage", runs[0], other, runs[1])
+    assert status == 0 and err == ""
+    assert [line for line in out.splitlines() if line.startswith("== network")] == [
+        "== network conv_if_vmpool: 2 files", "== network loihi_lif: 1 file"]
+    status, out, err = _main(capsys, "coverage", runs[0], other, "--html", str(tmp_path / "x.html"))
+    assert status == 2 and "export the coverage of one network" in err and not (tmp_path / "x.html").exists()
 
 
 # ----------------------------------------------------------------------------- exports

@@ -217,8 +217,8 @@ def _edit(path, fn):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda f: f.attrs.__setitem__("format_version", np.int64(3)),
-     "format version 3 is not supported .this reader reads versions 1, 2."),
+    (lambda f: f.attrs.__setitem__("format_version", np.int64(4)),
+     "format version 4 is not supported .this reader reads versions 1, 2, 3."),
     (lambda f: f.__delitem__("stimulus/input"), "missing dataset /stimulus/input"),
     (lambda f: f.__delitem__("stimulus/spikes"), "missing dataset /stimulus/spikes"),
     (lambda f: f.__delitem__("outputs"), "missing group /outputs"),
