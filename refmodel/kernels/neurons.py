@@ -180,7 +180,7 @@ def _neuron_row(v, refr, current, thr, n, c, n_maps, use_refr, keep_pre, cover, 
                 at0 += x == t
             else:
                 at1 += x == t
-            fired_maps += s << k
+            fired_maps += (1 << k) if s else 0
             if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
                 fired = True
                 theta = t
