@@ -35,6 +35,27 @@ def _window_argmax(a, n, c, y0, x0, kh, kw):
 
 
 @numba.njit(cache=True, inline="always")
+def _window_argmax_counted(a, spikes, n, c, y0, x0, kh, kw):
+    """``_window_argmax`` in the same pass counting the positions that hold the maximum and the
+    window's spikes: (p, a[p], positions equal to the maximum, spikes)."""
+    best = a[n, c, y0, x0]
+    arg = 0
+    equal = 0
+    fired = 0
+    for ky in range(kh):
+        for kx in range(kw):
+            value = a[n, c, y0 + ky, x0 + kx]
+            fired += spikes[n, c, y0 + ky, x0 + kx]
+            if value > best:
+                best = value
+                arg = ky * kw + kx
+                equal = 1
+            elif value == best:
+                equal += 1
+    return arg, best, equal, fired
+
+
+@numba.njit(cache=True, inline="always")
 def _window_sum(s, n, c, y0, x0, kh, kw):
     """Sum of the window's values, int64."""
     total = np.int64(0)
@@ -59,19 +80,17 @@ def winner_pool(spikes, key, kh, kw, sh, sw, out, index, prev, cov):
         for oy in range(ho):
             for ox in range(wo):
                 y0, x0 = oy * sh, ox * sw
-                p, best = _window_argmax(key, n, c, y0, x0, kh, kw)
+                if cover:
+                    p, _, equal, fired = _window_argmax_counted(key, spikes, n, c, y0, x0, kh, kw)
+                    ties += equal > 1
+                    silent += fired == 0
+                    if changes:
+                        changed += prev[n, c, oy, ox] != p
+                else:
+                    p, _ = _window_argmax(key, n, c, y0, x0, kh, kw)
                 index[n, c, oy, ox] = p
                 ky = p // kw
                 out[n, c, oy, ox] = spikes[n, c, y0 + ky, x0 + p - ky * kw]
-                if cover:
-                    equal = 0
-                    for qy in range(kh):
-                        for qx in range(kw):
-                            equal += key[n, c, y0 + qy, x0 + qx] == best
-                    ties += equal > 1
-                    silent += _window_sum(spikes, n, c, y0, x0, kh, kw) == 0
-                    if changes:
-                        changed += prev[n, c, oy, ox] != p
         if cover:
             cov[nc, WIN_TIE] = ties
             cov[nc, WIN_SILENT] = silent
