@@ -11,10 +11,12 @@ neuron's own step); flatten is row-major; add sums its inputs in order and casts
 concat joins them on the channel axis.  Nothing is cached: currents are recomputed every timestep.
 
 ``run(network, stimulus, timesteps)`` returns a ``TwinRun``.  Under Overflow.ERROR the first
-offending write raises ``TwinOverflow(layer, index, value)``.
+offending write raises ``TwinOverflow(layer, index, value)``.  Besides the signals it keeps what
+the coverage twin (tests/oracle/coverage.py) replays from: each layer's inputs and each neuron
+layer's registers before each timestep.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,12 +37,15 @@ class TwinRun:
     """traces: {(layer, signal): [array per timestep]} of every signal a layer produces.
     overflows: [t][layer index] counted writes.  spike_counts: {layer: outputs summed over T}
     for every layer whose outputs are events, but reshapes.  outputs: the last layer's "spike_count" and final "v" (neuron)
-    or last "current" (synapse)."""
+    or last "current" (synapse).  inputs: {layer: [per timestep: tuple of its inputs' arrays, in
+    ``inputs`` order]}.  states: {neuron layer: [per timestep: {register: array} before the step]}."""
 
     traces: dict
     overflows: list
     spike_counts: dict
     outputs: dict
+    inputs: dict = field(default_factory=dict)
+    states: dict = field(default_factory=dict)
 
 
 def kind(layer) -> str:
@@ -147,6 +152,7 @@ def run(network, stimulus, timesteps) -> TwinRun:
     for layer in layers:
         events[layer.name] = _events(layer, sources[layer.name], events)
     traces, overflows, spike_counts = {}, [], {}
+    inputs_seen, states_seen = {}, {}
     states = {}  # neuron layers: registers; count_gate pools: {"count": nested lists}
 
     def record(layer, signal, t, value):
@@ -160,12 +166,14 @@ def run(network, stimulus, timesteps) -> TwinRun:
             role = layer.role
             inputs = [outputs[name] for name in sources[layer.name]]
             x = inputs[0]
+            inputs_seen.setdefault(layer.name, []).append(tuple(np.array(v, np.int64) for v in inputs))
             n_over = 0
             if role == "synapse":
                 x, n_over = _synapse(layer, x)
                 record(layer, "current", t, x)
             elif role == "neuron":
                 state = states.setdefault(layer.name, _zero_state(layer, x.shape))
+                states_seen.setdefault(layer.name, []).append({key: np.array(v, np.int64) for key, v in state.items()})
                 spikes, v_pre, v_post, new_state, n_over = _neuron(layer, state, x)
                 states[layer.name] = new_state
                 for signal, value in (("v_pre", v_pre), ("v_post", v_post), ("spikes", spikes)):
@@ -203,4 +211,4 @@ def run(network, stimulus, timesteps) -> TwinRun:
     if last.role == "synapse":
         outputs["current"] = x
     stacked = {key: np.stack(arrays) for key, arrays in traces.items()}
-    return TwinRun(stacked, overflows, spike_counts, outputs)
+    return TwinRun(stacked, overflows, spike_counts, outputs, inputs_seen, states_seen)
