@@ -304,7 +304,7 @@ class Network:
         traces = {pair: [] for pair in wanted} if sink is None else {}
         overflows = np.zeros((timesteps, len(self.layers)), np.int64)
         spike_counts = {}
-        hits = {layer.name: {} for layer in self.layers if layer.coverage_bins} if coverage else {}
+        tallies = {layer.name: None for layer in self.layers if layer.coverage_bins} if coverage else {}
         for t in range(timesteps):
             frame.outputs[NETWORK_INPUT] = stimulus[t] if per_step else stimulus
             for i, (name, step, signals, release) in enumerate(plan):
@@ -313,8 +313,8 @@ class Network:
                 for source in release:
                     del frame.outputs[source], frame.steps[source]
                 overflows[t, i] = out.overflows
-                if name in hits:
-                    _add_hits(hits[name], out.coverage)
+                if name in tallies:
+                    tallies[name] = _add_tally(tallies[name], out.coverage)
                 for signal in signals:
                     value = out.signals[signal]
                     if sink is not None:
@@ -338,7 +338,7 @@ class Network:
             network=self, timesteps=timesteps, batch=batch,
             outputs={k: v for k, v in outputs.items() if v is not None},
             traces=stacked, overflows=overflows, spike_counts=spike_counts,
-            coverage=self._coverage(hits) if coverage else None,
+            coverage=self._coverage({name: tally.hits() for name, tally in tallies.items()}) if coverage else None,
         )  # fmt: skip
 
     def _coverage(self, hits: dict) -> Coverage:
@@ -349,13 +349,14 @@ class Network:
         return Coverage.of_run(ordered, {name: layer.kind for name, layer in layers.items()}, unreachable)
 
 
-def _add_hits(total: dict, step: dict) -> None:
-    """Add one step's {bin: hits per channel} into ``total`` (in place)."""
-    for name, counts in step.items():
-        if name in total:
-            total[name] += counts
-        else:
-            total[name] = np.array(counts, np.int64)
+def _add_tally(total, step):
+    """The run's Tally so far (None before the first step) with one step's Tally added: its
+    raw counters summed as the kernels left them (named only once, at the end of the run)."""
+    if total is None:
+        return type(step)({key: np.array(counts, np.int64) for key, counts in step.raw.items()}, step.named)
+    for key, counts in step.raw.items():
+        total.raw[key] += counts
+    return total
 
 
 @dataclass(frozen=True, eq=False)

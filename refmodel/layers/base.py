@@ -37,7 +37,7 @@ from refmodel.checks import first_outside, index_text, is_integer
 from refmodel.errors import LayerError
 from refmodel.fixed import FixedPointError, Overflow, QFormat
 
-__all__ = ["SPIKE", "ROLES", "NETWORK_INPUT", "Layer", "Param", "Site", "Step", "RunOptions", "LayerError",
+__all__ = ["SPIKE", "ROLES", "NETWORK_INPUT", "Layer", "Param", "Site", "Step", "Tally", "RunOptions", "LayerError",
            "check_name", "int_array", "positive_pair"]
 
 #: The format of a spike: one unsigned bit.
@@ -56,15 +56,32 @@ class Param(NamedTuple):
     axes: tuple
 
 
+class Tally(NamedTuple):
+    """The coverage counters of one step as its kernels left them: ``raw`` ({key: int64
+    array}, which a run adds up over its steps as they are), and ``named(raw)``, which turns raw
+    counters into {bin: int64 hits per channel}.  ``hits()``: this step's named counts."""
+
+    raw: dict
+    named: Callable
+
+    def hits(self) -> dict:
+        return self.named(self.raw)
+
+
+def named_as_is(raw: dict) -> dict:
+    """The ``named`` of a Tally whose raw counters already are {bin: hits per channel}."""
+    return raw
+
+
 class Step(NamedTuple):
     """One timestep of a layer: its ``output`` (what its readers take), the recordable
     ``signals`` it produced ({name: array or None}), the register writes that overflowed and,
-    in a run that measures coverage, ``coverage``: {bin: int64 hits per channel} of this step."""
+    in a run that measures coverage, ``coverage``: the Tally of this step."""
 
     output: np.ndarray
     signals: dict
     overflows: int
-    coverage: dict | None = None
+    coverage: Tally | None = None
 
 
 @dataclass(frozen=True)

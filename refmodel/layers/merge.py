@@ -10,7 +10,7 @@ import numpy as np
 
 from refmodel.checks import first_outside, index_text
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
-from refmodel.layers.base import Layer, LayerError, Step, write_bins, write_bins_unreachable
+from refmodel.layers.base import Layer, LayerError, Step, Tally, named_as_is, write_bins, write_bins_unreachable
 
 _INT64_MAX = 2**63 - 1
 
@@ -122,8 +122,8 @@ class Add(_Merge):
         coverage = None
         if cover:
             per_channel = (0, *range(2, total.ndim))
-            coverage = write_bins("out", self.overflow, (total > hi).sum(axis=per_channel, dtype=np.int64),
-                                  (total < lo).sum(axis=per_channel, dtype=np.int64))
+            coverage = Tally(write_bins("out", self.overflow, (total > hi).sum(axis=per_channel, dtype=np.int64),
+                                        (total < lo).sum(axis=per_channel, dtype=np.int64)), named_as_is)
         outside = first_outside(total, lo, hi)
         if outside is None:
             return Step(total, {"out": total}, 0, coverage)

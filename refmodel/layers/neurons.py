@@ -17,6 +17,7 @@ done by the Numba kernels of ``refmodel.kernels.neurons``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
@@ -26,7 +27,7 @@ import numpy as np
 from refmodel.checks import checked_integer, first_outside, index_text
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, Rounding
 from refmodel.kernels import neurons as K
-from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, spike_buffer_bits, write_bins,
+from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, Tally, spike_buffer_bits, write_bins,
                                    write_bins_unreachable)
 
 __all__ = [
@@ -63,15 +64,15 @@ class NeuronStep(NamedTuple):
     v_post:    int64 Vm after the reset: the array held in ``state["v"]`` (after ``step``
                never written again; after ``advance`` it changes with the next ``advance``).
     overflows: number of register writes wrapped or saturated in this step.
-    coverage:  {bin: int64 hits per Vm channel} of the layer's coverage bins in this step
-               (``step(..., cover=True)``), else None.
+    coverage:  the Tally of the layer's coverage bins in this step (``step(..., cover=True)``;
+               ``coverage.hits()``: {bin: int64 hits per Vm channel}), else None.
     """
 
     spikes: np.ndarray
     v_pre: np.ndarray
     v_post: np.ndarray
     overflows: int
-    coverage: dict | None = None
+    coverage: Tally | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -175,7 +176,7 @@ def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat,
     """Run ``K.neuron_step`` with ``modes`` (``K.NeuronModes``) on (N, C, M) views of ``shape``
     (``v`` and ``refr`` in place); raise the first overflow under ERROR.  Returns spikes, v_pre
     (None unless ``keep_pre``), the overflow count and (when ``cover``) the kernel's coverage
-    counters per Vm channel, (C, K.N_COV)."""
+    counters per row, (N·C, K.N_COV)."""
     current = np.ascontiguousarray(current)  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
@@ -186,7 +187,7 @@ def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat,
     K.neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov)
     if overflow == Overflow.ERROR:
         _raise_first_overflow(layer, err, shape, fmt, overflow)
-    return spikes, (v_pre if keep_pre else None), int(ovf.sum()), (_per_vm_channel(cov, n_ch) if cover else None)
+    return spikes, (v_pre if keep_pre else None), int(ovf.sum()), (cov if cover else None)
 
 
 def _raise_first_overflow(layer, err, shape, fmt, overflow):
@@ -239,9 +240,11 @@ class _NeuronLayer(Layer):
     def leaks(self) -> int:
         return 0
 
-    def _named_bins(self, counts, overflow: Overflow) -> dict:
-        """{bin: hits per Vm channel} from the kernel's counters (C, K.N_COV): a Vm write beyond
-        the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the register's overflow mode."""
+    def _named_bins(self, rows, n_ch, overflow: Overflow) -> dict:
+        """{bin: hits per Vm channel} from the kernel's counters per row (N·C, K.N_COV) of a Vm of
+        ``n_ch`` channels: a Vm write beyond the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the
+        register's overflow mode."""
+        counts = _per_vm_channel(rows, n_ch)
         named = write_bins("v", overflow, counts[:, K.COV_HIGH], counts[:, K.COV_LOW])
         named |= {name: counts[:, code] for name, code in self._BIN_CODES.items()}
         return {name: named[name] for name in self.coverage_bins if name in named}
@@ -412,8 +415,12 @@ class _Neuron(_NeuronLayer):
             self.overflow, keep_pre, cover,
         )  # fmt: skip
         spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
-        coverage = None if counts is None else self._named_bins(counts, self.overflow)
+        coverage = None if counts is None else Tally({"v": counts}, functools.partial(self._named, shape[1]))
         return NeuronStep(spikes, None if v_pre is None else v_pre.reshape(shape), state["v"], overflows, coverage)
+
+    def _named(self, n_ch, raw) -> dict:
+        """{bin: hits per Vm channel} from the kernel's counters per row."""
+        return self._named_bins(raw["v"], n_ch, self.overflow)
 
     def unreachable_bins(self, site) -> dict:
         """The Vm write bins of the other overflow modes, and those the range of the current and
@@ -760,9 +767,11 @@ class LoihiLIF(_NeuronLayer):
             Overflow.SAT_SYM, keep_pre, cover,
         )  # fmt: skip
         v_pre = None if v_pre is None else v_pre.reshape(shape)
-        coverage = None
-        if cover:
-            u = _per_vm_channel(cov_u, n_ch)
-            coverage = {"u_wrap_high": u[:, 0], "u_wrap_low": u[:, 1]} | self._named_bins(counts, Overflow.SAT_SYM)
-            coverage = {name: coverage[name] for name in self.coverage_bins}
+        coverage = None if counts is None else Tally({"u": cov_u, "v": counts}, functools.partial(self._named, n_ch))
         return NeuronStep(spikes.reshape(shape), v_pre, state["v"], int(ovf_u.sum()) + ovf_v, coverage)
+
+    def _named(self, n_ch, raw) -> dict:
+        """{bin: hits per channel} from the u and v kernels' counters per row."""
+        u = _per_vm_channel(raw["u"], n_ch)
+        named = {"u_wrap_high": u[:, 0], "u_wrap_low": u[:, 1]} | self._named_bins(raw["v"], n_ch, Overflow.SAT_SYM)
+        return {name: named[name] for name in self.coverage_bins}

@@ -16,6 +16,7 @@ window, position ``p = ky*kw + kx`` (row-major); argmax ties go to the smallest 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
@@ -25,8 +26,8 @@ import numpy as np
 from refmodel.checks import first_outside, index_text, is_integer
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, shift_right
 from refmodel.kernels import pooling as kernels
-from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, positive_pair, spike_buffer_bits, write_bins,
-                                   write_bins_unreachable)
+from refmodel.layers.base import (SPIKE, Layer, LayerError, Param, Step, Tally, positive_pair, spike_buffer_bits,
+                                   write_bins, write_bins_unreachable)
 
 __all__ = [
     "PoolStep",
@@ -48,15 +49,16 @@ class PoolStep(NamedTuple):
     v: int64 pooled potential ``max_p v`` before any subtraction (PooledNeuronPool), else None.
     overflows: how many values this step saturated or wrapped (counter increments lost at the
         counter's maximum, Vm casts, output casts).
-    coverage: {bin: int64 hits per channel} of this step (``step(..., cover=True)``; the
-        winners are "changed" against ``step(..., winners=)``, the previous step's ``index``), else None.
+    coverage: the Tally of this step (``step(..., cover=True)``; ``coverage.hits()``: {bin: int64
+        hits per channel}; the winners are "changed" against ``step(..., winners=)``, the
+        previous step's ``index``), else None.
     """
 
     out: np.ndarray
     index: np.ndarray | None = None
     v: np.ndarray | None = None
     overflows: int = 0
-    coverage: dict | None = None
+    coverage: Tally | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,16 +123,38 @@ class _Pool(Layer):
         return {name: why for name in ("window_tie", "winner_changed", "window_multiple") if name in self.coverage_bins}
 
 
-    def _sum_bins(self, spikes, out_shape, shift, rounding, fmt, overflow) -> dict:
-        """The window-sum bins of its kind per channel, from ``kernels.window_sum_bins`` with the
-        output register ``fmt`` under ``overflow``."""
+    def _sum_bins(self, spikes, out_shape, shift, rounding, fmt, overflow) -> Tally:
+        """The window-sum counters of ``kernels.window_sum_bins`` with the output register ``fmt``
+        under ``overflow``."""
         cov = np.zeros((out_shape[0] * out_shape[1], 5), np.int64)
         kernels.window_sum_bins(spikes, *self.kernel, *self.stride, shift, int(rounding), fmt.bits, fmt.signed,
                                 int(overflow), out_shape, cov)
-        per_channel = _per_channel(cov, out_shape[1])
-        named = {"window_silent": per_channel[:, kernels.SUM_SILENT], "window_full": per_channel[:, kernels.SUM_FULL],
-                 "window_multiple": per_channel[:, kernels.SUM_MULTIPLE], "round_tie": per_channel[:, kernels.SUM_TIE]}
-        named |= write_bins("out", overflow, per_channel[:, kernels.SUM_HIGH], np.zeros_like(per_channel[:, 0]))
+        return self._tally({"sum": cov}, out_shape)
+
+    def _tally(self, raw, out_shape) -> Tally:
+        return Tally(raw, functools.partial(self._named, out_shape[1]))
+
+    def _named(self, channels, raw) -> dict:
+        """{bin: hits per channel} of its kind from the raw counters per plane: "window"
+        (``winner_pool``'s), "sum" (``window_sum_bins``'), "subtract" (``subtract_bins``') and
+        "counter_at_max" (already per channel)."""
+        named = {}
+        if "window" in raw:
+            window = _per_channel(raw["window"], channels)
+            named |= {"window_tie": window[:, kernels.WIN_TIE], "window_silent": window[:, kernels.WIN_SILENT],
+                      "winner_changed": window[:, kernels.WIN_CHANGED]}
+        if "sum" in raw:
+            sums = _per_channel(raw["sum"], channels)
+            named |= {"window_silent": sums[:, kernels.SUM_SILENT], "window_full": sums[:, kernels.SUM_FULL],
+                      "window_multiple": sums[:, kernels.SUM_MULTIPLE], "round_tie": sums[:, kernels.SUM_TIE]}
+            named |= write_bins("out", getattr(self, "overflow", Overflow.SAT), sums[:, kernels.SUM_HIGH],
+                                np.zeros_like(sums[:, 0]))
+        if "subtract" in raw:
+            sub = _per_channel(raw["subtract"], channels)
+            named |= {"subtract_negative": sub[:, 0]} | write_bins("v", self.overflow, np.zeros_like(sub[:, 1]),
+                                                                   sub[:, 1])
+        if "counter_at_max" in raw:
+            named["counter_at_max"] = raw["counter_at_max"]
         return {name: named[name] for name in self.coverage_bins}
 
     def static_cost(self, site):
@@ -270,7 +294,7 @@ class WinnerSpikePool(_SpikePool):
         out, index = self._outputs(spikes.shape)
         cov = _window_counters(out.shape, cover)
         kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index, _previous(winners), cov)
-        return PoolStep(out=out, index=index, coverage=_window_named(cov, out.shape) if cover else None)
+        return PoolStep(out=out, index=index, coverage=self._tally({"window": cov}, out.shape) if cover else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -365,22 +389,17 @@ class PooledNeuronPool(_SpikePool):
         coverage = self._subtraction_bins(before, out, winners) if cover else None
         return PoolStep(out=out, index=index, v=vmax, overflows=int(events), coverage=coverage)
 
-    def _subtraction_bins(self, before, out, winners) -> dict:
+    def _subtraction_bins(self, before, out, winners) -> Tally:
         """window_tie and winner_changed on the Vm before the step; subtract_negative and the
         write bins of the subtraction V - θ in the windows that fired."""
         ties = _window_counters(out.shape, True)
         kernels.winner_pool(np.zeros(before.shape, np.uint8), before, *self.kernel, *self.stride, np.empty_like(out),
                             np.empty(out.shape, np.int64), _previous(winners), ties)
-        named = _window_named(ties, out.shape)
-        coverage = {"window_tie": named["window_tie"], "winner_changed": named["winner_changed"]}
         cov = np.zeros((out.shape[0] * out.shape[1], 2), np.int64)
         fmt = self.vm
         kernels.subtract_bins(before, out, self.threshold, fmt.bits, fmt.signed, int(self.overflow),
                               *self.kernel, *self.stride, cov)
-        per_channel = _per_channel(cov, out.shape[1])
-        beyond = write_bins("v", self.overflow, np.zeros_like(per_channel[:, 1]), per_channel[:, 1])
-        return coverage | {"subtract_negative": per_channel[:, 0], "v_wrap_low": beyond["v_wrap_low"],
-                           "v_sat_low": beyond["v_sat_low"]}
+        return self._tally({"window": ties, "subtract": cov}, out.shape)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,8 +470,8 @@ class CountGatePool(_SpikePool):
         kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index, _previous(winners), cov)
         coverage = None
         if cover:
-            coverage = _window_named(cov, out.shape)
-            coverage["counter_at_max"] = (count == top).sum(axis=(0, 2, 3), dtype=np.int64)
+            at_max = (count == top).sum(axis=(0, 2, 3), dtype=np.int64)
+            coverage = self._tally({"window": cov, "counter_at_max": at_max}, out.shape)
         return PoolStep(out=out, index=index, overflows=int(saturated), coverage=coverage)
 
 
@@ -581,10 +600,3 @@ def _window_counters(out_shape, cover) -> np.ndarray:
 def _previous(winners) -> np.ndarray:
     """The previous timestep's winners for ``kernels.winner_pool`` (empty at the first)."""
     return np.zeros((0, 0, 0, 0), np.int64) if winners is None else winners
-
-
-def _window_named(cov, out_shape) -> dict:
-    """window_tie, window_silent and winner_changed per channel from ``kernels.winner_pool``'s counters."""
-    per_channel = _per_channel(cov, out_shape[1])
-    return {"window_tie": per_channel[:, kernels.WIN_TIE], "window_silent": per_channel[:, kernels.WIN_SILENT],
-            "winner_changed": per_channel[:, kernels.WIN_CHANGED]}

@@ -15,8 +15,8 @@ import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat
 from refmodel.kernels._conv_kernels import COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW
-from refmodel.layers.base import (NETWORK_INPUT, Layer, LayerError, Param, Step, int_array, positive_pair, write_bins,
-                                  write_bins_unreachable)
+from refmodel.layers.base import (NETWORK_INPUT, Layer, LayerError, Param, Step, Tally, int_array, positive_pair,
+                                  write_bins, write_bins_unreachable)
 from refmodel.limits import check_memory
 
 ACC_APPLY = ("each", "once")
@@ -92,7 +92,7 @@ class _Synapse(Layer):
 
     def forward(self, x, cover=False):
         """(currents int64 (N, K, ...), number of accumulator overflows), and with ``cover`` the
-        step's coverage {bin: hits per output channel}; an overflow under ERROR names the layer."""
+        step's coverage Tally; an overflow under ERROR names the layer."""
         try:
             computed = self._forward(x, cover)
         except FixedOverflowError as err:
@@ -100,11 +100,15 @@ class _Synapse(Layer):
         if not cover:
             return computed
         current, overflows, counts = computed
-        coverage = write_bins("acc", Overflow.of(self.overflow), counts[:, COV_ABOVE], counts[:, COV_BELOW])
         silent = np.count_nonzero(~np.asarray(x).reshape(len(x), -1).any(axis=1))
-        coverage |= {"acc_near_high": counts[:, COV_NEAR_HIGH], "acc_near_low": counts[:, COV_NEAR_LOW],
-                     "zero_input": np.array([silent], np.int64)}
-        return current, overflows, coverage
+        return current, overflows, Tally({"acc": counts, "zero_input": np.array([silent], np.int64)}, self._named)
+
+    def _named(self, raw) -> dict:
+        """{bin: hits}: the accumulator's counters (K, 4) per output channel, zero_input per layer."""
+        counts = raw["acc"]
+        named = write_bins("acc", Overflow.of(self.overflow), counts[:, COV_ABOVE], counts[:, COV_BELOW])
+        return named | {"acc_near_high": counts[:, COV_NEAR_HIGH], "acc_near_low": counts[:, COV_NEAR_LOW],
+                        "zero_input": raw["zero_input"]}
 
     def stepper(self, site, run):
         source = site.source_names[0]
