@@ -1,8 +1,9 @@
 """What measuring coverage costs the simulation: ``Network.run(x, T)`` against
 ``Network.run(x, T, coverage=True)``, side by side in one process, on the networks of
 ``bench_network.py`` (vgg at T = 16, dtscnn at T = 1, batch 16) and on a copy of vgg whose
-convolutions have a 20-bit saturating accumulator (``vgg_acc20``: the coverage of its
-accumulators walks every partial sum, so its convolutions run the ordered kernel).
+synaptic layers have a 20-bit saturating accumulator (``vgg_acc20``: where the range proof
+lets a partial sum come within 1 LSB of a bound, fc1's, the coverage of its accumulator walks
+every partial sum in the ordered kernel).
 
 In interleaved rounds, each case best of ``--reps`` runs; the ratio (coverage / plain) is taken
 within a round, and its median over rounds is reported with the wall and CPU times.  The
@@ -31,9 +32,9 @@ from refmodel.network import Network  # noqa: E402
 
 
 def vgg_acc20():
-    """vgg with every convolution's accumulator s20, saturating after each addition."""
+    """vgg with every synaptic layer's accumulator s20, saturating after each addition."""
     net = vgg()
-    layers = [dataclasses.replace(layer, acc_format=QFormat(20), overflow="SAT") if layer.kind == "conv2d" else layer
+    layers = [dataclasses.replace(layer, acc_format=QFormat(20), overflow="SAT") if layer.role == "synapse" else layer
               for layer in net.layers]
     return Network(layers, net.input_shape, net.input_format, name="vgg_acc20")
 

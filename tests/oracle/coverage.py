@@ -22,6 +22,7 @@ from fractions import Fraction
 
 from tests.oracle.fixed import cast, code_range, mode_name, shift_right
 from tests.oracle.neurons import channel_value, leak
+from tests.oracle.pooling import _windows
 
 #: The bins of each kind, in the order of docs/coverage.md's tables.
 WRITE = ("wrap_high", "wrap_low", "sat_high", "sat_low")
@@ -290,17 +291,6 @@ def _indices(shape):
 
 
 # --------------------------------------------------------------------------- pools
-def _windows(shape, kernel, stride):
-    """(n, c, oy, ox, [(y, x) of the window, p = ky·kw + kx order]) of an (N, C, H, W) map."""
-    n_, c_, h, w = shape
-    (kh, kw), (sh, sw) = kernel, stride
-    for n in range(n_):
-        for c in range(c_):
-            for oy in range((h - kh) // sh + 1):
-                for ox in range((w - kw) // sw + 1):
-                    yield n, c, oy, ox, [(oy * sh + ky, ox * sw + kx) for ky in range(kh) for kx in range(kw)]
-
-
 def _winner(values):
     """(first position of the maximum, whether the maximum is at two or more positions)."""
     top = max(values)
