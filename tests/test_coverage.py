@@ -29,7 +29,6 @@ from refmodel.network import Network
 from refmodel.testing import POOL_KINDS, assert_bit_exact, graph_networks, networks, stimuli
 from tests.oracle import coverage as twin_coverage
 from tests.oracle import network as twin
-from tests.oracle.fixed import mode_name
 
 S8, S16 = QFormat(8), QFormat(16)
 SPIKES = QFormat(1, 0, signed=False)
@@ -39,8 +38,7 @@ W2 = QFormat(2)  # weights -2..1: enough for identity weights
 # --------------------------------------------------------------------------- Network.run == twin
 def assert_coverage_equals_twin(network, stimulus, timesteps):
     """Every layer, bin and channel of ``Network.run(coverage=True)`` equals the twin's count;
-    every bin refmodel proves unreachable has no hit (but the known WRAP range-proof bug, see
-    ``_known_wrong_proof``); returns the run."""
+    every bin refmodel proves unreachable has no hit; returns the run."""
     result = network.run(stimulus, timesteps, coverage=True)
     expected = twin_coverage.count(network, twin.run(network, stimulus, timesteps))
     got = result.coverage.layers
@@ -54,26 +52,8 @@ def assert_coverage_equals_twin(network, stimulus, timesteps):
             assert layer.hits[b].dtype == np.int64
             assert_bit_exact(np.array(counts, np.int64), layer.hits[b], layer=name, signal=b, axes=("c",))
         for b, why in layer.unreachable.items():
-            if b in _known_wrong_proof(network.layer(name), layer.unreachable):
-                continue
             assert sum(bins[b]) == 0, f"layer {name!r} bin {b!r} marked unreachable ({why}) has {bins[b]} hits"
     return result
-
-
-def _known_wrong_proof(layer, unreachable) -> set:
-    """The bins whose unreachability refmodel claims by a range proof that does not hold: a
-    synapse under WRAP with acc_apply "each" whose other side can wrap (a wrap moves the register
-    by 2**bits, so later partial sums are no longer bounded by the exact ones; reported, pinned by
-    test_wrap_each_range_proof_is_wrong_when_the_other_side_wraps)."""
-    if layer.role != "synapse" or layer.acc_format is None or mode_name(layer.overflow) != "WRAP" \
-            or layer.acc_apply != "each":
-        return set()
-    out = set()
-    if "acc_wrap_high" not in unreachable:
-        out |= {"acc_wrap_low", "acc_near_low"}
-    if "acc_wrap_low" not in unreachable:
-        out |= {"acc_wrap_high", "acc_near_high"}
-    return out
 
 
 @settings(max_examples=80)
@@ -387,6 +367,19 @@ def test_accumulator_range_proof():
                if b.startswith("acc_"))
 
 
+def test_wrap_each_range_proof_when_both_sides_hold():
+    """Under WRAP the proof is claimed when it holds on both sides: weights [1 -1] on spikes keep
+    every partial sum in -1..1, inside s8; weights [1 1 1] reach 3 > 1 in s2 (-2..1), so neither
+    side is claimed (a wrap at the top moves the register toward the bottom)."""
+    fc = Linear(name="fc", weight=np.array([[1, -1]]), weight_format=W2, acc_format=S8, overflow="WRAP")
+    proof = "every partial sum lies in -1..1 (range proof)"
+    assert covered(Network([fc], (2,), SPIKES), np.ones((1, 2), np.int64), 1).layers["fc"].unreachable == {
+        "acc_wrap_high": proof, "acc_wrap_low": proof, "acc_sat_high": "overflow is WRAP",
+        "acc_sat_low": "overflow is WRAP", "acc_near_high": proof, "acc_near_low": proof}
+    assert covered(_wrap_network([1, 1, 1]), np.ones((1, 3), np.int64), 1).layers["fc"].unreachable == {
+        "acc_sat_high": "overflow is WRAP", "acc_sat_low": "overflow is WRAP"}
+
+
 def test_conv_zero_input_per_sample():
     """A 2x2 conv on 1x3x3 spikes, samples of 3 steps: zero_input counts each silent sample once
     per step (not per channel, not per output position): silent (t, n) = (0, 0), (1, 0), (1, 1), (2, 1)."""
@@ -420,11 +413,10 @@ def test_wrap_each_counts_by_hand(case):
     assert {b: cov.hit("fc", b) for b in expected} == expected
 
 
-@pytest.mark.xfail(strict=True, reason="refmodel bug: Linear/Conv2d.unreachable_bins under WRAP with acc_apply='each' "
-                   "applies the range proof of the exact partial sums to one side although the other side can wrap, "
-                   "which moves the register by 2**bits: the bins of that side are hit")
 @pytest.mark.parametrize("case", WRAP_CASES)
-def test_wrap_each_range_proof_is_wrong_when_the_other_side_wraps(case):
+def test_wrap_each_claims_no_side_when_the_other_side_wraps(case):
+    """A wrap moves the register by 2**bits, so a side the exact partial sums never reach can
+    still be written after a wrap on the other side: no such bin is marked unreachable."""
     weights, _ = WRAP_CASES[case]
     cov = _wrap_network(weights).run(np.ones((1, len(weights)), np.int64), 1, coverage=True).coverage
     layer = cov.layers["fc"]

@@ -130,7 +130,9 @@ class _Synapse(Layer):
     def unreachable_bins(self, site) -> dict:
         """Without an accumulator format, every accumulator bin; else those of the other overflow
         mode, and each side that the range proof of the partial sums (docs/arithmetic.md §4, for
-        inputs of the source's range) keeps away from."""
+        inputs of the source's range) keeps away from.  Under WRAP with ``acc_apply="each"`` a
+        side is claimed only when both are: a wrap moves the register by ``2**bits``, so after a
+        wrap on one side the exact partial sums no longer bound the register on the other."""
         acc_bins = [name for name in self.coverage_bins if name.startswith("acc_")]
         if self.acc_format is None:
             return {name: "exact accumulator (no acc_format)" for name in acc_bins}
@@ -138,8 +140,11 @@ class _Synapse(Layer):
         lo, hi = self._weights.partial_sum_range(min(0, codes[0]), max(0, codes[1]))
         bottom, top = self.acc_format.bounds(self.overflow)
         proof = f"every partial sum lies in {lo}..{hi} (range proof)"
-        out = write_bins_unreachable("acc", Overflow.of(self.overflow), {"high": proof if hi <= top else None,
-                                                                        "low": proof if lo >= bottom else None})
+        high, low = hi <= top, lo >= bottom
+        if Overflow.of(self.overflow) == Overflow.WRAP and self.acc_apply == "each" and not (high and low):
+            return write_bins_unreachable("acc", Overflow.WRAP, {"high": None, "low": None})
+        out = write_bins_unreachable("acc", Overflow.of(self.overflow), {"high": proof if high else None,
+                                                                        "low": proof if low else None})
         if hi < top - 1:
             out["acc_near_high"] = proof
         if lo > bottom + 1:
