@@ -223,6 +223,24 @@ def test_lif_shift_leak_tie_and_leak_to_zero():
     assert "leak_to_zero" not in cov.layers["n"].unreachable
 
 
+@pytest.mark.parametrize("rounding, vm, to_zero", [("TRN", S8, [0, 1]), ("TRN_ZERO", S8, None),
+                                                   ("TRN", QFormat(8, signed=False), None)])
+def test_lif_shift_by_two_leaks_to_zero_only_from_minus_one_under_trn(rounding, vm, to_zero):
+    """leak_first, δ = round(V / 4), leak(V) = V - δ.  Channel 0, currents 1 0: V = 1, then
+    1/4 rounds to 0 (every mode): V stays 1.  Channel 1, currents -1 0: V = -1, then TRN's
+    floor(-1/4) = -1 takes V to 0 (TRN_ZERO's 0 keeps it; an unsigned Vm saturates -1 to 0
+    instead); so the bin is unreachable but for TRN on a signed Vm."""
+    layer = LIF(name="n", vm=vm, threshold=100, reset="none", overflow="SAT", leak="shift", leak_shift=2,
+                leak_rounding=rounding)
+    cov = driven(layer, [[1, -1], [0, 0]])
+    if to_zero is None:
+        assert cov.layers["n"].unreachable["leak_to_zero"].startswith("leak_shift >= 2 without min_step")
+        assert hits(cov, "n")["leak_to_zero"] == [0, 0]
+    else:
+        assert "leak_to_zero" not in cov.layers["n"].unreachable
+        assert hits(cov, "n")["leak_to_zero"] == to_zero
+
+
 def test_lif_mul_leak_tie():
     """leak(V) = RND_CONV(3V / 4): V = 2 -> 6/4 = 1.5, a tie to the even 2, every step after the first."""
     layer = LIF(name="n", vm=S8, threshold=100, reset="none", overflow="SAT", leak="mul", leak_mult=3, leak_shift=2,

@@ -545,12 +545,15 @@ class _Leaky(_Neuron):
 
     def _leak_unreachable(self) -> dict:
         """leak_tie needs a rounded leak (shift or mul, shift >= 1) under a round-to-nearest mode;
-        leak_to_zero needs a leak."""
+        leak_to_zero needs a leak that is not the identity, and for "shift" by 2 or more without
+        min_step, V = -1 under TRN (floor(-1/4) = -1 takes it to 0)."""
         out = {}
         if self.leak == "none":
             out["leak_to_zero"] = "no leak"
-        elif self.leak == "shift" and self.leak_shift >= 2 and not self.leak_min_step:
-            out["leak_to_zero"] = "leak_shift >= 2 without min_step: a step is at most |V|/4 + 1/2 < |V|"
+        elif self.leak == "shift" and self.leak_shift >= 2 and not self.leak_min_step and (
+                self.leak_rounding != Rounding.TRN or not self.vm.signed):
+            out["leak_to_zero"] = ("leak_shift >= 2 without min_step, not TRN on a signed Vm: a step is at most "
+                                   "|V|/4 + 1/2 < |V|")
         elif self.leak == "mul" and self.leak_mult == 1 << self.leak_shift:
             out["leak_to_zero"] = "leak_mult = 2**leak_shift: the leak is the identity"
         elif self.leak == "linear" and self.leak_step == 0:
