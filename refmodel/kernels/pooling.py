@@ -8,6 +8,8 @@ kernel loops in parallel over the independent ``(n, c)`` planes only; event coun
 plane and summed at the end (no cross-thread reduction).
 """
 
+import functools
+
 import numba
 import numpy as np
 
@@ -37,7 +39,7 @@ def _window_argmax(a, n, c, y0, x0, kh, kw):
 @numba.njit(cache=True, inline="always")
 def _window_argmax_counted(a, spikes, n, c, y0, x0, kh, kw):
     """``_window_argmax`` in the same pass counting the positions that hold the maximum and the
-    window's spikes: (p, a[p], positions equal to the maximum, spikes)."""
+    window's spikes (without branches): (p, a[p], positions equal to the maximum, spikes)."""
     best = a[n, c, y0, x0]
     arg = 0
     equal = 0
@@ -46,12 +48,10 @@ def _window_argmax_counted(a, spikes, n, c, y0, x0, kh, kw):
         for kx in range(kw):
             value = a[n, c, y0 + ky, x0 + kx]
             fired += spikes[n, c, y0 + ky, x0 + kx]
-            if value > best:
-                best = value
-                arg = ky * kw + kx
-                equal = 1
-            elif value == best:
-                equal += 1
+            above = value > best
+            equal = 1 if above else equal + (value == best)
+            arg = ky * kw + kx if above else arg
+            best = value if above else best
     return arg, best, equal, fired
 
 
@@ -65,36 +65,52 @@ def _window_sum(s, n, c, y0, x0, kh, kw):
     return total
 
 
-@numba.njit(cache=True, parallel=True)
 def winner_pool(spikes, key, kh, kw, sh, sw, out, index, prev, cov):
     """``index = argmax_p key`` (first p on ties); ``out = spikes[window p = index]``.  Unless
     ``cov`` is empty, ``cov[n*C + c]`` counts the windows whose maximum is at two or more
     positions (``WIN_TIE``), those without a spike (``WIN_SILENT``) and, unless ``prev`` (the
     previous winners) is empty, those whose winner differs from it (``WIN_CHANGED``)."""
-    n_, c_, ho, wo = out.shape
-    cover = cov.shape[0] > 0
-    changes = prev.shape[0] > 0
-    for nc in numba.prange(n_ * c_):
-        n, c = nc // c_, nc % c_
-        ties = silent = changed = 0
-        for oy in range(ho):
-            for ox in range(wo):
-                y0, x0 = oy * sh, ox * sw
-                if cover:
-                    p, _, equal, fired = _window_argmax_counted(key, spikes, n, c, y0, x0, kh, kw)
-                    ties += equal > 1
-                    silent += fired == 0
-                    if changes:
-                        changed += prev[n, c, oy, ox] != p
-                else:
-                    p, _ = _window_argmax(key, n, c, y0, x0, kh, kw)
-                index[n, c, oy, ox] = p
-                ky = p // kw
-                out[n, c, oy, ox] = spikes[n, c, y0 + ky, x0 + p - ky * kw]
-        if cover:
-            cov[nc, WIN_TIE] = ties
-            cov[nc, WIN_SILENT] = silent
-            cov[nc, WIN_CHANGED] = changed
+    kernel = _winner_kernel(kh == 2 and kw == 2, cov.shape[0] > 0)
+    kernel(spikes, key, kh, kw, sh, sw, out, index, prev, cov)
+
+
+@functools.cache
+def _winner_kernel(square2: bool, cover: bool):
+    """``winner_pool``'s kernel compiled for a 2x2 window or any (``square2``), counting or not
+    (``cover``).  As closure constants they are known at compile time (numba caches one
+    kernel per pair): the 2x2 window loops unroll and the plain pool carries no counting.
+    Measured (Intel Xeon, 2 threads) on a 16x64x32x32 pool: plain 0.44 ms against 0.98 ms with
+    the sizes and ``cover`` at run time; counting 0.70 ms against 1.72 ms."""
+
+    @numba.njit(cache=True, parallel=True)
+    def kernel(spikes, key, kh, kw, sh, sw, out, index, prev, cov):
+        n_, c_, ho, wo = out.shape
+        changes = prev.shape[0] > 0
+        for nc in numba.prange(n_ * c_):
+            wh = 2 if square2 else kh
+            ww = 2 if square2 else kw
+            n, c = nc // c_, nc % c_
+            ties = silent = changed = 0
+            for oy in range(ho):
+                for ox in range(wo):
+                    y0, x0 = oy * sh, ox * sw
+                    if cover:
+                        p, _, equal, fired = _window_argmax_counted(key, spikes, n, c, y0, x0, wh, ww)
+                        ties += equal > 1
+                        silent += fired == 0
+                        if changes:
+                            changed += prev[n, c, oy, ox] != p
+                    else:
+                        p, _ = _window_argmax(key, n, c, y0, x0, wh, ww)
+                    index[n, c, oy, ox] = p
+                    ky = p // ww
+                    out[n, c, oy, ox] = spikes[n, c, y0 + ky, x0 + p - ky * ww]
+            if cover:
+                cov[nc, WIN_TIE] = ties
+                cov[nc, WIN_SILENT] = silent
+                cov[nc, WIN_CHANGED] = changed
+
+    return kernel
 
 
 @numba.njit(cache=True, parallel=True)
@@ -194,23 +210,23 @@ def window_sum_bins(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overf
     n_, c_ = spikes.shape[0], spikes.shape[1]
     ho, wo = out_shape[2], out_shape[3]
     area = kh * kw
+    half = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
+    rounds = shift > 0 and rounding >= 2
     for nc in numba.prange(n_ * c_):
         n, c = nc // c_, nc % c_
+        silent = full = multiple = ties = high = 0
         for oy in range(ho):
             for ox in range(wo):
                 x = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
-                if x == 0:
-                    cov[nc, SUM_SILENT] += 1
-                if x == area:
-                    cov[nc, SUM_FULL] += 1
-                if x >= 2:
-                    cov[nc, SUM_MULTIPLE] += 1
-                if shift > 0 and rounding >= 2 and (x & ((np.int64(1) << shift) - 1)) == np.int64(1) << (shift - 1):
-                    cov[nc, SUM_TIE] += 1
+                silent += x == 0
+                full += x == area
+                multiple += x >= 2
                 if shift > 0:
+                    ties += rounds and (x & (2 * half - 1)) == half
                     x = shift_right_int(x, shift, rounding)
-                if not in_range_int(x, bits, signed, overflow):
-                    cov[nc, SUM_HIGH] += 1
+                high += not in_range_int(x, bits, signed, overflow)
+        cov[nc, SUM_SILENT], cov[nc, SUM_FULL], cov[nc, SUM_MULTIPLE] = silent, full, multiple
+        cov[nc, SUM_TIE], cov[nc, SUM_HIGH] = ties, high
 
 
 @numba.njit(cache=True, parallel=True)
