@@ -19,7 +19,7 @@ __all__ = ["winner_pool", "count_spikes", "pooled_neuron_pool", "or_pool", "sum_
 
 #: Columns of the window coverage counters: ties of the ranking key, windows without a spike,
 #: winners that moved since the previous timestep.
-WIN_TIE, WIN_SILENT, WIN_CHANGED = range(3)
+WIN_TIE, WIN_SILENT, WIN_CHANGED, N_WIN = range(4)
 
 
 @numba.njit(cache=True, inline="always")
@@ -172,63 +172,65 @@ def or_pool(spikes, kh, kw, sh, sw, out):
                 out[n, c, oy, ox] = 1 if total > 0 else 0
 
 
-@numba.njit(cache=True, parallel=True)
-def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out):
-    """``out = cast(shift_right(sum of the window's spikes, shift, rounding))``.
+#: Columns of the window-sum coverage counters of ``sum_pool``: no spike, every position
+#: spiked, two or more spikes, the code (after the shift) above the output range, a rounding
+#: tie of the shift (docs/coverage.md §4).
+SUM_SILENT, SUM_FULL, SUM_MULTIPLE, SUM_HIGH, SUM_TIE, N_SUM = range(6)
+
+
+def sum_pool(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out, cov):
+    """``out = cast(shift_right(x, shift, rounding))`` with ``x`` the sum of the window's spikes.
 
     Returns the number of casts that changed a value (under ERROR: values left out of range).
-    """
-    n_, c_, ho, wo = out.shape
-    events = np.zeros(n_ * c_, np.int64)
-    for nc in numba.prange(n_ * c_):
-        n, c = nc // c_, nc % c_
-        count = 0
-        for oy in range(ho):
-            for ox in range(wo):
-                x = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
-                if shift > 0:
-                    x = shift_right_int(x, shift, rounding)
-                if not in_range_int(x, bits, signed, overflow):
-                    count += 1
-                out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
-        events[nc] = count
-    return events.sum()
+    Unless ``cov`` is empty, ``cov[n*C + c]`` counts the windows of plane (n, c) by their sum
+    ``x``: silent (x = 0), full (x = kh·kw), multiple (x >= 2), high (the shifted code above
+    the output range) and tie (``shift >= 1``, a round-to-nearest ``rounding`` and the
+    discarded bits of ``x`` exactly one half)."""
+    kernel = _sum_kernel(kh == 2 and kw == 2, cov.shape[0] > 0)
+    return kernel(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out, cov)
+
+
+@functools.cache
+def _sum_kernel(square2: bool, cover: bool):
+    """``sum_pool``'s kernel for a 2x2 window or any, counting or not, fixed at compile time
+    as in ``_winner_kernel``."""
+
+    @numba.njit(cache=True, parallel=True)
+    def kernel(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out, cov):
+        n_, c_, ho, wo = out.shape
+        events = np.zeros(n_ * c_, np.int64)
+        half = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
+        rounds = shift > 0 and rounding >= 2
+        for nc in numba.prange(n_ * c_):
+            wh = 2 if square2 else kh
+            ww = 2 if square2 else kw
+            n, c = nc // c_, nc % c_
+            count = silent = full = multiple = ties = high = 0
+            for oy in range(ho):
+                for ox in range(wo):
+                    x = _window_sum(spikes, n, c, oy * sh, ox * sw, wh, ww)
+                    if cover:
+                        silent += x == 0
+                        full += x == wh * ww
+                        multiple += x >= 2
+                        ties += rounds and (x & (2 * half - 1)) == half
+                    if shift > 0:
+                        x = shift_right_int(x, shift, rounding)
+                    outside = not in_range_int(x, bits, signed, overflow)
+                    count += outside
+                    if cover:
+                        high += outside
+                    out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
+            events[nc] = count
+            if cover:
+                cov[nc, SUM_SILENT], cov[nc, SUM_FULL], cov[nc, SUM_MULTIPLE] = silent, full, multiple
+                cov[nc, SUM_TIE], cov[nc, SUM_HIGH] = ties, high
+        return events.sum()
+
+    return kernel
 
 
 # --------------------------------------------------------------------------- coverage (docs/coverage.md §4)
-#: Columns of ``window_sum_bins``: no spike, every position spiked, two or more spikes, the code
-#: (after the shift) above the output range, a rounding tie of the shift.
-SUM_SILENT, SUM_FULL, SUM_MULTIPLE, SUM_HIGH, SUM_TIE = range(5)
-
-
-@numba.njit(cache=True, parallel=True)
-def window_sum_bins(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out_shape, cov):
-    """Per window of plane (n, c), from its spike sum ``x``: silent (x = 0), full (x = kh·kw),
-    multiple (x >= 2), high (``shift_right(x, shift, rounding)`` above the range of the output
-    register) and tie (``shift >= 1``, a round-to-nearest ``rounding`` and the discarded bits of
-    ``x`` exactly one half)."""
-    n_, c_ = spikes.shape[0], spikes.shape[1]
-    ho, wo = out_shape[2], out_shape[3]
-    area = kh * kw
-    half = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
-    rounds = shift > 0 and rounding >= 2
-    for nc in numba.prange(n_ * c_):
-        n, c = nc // c_, nc % c_
-        silent = full = multiple = ties = high = 0
-        for oy in range(ho):
-            for ox in range(wo):
-                x = _window_sum(spikes, n, c, oy * sh, ox * sw, kh, kw)
-                silent += x == 0
-                full += x == area
-                multiple += x >= 2
-                if shift > 0:
-                    ties += rounds and (x & (2 * half - 1)) == half
-                    x = shift_right_int(x, shift, rounding)
-                high += not in_range_int(x, bits, signed, overflow)
-        cov[nc, SUM_SILENT], cov[nc, SUM_FULL], cov[nc, SUM_MULTIPLE] = silent, full, multiple
-        cov[nc, SUM_TIE], cov[nc, SUM_HIGH] = ties, high
-
-
 @numba.njit(cache=True, parallel=True)
 def subtract_bins(v, out, theta, bits, signed, overflow, kh, kw, sh, sw, cov):
     """For every neuron of a window that fired (``out``) the pooled neuron's subtraction

@@ -123,20 +123,16 @@ class _Pool(Layer):
         return {name: why for name in ("window_tie", "winner_changed", "window_multiple") if name in self.coverage_bins}
 
 
-    def _sum_bins(self, spikes, out_shape, shift, rounding, fmt, overflow) -> Tally:
-        """The window-sum counters of ``kernels.window_sum_bins`` with the output register ``fmt``
-        under ``overflow``."""
-        cov = np.zeros((out_shape[0] * out_shape[1], 5), np.int64)
-        kernels.window_sum_bins(spikes, *self.kernel, *self.stride, shift, int(rounding), fmt.bits, fmt.signed,
-                                int(overflow), out_shape, cov)
-        return self._tally({"sum": cov}, out_shape)
+    def _sum_bins(self, cov, out_shape) -> Tally | None:
+        """The window-sum counters ``cov`` of ``kernels.sum_pool`` (None when not covering)."""
+        return self._tally({"sum": cov}, out_shape) if cov.shape[0] else None
 
     def _tally(self, raw, out_shape) -> Tally:
         return Tally(raw, functools.partial(self._named, out_shape[1]))
 
     def _named(self, channels, raw) -> dict:
         """{bin: hits per channel} of its kind from the raw counters per plane: "window"
-        (``winner_pool``'s), "sum" (``window_sum_bins``'), "subtract" (``subtract_bins``') and
+        (``winner_pool``'s), "sum" (``sum_pool``'s), "subtract" (``subtract_bins``') and
         "counter_at_max" (already per channel)."""
         named = {}
         if "window" in raw:
@@ -292,7 +288,7 @@ class WinnerSpikePool(_SpikePool):
             raise self._error(field, key.shape, f"must be the spikes' shape {spikes.shape} "
                               "(or have half its channels, after a dual-threshold layer)")
         out, index = self._outputs(spikes.shape)
-        cov = _window_counters(out.shape, cover)
+        cov = _window_counters(out.shape, cover, kernels.N_WIN)
         kernels.winner_pool(spikes, key, *self.kernel, *self.stride, out, index, _previous(winners), cov)
         return PoolStep(out=out, index=index, coverage=self._tally({"window": cov}, out.shape) if cover else None)
 
@@ -392,7 +388,7 @@ class PooledNeuronPool(_SpikePool):
     def _subtraction_bins(self, before, out, winners) -> Tally:
         """window_tie and winner_changed on the Vm before the step; subtract_negative and the
         write bins of the subtraction V - θ in the windows that fired."""
-        ties = _window_counters(out.shape, True)
+        ties = _window_counters(out.shape, True, kernels.N_WIN)
         kernels.winner_pool(np.zeros(before.shape, np.uint8), before, *self.kernel, *self.stride, np.empty_like(out),
                             np.empty(out.shape, np.int64), _previous(winners), ties)
         cov = np.zeros((out.shape[0] * out.shape[1], 2), np.int64)
@@ -466,7 +462,7 @@ class CountGatePool(_SpikePool):
                               f"is outside the {self.count_bits}-bit counter range 0..{top}")
         out, index = self._outputs(spikes.shape)
         saturated = kernels.count_spikes(spikes, count, self.count_format.max_int)
-        cov = _window_counters(out.shape, cover)
+        cov = _window_counters(out.shape, cover, kernels.N_WIN)
         kernels.winner_pool(spikes, count, *self.kernel, *self.stride, out, index, _previous(winners), cov)
         coverage = None
         if cover:
@@ -487,8 +483,11 @@ class OrPool(_SpikePool):
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape)
         kernels.or_pool(spikes, *self.kernel, *self.stride, out)
-        return PoolStep(out=out, coverage=self._sum_bins(spikes, out.shape, 0, Rounding.TRN, SPIKE, Overflow.SAT)
-                        if cover else None)
+        cov = _window_counters(out.shape, cover, kernels.N_SUM)
+        if cover:  # the window sums into a 1-bit saturating code: the bins only
+            kernels.sum_pool(spikes, *self.kernel, *self.stride, 0, int(Rounding.TRN), SPIKE.bits, SPIKE.signed,
+                             int(Overflow.SAT), np.empty(out.shape, np.int64), cov)
+        return PoolStep(out=out, coverage=self._sum_bins(cov, out.shape))
 
 @dataclass(frozen=True, kw_only=True)
 class SumPool(_Pool):
@@ -543,13 +542,12 @@ class SumPool(_Pool):
         spikes = self._spikes(spikes)
         out, _ = self._outputs(spikes.shape, np.int64)
         fmt = self.out_format
+        cov = _window_counters(out.shape, cover, kernels.N_SUM)
         events = kernels.sum_pool(spikes, *self.kernel, *self.stride, self.shift, self.rounding_code,
-                                  fmt.bits, fmt.signed, int(self.overflow), out)
+                                  fmt.bits, fmt.signed, int(self.overflow), out, cov)
         if events and self.overflow == Overflow.ERROR:
             self._raise_outside(out, fmt, "out")
-        coverage = self._sum_bins(spikes, out.shape, self.shift, self.rounding_code, fmt, self.overflow) \
-            if cover else None
-        return PoolStep(out=out, overflows=int(events), coverage=coverage)
+        return PoolStep(out=out, overflows=int(events), coverage=self._sum_bins(cov, out.shape))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -592,9 +590,10 @@ def _per_channel(cov, channels) -> np.ndarray:
     return cov.reshape(-1, channels, cov.shape[1]).sum(axis=0)
 
 
-def _window_counters(out_shape, cover) -> np.ndarray:
-    """The window coverage counters of ``kernels.winner_pool``: (N·C, 3), or empty when not covering."""
-    return np.zeros((out_shape[0] * out_shape[1] if cover else 0, 3), np.int64)
+def _window_counters(out_shape, cover, columns) -> np.ndarray:
+    """A pool kernel's coverage counters per plane: (N·C, ``columns``) zeros (``kernels.N_WIN``
+    for ``winner_pool``, ``kernels.N_SUM`` for ``sum_pool``), or empty when not covering."""
+    return np.zeros((out_shape[0] * out_shape[1] if cover else 0, columns), np.int64)
 
 
 def _previous(winners) -> np.ndarray:
