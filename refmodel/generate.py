@@ -35,15 +35,16 @@ def overridden(spec: Spec, **overrides) -> StimulusSpec:
         raise NetworkError(spec.network.name, err.field, err.value, err.problem) from None
 
 
-def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="all", progress=None,
+def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, range=None, record="all", progress=None,
              force=False, coverage=True) -> Result:
     """Run ``spec`` and write the vector file ``out`` (atomically; ``force`` writes through a
     symbolic link, see ``refmodel.files``); returns the run's Result (without traces: they went
-    to the file).  Arguments left None come from the spec.  With ``coverage`` (the default) the
+    to the file).  Arguments left None come from the spec (``range``: the (lo, hi) codes of a
+    random source, as ``StimulusSpec.range``).  With ``coverage`` (the default) the
     run counts its coverage bins and the file stores them (its ``coverage`` group: the network
     input's bins under "input", then the layers'), as does ``Result.coverage``."""
     network = spec.network
-    stim = overridden(spec, timesteps=timesteps, batch=batch, seed=seed)
+    stim = overridden(spec, timesteps=timesteps, batch=batch, seed=seed, range=range)
     chosen = network.resolve_record(record)
     layout = run_layout(network, stim, chosen, spec.where)
     network.check_run(stim.batch, stim.timesteps, chosen, keep_traces=False,
@@ -59,8 +60,8 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, record="
                 writer.write_param(group.name, name, param.values, param.fmt, param.axes)
         writer.write_stimulus(encoder)
         if encoder.spiking:
-            for t in range(stim.timesteps):
-                writer.write_stimulus_step(t, stimulus[t])
+            for t, spikes in enumerate(stimulus):
+                writer.write_stimulus_step(t, spikes)
         for (layer, signal), trace in layout.traces.items():
             writer.declare_trace(layer, signal, trace.shape[2:], trace.fmt, trace.axes)
         result = network.run(stimulus, stim.timesteps, record=chosen, sink=writer.write_step, progress=progress,

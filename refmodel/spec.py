@@ -28,7 +28,7 @@ else:  # the same parser, before it joined the standard library
 
 import numpy as np
 
-from refmodel.checks import integer_in, must_be_integer
+from refmodel.checks import integer_in, is_integer, must_be_integer
 from refmodel.encode import ENCODINGS, SEED_MAX
 from refmodel.errors import LayerError, RefmodelError, ResourceError, SpecError
 from refmodel.files import AtomicOutput
@@ -174,6 +174,8 @@ class StimulusSpec:
     uniform codes from the seed, or a key of the spec's .npz) over ``timesteps`` and ``batch``.
     For "rate"/"random" encodings ``format`` is the pixel format (the network input is spikes)
     and ``full_scale`` the encoder's full scale (None: the code of 1.0, 2**format.frac).
+    ``range`` ``(lo, hi)``: the codes a "random" source draws from (None: all codes of the
+    format; ``input_format`` checks that they lie within it).
 
     Checked on construction: SpecError naming the field and the value (place "[stimulus]")."""
 
@@ -184,6 +186,7 @@ class StimulusSpec:
     seed: int = 0
     format: QFormat | None = None
     full_scale: int | None = None
+    range: tuple[int, int] | None = None
 
     def __post_init__(self):
         checks = (
@@ -194,15 +197,29 @@ class StimulusSpec:
             ("seed", integer_in(self.seed, 0, SEED_MAX), must_be_integer(0, SEED_MAX)),
             ("format", self.format is None or isinstance(self.format, QFormat), "must be a QFormat table"),
             ("full_scale", self.full_scale is None or integer_in(self.full_scale, 1), must_be_integer(1)),
+            ("range", self.range is None or _code_range(self.range), "must be two integers [lo, hi] with lo <= hi"),
+            ("range", self.range is None or self.source == "random",
+             f"is set, but the source is {self.source!r}: a range applies only to a 'random' source"),
         )  # fmt: skip
         for name, ok, problem in checks:
             if not ok:
                 raise SpecError("[stimulus]", name, getattr(self, name), problem)
+        if self.range is not None:
+            object.__setattr__(self, "range", tuple(int(code) for code in self.range))
 
     def to_dict(self) -> dict:
-        return {k: _to_json(v) for k, v in dataclasses.asdict(self).items()} | (
+        """The JSON-able fields; ``range`` only when set (so that configs without it keep their hash)."""
+        out = {k: _to_json(v) for k, v in dataclasses.asdict(self).items()} | (
             {"format": self.format.to_dict()} if self.format else {}
         )
+        if self.range is None:
+            del out["range"]
+        return out
+
+
+def _code_range(value) -> bool:
+    """Whether ``value`` is a pair ``[lo, hi]`` of integers with ``lo <= hi``."""
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_integer, value)) and value[0] <= value[1]
 
 
 @dataclass(frozen=True, eq=False)

@@ -586,7 +586,7 @@ def test_spike_count_of_a_sum_pool_output_is_sized_from_its_format(tmp_path):
     ], (1, 2, 2), QFormat(8, signed=False), name="sums")  # fmt: skip
     spec = Spec(network, StimulusSpec(batch=1, timesteps=8, seed=5), {})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("refmodel.stimulus.random_codes", lambda shape, fmt, seed: np.full(shape, 255))
+        mp.setattr("refmodel.stimulus.random_codes", lambda shape, fmt, seed, bounds: np.full(shape, 255))
         generate(spec, tmp_path / "sums.h5")
     with VectorFile(tmp_path / "sums.h5") as vf:
         counts, fmt = vf.output("spike_count")
