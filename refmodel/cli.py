@@ -52,10 +52,13 @@ def _cmd_gen(args) -> int:
         return _gen_covered(args, spec, record)
     if args.budget is not None:
         raise _UsageError("--budget is the number of runs of --cover; give --cover BINS too")
+    if args.scale:
+        raise _UsageError("--scale draws the source ranges of --cover; give --cover BINS too")
     timesteps = spec.stimulus.timesteps if args.timesteps is None else args.timesteps
     progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
-    result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed, record=record,
-                      progress=progress, force=args.force, coverage=not args.no_coverage)
+    result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed,
+                      range=args.range and tuple(args.range), record=record, progress=progress, force=args.force,
+                      coverage=not args.no_coverage)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -71,17 +74,21 @@ def _gen_covered(args, spec, record) -> int:
 
     if args.no_coverage:
         raise _UsageError("--cover measures coverage: it cannot be combined with --no-coverage")
+    if args.scale and args.range:
+        raise _UsageError("--scale draws the source range of each run: it cannot be combined with --range")
     spec = dataclasses.replace(spec, stimulus=overridden(spec, timesteps=args.timesteps, batch=args.batch,
-                                                         seed=args.seed))
+                                                         seed=args.seed, range=args.range and tuple(args.range)))
     names = "all" if args.cover.strip() == "all" else [n.strip() for n in args.cover.split(",") if n.strip()]
     budget = 100 if args.budget is None else args.budget
     bar = _ProgressBar(budget, f"{spec.network.name} --cover", force=args.progress)
-    done = directed(spec, args.out, names, budget=budget, record=record,
+    done = directed(spec, args.out, names, budget=budget, scale=args.scale, record=record,
                     progress=lambda runs, hit, wanted: bar(budget - 1 if hit == wanted else runs - 1))
     wanted = len(done.hit) + len(done.unhit)
+    chosen = ", ".join(f"{seed} range {lo}..{hi}" for seed, (lo, hi) in zip(done.seeds, done.ranges)) \
+        if args.scale else ", ".join(map(str, done.seeds))
     print(f"{done.runs} run{'s' if done.runs != 1 else ''} (seeds {spec.stimulus.seed}..), {len(done.hit)} of "
           f"{wanted} reachable bins hit; wrote {len(done.files)} file{'s' if len(done.files) != 1 else ''} "
-          f"(seeds {', '.join(map(str, done.seeds))}): {', '.join(done.files)}")
+          f"(seeds {chosen}): {', '.join(done.files)}")
     for (layer, name), why in done.unreachable.items():
         print(f"  unreachable: {layer}.{name} ({why})")
     if done.unhit:
@@ -324,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch", type=_integer(1, MAX_BATCH), help=f"batch size N (1..{MAX_BATCH})")
     gen.add_argument("--seed", type=_integer(0, SEED_MAX),
                      help=f"seed of the random stimulus source and encoder (0..{SEED_MAX})")
+    gen.add_argument("--range", nargs=2, type=int, metavar=("LO", "HI"),
+                     help="codes LO..HI that the random stimulus source draws from (default: the spec's range, else "
+                          "every code of its format)")
     gen.add_argument("--record", nargs="+", default=["all"], metavar="WHAT",
                      help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
@@ -337,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "directory --out (exit status 1 if some stay unhit)")
     gen.add_argument("--budget", type=_integer(1, 1_000_000), metavar="N",
                      help="with --cover: at most N runs (default 100)")
+    gen.add_argument("--scale", action="store_true",
+                     help="with --cover and a random source: run i also draws its codes from a range that cycles "
+                          "toward the bounds m..M of the format: m..M, m..m, M..M, m..m+(M-m)//8, M-(M-m)//8..M; the "
+                          "files are <network>_seed<S>_range<LO>_<HI>.h5 (docs/coverage.md §7)")
     gen.set_defaults(func=_cmd_gen)
     inspect = commands.add_parser(
         "inspect", help="validate a vector file and summarize it: layers, shapes, formats, spike rates, overflows",
