@@ -199,35 +199,41 @@ def _sum_kernel(square2: bool, cover: bool):
     def kernel(spikes, kh, kw, sh, sw, shift, rounding, bits, signed, overflow, out, cov):
         n_, c_, ho, wo = out.shape
         events = np.zeros(n_ * c_, np.int64)
-        half = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
-        rounds = shift > 0 and rounding >= 2
+        wh = 2 if square2 else kh
+        ww = 2 if square2 else kw
         for nc in numba.prange(n_ * c_):
-            wh = 2 if square2 else kh
-            ww = 2 if square2 else kw
             n, c = nc // c_, nc % c_
-            count = silent = full = multiple = ties = high = 0
+            sums = np.zeros(wh * ww + 1 if cover else 0, np.int64)  # windows per sum 0 .. kh·kw
+            count = 0
             for oy in range(ho):
                 for ox in range(wo):
                     x = _window_sum(spikes, n, c, oy * sh, ox * sw, wh, ww)
                     if cover:
-                        silent += x == 0
-                        full += x == wh * ww
-                        multiple += x >= 2
-                        ties += rounds and (x & (2 * half - 1)) == half
+                        sums[x] += 1
                     if shift > 0:
                         x = shift_right_int(x, shift, rounding)
                     outside = not in_range_int(x, bits, signed, overflow)
                     count += outside
-                    if cover:
-                        high += outside
                     out[n, c, oy, ox] = cast_int(x, bits, signed, overflow)
             events[nc] = count
             if cover:
-                cov[nc, SUM_SILENT], cov[nc, SUM_FULL], cov[nc, SUM_MULTIPLE] = silent, full, multiple
-                cov[nc, SUM_TIE], cov[nc, SUM_HIGH] = ties, high
+                _sum_bins(sums, shift, rounding, count, cov[nc])
         return events.sum()
 
     return kernel
+
+
+@numba.njit(cache=True)
+def _sum_bins(sums, shift, rounding, high, row):
+    """The window-sum bins of one plane from ``sums[x]``, its number of windows of each sum x,
+    and ``high``, the number whose code was above the output range."""
+    row[SUM_SILENT], row[SUM_FULL], row[SUM_MULTIPLE], row[SUM_HIGH] = sums[0], sums[-1], sums[2:].sum(), high
+    half = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
+    ties = 0
+    if shift > 0 and rounding >= 2:
+        for x in range(len(sums)):
+            ties += sums[x] if (x & (2 * half - 1)) == half else 0
+    row[SUM_TIE] = ties
 
 
 # --------------------------------------------------------------------------- coverage (docs/coverage.md §4)
