@@ -12,7 +12,8 @@ from refmodel.errors import RefmodelError
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
                "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex; "
                "export-sv for the parameters as a Verilog header), merge and export their functional coverage "
-               "(coverage), estimate its cost (cost), or run the built-in "
+               "(coverage), sweep seeds and variants on Dask with a DUT in the loop (sweep, sweep-report), "
+               "estimate its cost (cost), or run the built-in "
                "example (demo). "
                "Exit status 2 for bad input or an unreadable or unwritable file, 130 when interrupted (Ctrl-C), "
                "143 when terminated (SIGTERM); an interrupted command leaves no file behind.")
@@ -44,10 +45,10 @@ class _ProgressBar:
 
 def _cmd_gen(args) -> int:
     from refmodel.generate import generate
-    from refmodel.spec import load_spec
+    from refmodel.spec import load_spec, parse_setting
 
-    spec = load_spec(args.spec)
-    record = "all" if args.record == ["all"] else (None if args.record == ["none"] else args.record)
+    spec = load_spec(args.spec, [parse_setting(text) for text in args.set])
+    record = _record(args.record)
     if args.cover is not None:
         return _gen_covered(args, spec, record)
     if args.budget is not None:
@@ -63,6 +64,11 @@ def _cmd_gen(args) -> int:
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
     return 0
+
+
+def _record(items):
+    """The ``record`` argument of ``generate`` for ``--record`` items."""
+    return "all" if items == ["all"] else (None if items == ["none"] else items)
 
 
 def _gen_covered(args, spec, record) -> int:
@@ -152,6 +158,74 @@ def _cmd_coverage(args) -> int:
                   + ", ".join(f"{layer}.{bin_name}" for layer, bin_name in holes))
             status = 1
     return status
+
+
+def _cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from refmodel import sweep
+    from refmodel.sweep_report import PLAN, write_plan
+
+    if args.workers is not None and args.scheduler:
+        raise _UsageError("--workers sizes a local cluster, --scheduler names an existing one: give one of them")
+    _need_dask()
+    jobs = sweep.plan(args.spec, sweep.parse_seeds(args.seeds), sweep.parse_vary(args.vary),
+                      record=_record(args.record), check_cmd=args.check_cmd)
+    directory = Path(args.out)
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / PLAN).is_file():
+        raise _UsageError(f"{directory}: holds files but no {PLAN}: give an empty or new directory, or a sweep's")
+    directory.mkdir(exist_ok=True)
+    options = {"seeds": args.seeds, "vary": args.vary, "record": args.record, "check_cmd": args.check_cmd}
+    write_plan(directory, str(Path(args.spec).resolve()), options, jobs)
+    todo = sweep.pending(jobs, directory, args.rerun_failed)
+    print(f"sweep of {len(jobs)} jobs into {directory}: {len(jobs) - len(todo)} done before, {len(todo)} to run")
+    if todo:
+        with sweep.dask_client(args.workers, args.scheduler) as client, _progress(len(todo), args.progress) as bar:
+            sweep.run_sweep(todo, directory, client, on_entry=lambda entry: bar.update(1))
+    return _sweep_summary(directory, args)
+
+
+def _cmd_sweep_report(args) -> int:
+    return _sweep_summary(args.dir, args)
+
+
+def _need_dask():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise _UsageError("refmodel sweep runs on Dask: install it with pip install 'refmodel[sweep]' "
+                          "(dask[distributed] and tqdm)") from None
+
+
+def _progress(total: int, force: bool):
+    """A tqdm progress bar of ``total`` jobs on stderr (shown on a terminal, or when forced)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="job", disable=False if force else None)
+
+
+def _sweep_summary(directory, args) -> int:
+    """Print the sweep's report (and write its coverage exports): 0 when every planned job ran
+    and none failed, else 1."""
+    from refmodel import coverage_report as report
+    from refmodel.sweep_report import summary
+
+    report.need(*[export for export in ("ucis",) if args.ucis])
+    text, coverages, ok = summary(directory, args.per_channel)
+    print(text)
+    if (args.ucis or args.html) and len(coverages) != 1:
+        raise _UsageError(f"the sweep's files hold {len(coverages)} network structures; --ucis and --html export the "
+                          "coverage of one")
+    if args.ucis or args.html:
+        (merged, files), = coverages
+        title = f"sweep {directory}"
+        if args.ucis:
+            report.write_text(args.ucis, report.ucis_xml(merged, title, [(f, None) for f in files]))
+            print(f"wrote {args.ucis} (UCIS XML)")
+        if args.html:
+            report.write_text(args.html, report.html_report(merged, title, files, args.per_channel))
+            print(f"wrote {args.html} (HTML)")
+    return 0 if ok else 1
 
 
 def _cmd_cost(args) -> int:
@@ -334,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--range", nargs=2, type=int, metavar=("LO", "HI"),
                      help="codes LO..HI that the random stimulus source draws from (default: the spec's range, else "
                           "every code of its format)")
+    gen.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="set a field of the spec first: LAYER.FIELD=VALUE or stimulus.FIELD=VALUE (a TOML value, "
+                          "e.g. if1.threshold=8000, conv1.overflow=WRAP, conv1.acc_format={bits=12}); repeatable")
     gen.add_argument("--record", nargs="+", default=["all"], metavar="WHAT",
                      help="traces to record: all (default), none, or items LAYER.SIGNAL, LAYER or SIGNAL")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
@@ -402,6 +479,40 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML report (tables, bar charts)")
     cov.add_argument("--force", action="store_true", help=FORCE_HELP)
     cov.set_defaults(func=_cmd_coverage)
+    sweep = commands.add_parser(
+        "sweep", help="generate (and check against a DUT) the vector files of seeds x variants of a spec on Dask",
+        description="Generate the vector file of every seed and variant of SPEC into DIR/VARIANT/seedS.h5, each "
+                    "the file refmodel gen SPEC --set ... --seed S writes, on a local Dask cluster or an existing one; "
+                    "optionally run a DUT on each and compare; record each job in DIR/manifest.jsonl; then print the "
+                    "report (docs/sweep.md). A rerun resumes: jobs done before are skipped. Exit status 1 when a job "
+                    "failed or mismatched.")
+    sweep.add_argument("spec", help="network spec (TOML)")
+    sweep.add_argument("--out", required=True, metavar="DIR", help="the sweep directory (new, empty, or a sweep's)")
+    sweep.add_argument("--seeds", required=True, help="A:B (seeds A..B-1) or S1,S2,...")
+    sweep.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="values of a field, as gen --set takes them (e.g. if1.threshold=8000,12000); repeatable: "
+                            "the variants are the cross product")
+    sweep.add_argument("--record", nargs="+", default=["all"], metavar="WHAT", help="traces to record, as for gen")
+    sweep.add_argument("--workers", type=_integer(1, 1024), help="local worker processes (default: the cores)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster, e.g. tcp://host:8786")
+    sweep.add_argument("--check-cmd", metavar="CMD",
+                       help="run on each file: {vectors} is the file, {out} the vector file the DUT writes (then "
+                            "compared with it); without {out}, exit status 0 is a pass and 1 a mismatch")
+    sweep.add_argument("--rerun-failed", action="store_true", help="also redo the jobs that failed or mismatched")
+    sweep.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    report_parsers = [sweep]
+    sweep.set_defaults(func=_cmd_sweep)
+    sweep_report = commands.add_parser(
+        "sweep-report", help="print the report of a sweep directory",
+        description="Print the report of the sweep in DIR: jobs by result, the failures, the slowest jobs and the "
+                    "coverage of its files merged. Exit status 1 when a job failed or did not run.")
+    sweep_report.add_argument("dir", help="the sweep directory")
+    report_parsers.append(sweep_report)
+    sweep_report.set_defaults(func=_cmd_sweep_report)
+    for command in report_parsers:
+        command.add_argument("--per-channel", action="store_true", help="print the hits of each bin per channel")
+        command.add_argument("--ucis", metavar="OUT.xml", help="write the merged coverage as a UCIS XML database")
+        command.add_argument("--html", metavar="OUT.html", help="write the merged coverage as an HTML report")
     cost = commands.add_parser(
         "cost", help="operations, memory and memory traffic per layer, static and measured",
         description="Print the cost of SPEC's network per layer and in total (docs/cost-model.md): static "

@@ -14,7 +14,7 @@ from refmodel.stimulus import build_stimulus
 from refmodel.vectors.layout import run_layout
 from refmodel.vectors.writer import VectorWriter
 
-__all__ = ["generate", "run_config", "overridden"]
+__all__ = ["generate", "prepared", "run_config", "overridden"]
 
 
 def run_config(network: Network, stimulus: StimulusSpec, record) -> dict:
@@ -35,6 +35,18 @@ def overridden(spec: Spec, **overrides) -> StimulusSpec:
         raise NetworkError(spec.network.name, err.field, err.value, err.problem) from None
 
 
+def prepared(spec: Spec, *, timesteps=None, batch=None, seed=None, range=None, record="all"):
+    """(the run's StimulusSpec, its recorded (layer, signal) pairs, its file layout): every
+    check ``generate`` makes before it runs, so that a bad run is refused before any work."""
+    network = spec.network
+    stim = overridden(spec, timesteps=timesteps, batch=batch, seed=seed, range=range)
+    chosen = network.resolve_record(record)
+    layout = run_layout(network, stim, chosen, spec.where)
+    network.check_run(stim.batch, stim.timesteps, chosen, keep_traces=False,
+                      stimulus="analog" if stim.encoding == "analog" else "spikes")
+    return stim, chosen, layout
+
+
 def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, range=None, record="all", progress=None,
              force=False, coverage=True) -> Result:
     """Run ``spec`` and write the vector file ``out`` (atomically; ``force`` writes through a
@@ -44,11 +56,7 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, range=No
     run counts its coverage bins and the file stores them (its ``coverage`` group: the network
     input's bins under "input", then the layers'), as does ``Result.coverage``."""
     network = spec.network
-    stim = overridden(spec, timesteps=timesteps, batch=batch, seed=seed, range=range)
-    chosen = network.resolve_record(record)
-    layout = run_layout(network, stim, chosen, spec.where)
-    network.check_run(stim.batch, stim.timesteps, chosen, keep_traces=False,
-                      stimulus="analog" if stim.encoding == "analog" else "spikes")
+    stim, chosen, layout = prepared(spec, timesteps=timesteps, batch=batch, seed=seed, range=range, record=record)
     encoder, stimulus = build_stimulus(spec, stim)
     config = run_config(network, stim, chosen)
     with VectorWriter(out, config=config, seed=stim.seed, timesteps=stim.timesteps, batch=stim.batch,

@@ -9,6 +9,7 @@ carries (``network_config``), with each array replaced by its shape and SHA-256.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import hashlib
@@ -38,7 +39,8 @@ from refmodel.limits import MAX_BATCH, MAX_SPEC_BYTES, MAX_TIMESTEPS, check_memo
 from refmodel.network import Network
 
 __all__ = ["KINDS", "SpecError", "Spec", "StimulusSpec", "load_spec", "kind_of", "network_config", "layer_config",
-           "network_from_config", "array_digest", "spec_text", "save_spec"]
+           "network_from_config", "array_digest", "spec_text", "save_spec",
+           "parse_setting", "setting_value", "apply_settings"]
 
 
 def kind_of(layer) -> str:
@@ -385,10 +387,55 @@ def _spec_text(path: Path, where: str) -> str:
                                               f"{err.start}); a spec is a TOML file") from None
 
 
-def load_spec(path) -> Spec:
+def setting_value(text: str):
+    """The value of a ``FIELD=VALUE`` setting: ``VALUE`` read as a TOML value (``8000``,
+    ``true``, ``{bits = 12}``, ``[0, 255]``, ``"SAT"``), else the text itself (``SAT``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_setting(text: str, where: str = "--set") -> tuple:
+    """(field, value) of ``FIELD=VALUE``; a SpecError when there is no ``=`` or no field."""
+    field_, equals, value = text.partition("=")
+    if not equals or not field_.strip() or not value.strip():
+        raise SpecError(where, "setting", text, "must be FIELD=VALUE, e.g. if1.threshold=8000 or stimulus.batch=4")
+    return field_.strip(), setting_value(value.strip())
+
+
+def apply_settings(d: dict, settings, where: str) -> dict:
+    """The spec table ``d`` (a copy) with each (field, value) of ``settings`` set: a field is
+    ``LAYER.KEY`` (a key of the ``[[layers]]`` table named LAYER), ``stimulus.KEY``, or either
+    followed by keys of an inline table (``conv1.acc_format.bits``).  The spec is validated
+    afterwards as if written so; a field naming no layer, or a path through a value that is not
+    a table, is a SpecError."""
+    d = copy.deepcopy(d)
+    layers = {entry.get("name"): entry for entry in d.get("layers", []) if isinstance(entry, dict)}
+    for name, value in settings:
+        head, *keys = name.split(".")
+        if not keys or not all(keys):
+            raise SpecError(where, name, value, "must be LAYER.FIELD or stimulus.FIELD")
+        if head == "stimulus":
+            table = d.setdefault("stimulus", {})
+        elif head in layers:
+            table = layers[head]
+        else:
+            raise SpecError(where, name, value, f"names no layer; layers: {', '.join(map(str, layers))}, or stimulus")
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(table.get(key), dict):
+                raise SpecError(where, ".".join([head, *keys[:i + 1]]), table.get(key),
+                                f"is not an inline table, so {name} cannot be set")
+            table = table[key]
+        table[keys[-1]] = value
+    return d
+
+
+def load_spec(path, settings=()) -> Spec:
     """Read a TOML spec (and the ``.npz`` its ``arrays`` key names, relative to the spec and
-    inside its directory tree, or absolute); every problem is a SpecError (or ResourceError)
-    naming the spec, the field and the value."""
+    inside its directory tree, or absolute), with ``settings`` ((field, value) pairs, see
+    ``apply_settings``) applied; every problem is a SpecError (or ResourceError) naming the
+    spec, the field and the value."""
     path = Path(path)
     where = str(path)
     text = _spec_text(path, where)
@@ -398,6 +445,8 @@ def load_spec(path) -> Spec:
         raise SpecError(where, "file", where, f"is not valid TOML: {err}") from None
     except RecursionError:
         raise SpecError(where, "file", where, "nests arrays or tables too deep to parse") from None
+    if settings:
+        d = apply_settings(d, settings, where)
     arrays = NpzArrays(_arrays_path(path, d["arrays"], where), d["arrays"], where, "arrays") if "arrays" in d else {}
     try:
         return spec_from_dict(d, arrays, path)
