@@ -112,7 +112,9 @@ def parse_vary(texts) -> list:
 def variant_name(settings) -> str:
     """A directory name for a variant: ``if1.threshold=8000+conv1.overflow=WRAP`` (characters
     other than letters, digits and ``._=,+-`` become ``_``), ``base`` without settings."""
-    text = "+".join(f"{field}={json.dumps(value) if not isinstance(value, str) else value}"
+    from refmodel.spec import _toml
+
+    text = "+".join(f"{field}={value if isinstance(value, str) else _toml(value).replace(' ', '')}"
                     for field, value in settings)
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "base"
 
@@ -213,6 +215,7 @@ def run_job(job: Job, directory: str) -> dict:
     path = Path(directory) / job.file
     try:
         spec = load_spec(job.spec, job.settings)
+        path.parent.mkdir(exist_ok=True)
         result = generate(spec, path, seed=job.seed, record=job.record)
         coverage = result.coverage
         entry |= {
@@ -298,8 +301,6 @@ def run_sweep(jobs, directory, client, on_entry=None) -> list:
     from distributed import as_completed
 
     directory = Path(directory).resolve()
-    for job in jobs:
-        (directory / job.file).parent.mkdir(parents=True, exist_ok=True)
     futures = {client.submit(run_job, job, str(directory), pure=False): job for job in jobs}
     entries = []
     with open(directory / MANIFEST, "a", encoding="utf-8") as manifest:
