@@ -170,7 +170,7 @@ def _cmd_sweep(args) -> int:
         raise _UsageError("--workers sizes a local cluster, --scheduler names an existing one: give one of them")
     _need_dask()
     jobs = sweep.plan(args.spec, sweep.parse_seeds(args.seeds), sweep.parse_vary(args.vary),
-                      record=_record(args.record), check_cmd=args.check_cmd)
+                      record=_record(args.record), check_cmd=args.check_cmd, check_timeout=args.check_timeout)
     directory = Path(args.out)
     if directory.is_dir() and any(directory.iterdir()) and not (directory / PLAN).is_file():
         raise _UsageError(f"{directory}: holds files but no {PLAN}: give an empty or new directory, or a sweep's")
@@ -498,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--check-cmd", metavar="CMD",
                        help="run on each file: {vectors} is the file, {out} the vector file the DUT writes (then "
                             "compared with it); without {out}, exit status 0 is a pass and 1 a mismatch")
+    sweep.add_argument("--check-timeout", type=float, default=3600, metavar="SECONDS",
+                       help="kill a DUT command still running after SECONDS (a DUT error; default 3600)")
     sweep.add_argument("--rerun-failed", action="store_true", help="also redo the jobs that failed or mismatched")
     sweep.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     report_parsers = [sweep]

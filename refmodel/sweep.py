@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ class SweepError(RefmodelError):
 @dataclass(frozen=True)
 class Job:
     """One file of a sweep: ``settings`` ((field, value), ...) and ``seed`` applied to the spec
-    at ``spec`` (an absolute path), written to ``file`` (relative to the sweep directory).
+    at ``spec`` (an absolute path), written to ``file`` (relative to the sweep directory), and
+    the DUT command run on it (``check_dut``, killed after ``check_timeout`` seconds).
     ``key`` is the SHA-256 of everything that decides the job's outcome (the spec's and its
     arrays' bytes, the settings, the seed, the record, the DUT command, refmodel's version)."""
 
@@ -53,6 +55,7 @@ class Job:
     file: str
     record: object
     check_cmd: str | None
+    check_timeout: float | None
     key: str
 
     @property
@@ -127,7 +130,7 @@ def _file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def plan(spec_path, seeds, variants, *, record="all", check_cmd=None) -> list:
+def plan(spec_path, seeds, variants, *, record="all", check_cmd=None, check_timeout=None) -> list:
     """The jobs of a sweep, variants × seeds in that order; every variant is loaded and
     checked (``generate.prepared``) for every seed's run first, so a bad variant is refused,
     naming its field and value, before anything runs."""
@@ -149,7 +152,7 @@ def plan(spec_path, seeds, variants, *, record="all", check_cmd=None) -> list:
         for seed in seeds:
             prepared(spec, seed=seed, record=record)
             identity = json.dumps([sources, settings, seed, record, check_cmd, __version__])
-            jobs.append(Job(str(spec_path), settings, seed, f"{name}/seed{seed}.h5", record, check_cmd,
+            jobs.append(Job(str(spec_path), settings, seed, f"{name}/seed{seed}.h5", record, check_cmd, check_timeout,
                             hashlib.sha256(identity.encode()).hexdigest()))
     return jobs
 
@@ -168,29 +171,46 @@ def _tail(text: str) -> str:
     return "\n".join(text.strip().splitlines()[-TAIL_LINES:])
 
 
-def check_dut(command: str, vectors: Path) -> dict:
+def _run_command(text: str, timeout: float | None) -> tuple:
+    """(exit status, its output) of the shell command ``text``; on ``timeout`` (seconds) its
+    whole process group is killed and the status is None."""
+    with subprocess.Popen(text, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            return None, output
+    return process.returncode, output
+
+
+def check_dut(command: str, vectors: Path, timeout: float | None = None) -> dict:
     """Run the DUT command on the vector file ``vectors`` and judge it: {"result": "pass" |
     "mismatch" | "dut_error", ...}.  ``{vectors}`` in the command becomes the file's path and
     ``{out}`` the path of the vector file the DUT must write, which ``compare_files`` then
     holds against the golden file (kept beside it unless equal).  Without ``{out}`` the command
     checks itself, as ``refmodel check`` does: exit status 0 equal, 1 a mismatch (its last
-    output line reported), anything else a DUT error."""
+    output line reported), anything else a DUT error.  A command still running after
+    ``timeout`` seconds is killed (with its children) and is a DUT error."""
     from refmodel.vectors import VectorFileError, compare_files
 
     out = vectors.with_suffix(".dut.h5")
     text = command.replace("{vectors}", shlex.quote(str(vectors))).replace("{out}", shlex.quote(str(out)))
     with contextlib.suppress(FileNotFoundError):
         out.unlink()  # never judge a file of an earlier run
-    run = subprocess.run(text, shell=True, capture_output=True, text=True)
-    output = _tail(run.stdout + run.stderr)
+    status, output = _run_command(text, timeout)
+    output = _tail(output)
+    if status is None:
+        return {"result": "dut_error", "status": None, "tail": f"killed after {timeout} s\n{output}".strip()}
     if "{out}" not in command:
-        if run.returncode == 0:
+        if status == 0:
             return {"result": "pass"}
-        if run.returncode == 1:
+        if status == 1:
             return {"result": "mismatch", "first_mismatch": output.splitlines()[-1] if output else ""}
-        return {"result": "dut_error", "status": run.returncode, "tail": output}
-    if run.returncode != 0:
-        return {"result": "dut_error", "status": run.returncode, "tail": output}
+        return {"result": "dut_error", "status": status, "tail": output}
+    if status != 0:
+        return {"result": "dut_error", "status": status, "tail": output}
     if not out.is_file():
         return {"result": "dut_error", "status": 0, "tail": f"the DUT command wrote no {out.name}\n{output}".strip()}
     try:
@@ -215,7 +235,7 @@ def run_job(job: Job, directory: str) -> dict:
     path = Path(directory) / job.file
     try:
         spec = load_spec(job.spec, job.settings)
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         result = generate(spec, path, seed=job.seed, record=job.record)
         coverage = result.coverage
         entry |= {
@@ -227,7 +247,7 @@ def run_job(job: Job, directory: str) -> dict:
             "result": "generated",
         }  # fmt: skip
         if job.check_cmd:
-            entry["check"] = check_dut(job.check_cmd, path)
+            entry["check"] = check_dut(job.check_cmd, path, job.check_timeout)
             entry["result"] = entry["check"]["result"]
     except Exception as err:  # noqa: BLE001 - any failure of one job is that job's result, not the sweep's
         entry |= {"result": "refmodel_error", "error": f"{type(err).__name__}: {err}"}

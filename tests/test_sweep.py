@@ -226,3 +226,10 @@ def test_check_dut_self_checking(golden):
     assert sweep.check_dut(_python("print('x'); print('first mismatch at t=1'); raise SystemExit(1)"), golden) == \
         {"result": "mismatch", "first_mismatch": "first mismatch at t=1"}
     assert sweep.check_dut(_python("raise SystemExit(2)"), golden)["result"] == "dut_error"
+
+
+def test_a_hanging_dut_is_killed_with_its_children(golden):
+    start = time.monotonic()
+    result = sweep.check_dut("echo started; sleep 30 & wait", golden, timeout=0.5)
+    assert time.monotonic() - start < 10
+    assert result == {"result": "dut_error", "status": None, "tail": "killed after 0.5 s\nstarted"}
