@@ -131,9 +131,9 @@ def _file_sha256(path) -> str:
 
 
 def plan(spec_path, seeds, variants, *, record="all", check_cmd=None, check_timeout=None) -> list:
-    """The jobs of a sweep, variants × seeds in that order; every variant is loaded and
-    checked (``generate.prepared``) for every seed's run first, so a bad variant is refused,
-    naming its field and value, before anything runs."""
+    """The jobs of a sweep, variants × seeds in that order; every variant is loaded and its
+    run checked (``generate.prepared``) first, so a bad variant is refused, naming its field
+    and value, before anything runs."""
     from refmodel import __version__
     from refmodel.generate import prepared
     from refmodel.spec import load_spec
@@ -148,9 +148,8 @@ def plan(spec_path, seeds, variants, *, record="all", check_cmd=None, check_time
         raise SpecError("--vary", "vary", names, "gives two variants the same name")
     jobs = []
     for settings, name in zip(variants, names):
-        spec = load_spec(spec_path, settings)
+        prepared(load_spec(spec_path, settings), seed=seeds[0], record=record)  # a seed changes no size
         for seed in seeds:
-            prepared(spec, seed=seed, record=record)
             identity = json.dumps([sources, settings, seed, record, check_cmd, __version__])
             jobs.append(Job(str(spec_path), settings, seed, f"{name}/seed{seed}.h5", record, check_cmd, check_timeout,
                             hashlib.sha256(identity.encode()).hexdigest()))
