@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shlex
@@ -302,7 +303,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     workers = workers or os.cpu_count() or 1
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         env={"NUMBA_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+                         env={"NUMBA_NUM_THREADS": "1"}, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
         yield client
 
 

@@ -6,8 +6,10 @@ the loop (check_dut: its three outcomes, and the example RTL), the report."""
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +235,27 @@ def test_a_hanging_dut_is_killed_with_its_children(golden):
     result = sweep.check_dut("echo started; sleep 30 & wait", golden, timeout=0.5)
     assert time.monotonic() - start < 10
     assert result == {"result": "dut_error", "status": None, "tail": "killed after 0.5 s\nstarted"}
+
+
+def test_a_terminated_sweep_keeps_what_finished_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", RECIPE, "--out", out, "--seeds", "0:40", "--workers", 2]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-m", "refmodel.cli", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_read(out / sweep.MANIFEST).splitlines()) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "refmodel sweep: terminated"
+    done = len(_lines(out))
+    assert 2 <= done < 40
+    again = refmodel(*args)
+    assert again.returncode == 0 and f"{done} done before, {40 - done} to run" in again.stdout
+    assert sorted(e["job"] for e in _lines(out)) == sorted(f"base/seed{s}" for s in range(40))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no half-written file survives
+
+
+def _read(path) -> str:
+    return path.read_text() if path.exists() else ""
