@@ -176,14 +176,14 @@ def _run_neuron_kernel(layer, shape, v, refr, current, thr, modes, fmt: QFormat,
     """Run ``K.neuron_step`` with ``modes`` (``K.NeuronModes``) on (N, C, M) views of ``shape``
     (``v`` and ``refr`` in place); raise the first overflow under ERROR.  Returns spikes, v_pre
     (None unless ``keep_pre``), the overflow count and (when ``cover``) the kernel's coverage
-    counters per row, (N·C, K.N_COV)."""
+    counters per channel, (C, K.N_COV)."""
     current = np.ascontiguousarray(current)  # one specialization
     n, n_ch, m = current.shape
     spikes = np.empty((n, thr.shape[0] * n_ch, m), np.uint8)
     v_pre = np.empty_like(current) if keep_pre else _NO_REFRACTORY
     ovf = np.empty(n * n_ch, np.int64)
     err = np.empty((n * n_ch, 3), np.int64)
-    cov = _kernel_bins(n, n_ch, K.N_COV, cover)
+    cov = np.zeros((n_ch if cover else 0, K.N_COV), np.int64)
     K.neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov)
     if overflow == Overflow.ERROR:
         _raise_first_overflow(layer, err, shape, fmt, overflow)
@@ -240,11 +240,10 @@ class _NeuronLayer(Layer):
     def leaks(self) -> int:
         return 0
 
-    def _named_bins(self, rows, n_ch, overflow: Overflow) -> dict:
-        """{bin: hits per Vm channel} from the kernel's counters per row (N·C, K.N_COV) of a Vm of
-        ``n_ch`` channels: a Vm write beyond the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the
-        register's overflow mode."""
-        counts = _per_vm_channel(rows, n_ch)
+    def _named_bins(self, counts, overflow: Overflow) -> dict:
+        """{bin: hits per Vm channel} from the kernel's counters per channel (C, K.N_COV): a Vm
+        write beyond the range is a ``v_wrap_*`` or ``v_sat_*`` hit by the register's overflow
+        mode."""
         named = write_bins("v", overflow, counts[:, K.COV_HIGH], counts[:, K.COV_LOW])
         named |= {name: counts[:, code] for name, code in self._BIN_CODES.items()}
         return {name: named[name] for name in self.coverage_bins if name in named}
@@ -415,12 +414,12 @@ class _Neuron(_NeuronLayer):
             self.overflow, keep_pre, cover,
         )  # fmt: skip
         spikes = spikes.reshape((shape[0], spikes.shape[1]) + shape[2:])
-        coverage = None if counts is None else Tally({"v": counts}, functools.partial(self._named, shape[1]))
+        coverage = None if counts is None else Tally({"v": counts}, self._named)
         return NeuronStep(spikes, None if v_pre is None else v_pre.reshape(shape), state["v"], overflows, coverage)
 
-    def _named(self, n_ch, raw) -> dict:
-        """{bin: hits per Vm channel} from the kernel's counters per row."""
-        return self._named_bins(raw["v"], n_ch, self.overflow)
+    def _named(self, raw) -> dict:
+        """{bin: hits per Vm channel} from the kernel's counters per channel."""
+        return self._named_bins(raw["v"], self.overflow)
 
     def unreachable_bins(self, site) -> dict:
         """The Vm write bins of the other overflow modes, and those the range of the current and
@@ -774,7 +773,7 @@ class LoihiLIF(_NeuronLayer):
         return NeuronStep(spikes.reshape(shape), v_pre, state["v"], int(ovf_u.sum()) + ovf_v, coverage)
 
     def _named(self, n_ch, raw) -> dict:
-        """{bin: hits per channel} from the u and v kernels' counters per row."""
+        """{bin: hits per channel} from the u kernel's counters per row and the v kernel's per channel."""
         u = _per_vm_channel(raw["u"], n_ch)
-        named = {"u_wrap_high": u[:, 0], "u_wrap_low": u[:, 1]} | self._named_bins(raw["v"], n_ch, Overflow.SAT_SYM)
+        named = {"u_wrap_high": u[:, 0], "u_wrap_low": u[:, 1]} | self._named_bins(raw["v"], Overflow.SAT_SYM)
         return {name: named[name] for name in self.coverage_bins}
