@@ -191,3 +191,16 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
         counts[job] = count
         err_at[job] = first
         err_val[job] = first_val
+
+
+@numba.njit(cache=True)
+def silent_samples(x):
+    """The number of samples (rows of ``x``, (N, F)) whose every input is 0: each row is read
+    only up to its first nonzero (coverage's ``zero_input``, docs/coverage.md §2)."""
+    count = 0
+    for n in range(x.shape[0]):
+        f = 0
+        while f < x.shape[1] and x[n, f] == 0:
+            f += 1
+        count += f == x.shape[1]
+    return count

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat
-from refmodel.kernels._conv_kernels import COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW
+from refmodel.kernels._conv_kernels import COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW, silent_samples
 from refmodel.layers.base import (NETWORK_INPUT, Layer, LayerError, Param, Step, Tally, int_array, positive_pair,
                                   write_bins, write_bins_unreachable)
 from refmodel.limits import check_memory
@@ -100,7 +100,7 @@ class _Synapse(Layer):
         if not cover:
             return computed
         current, overflows, counts = computed
-        silent = np.count_nonzero(~np.asarray(x).reshape(len(x), -1).any(axis=1))
+        silent = silent_samples(np.asarray(x).reshape(len(x), -1))
         return current, overflows, Tally({"acc": counts, "zero_input": np.array([silent], np.int64)}, self._named)
 
     def _named(self, raw) -> dict:
