@@ -73,7 +73,7 @@ class Coverage:
         for name, bins in hits.items():
             layers[name] = LayerCoverage(kinds[name], {b: np.asarray(c, np.int64) for b, c in bins.items()},
                                          dict(unreachable.get(name, {})),
-                                         {b: int(np.any(c)) for b, c in bins.items()})
+                                         {b: int(np.count_nonzero(c) > 0) for b, c in bins.items()})
         return cls(layers, 1)
 
     def bins(self):

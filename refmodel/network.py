@@ -351,12 +351,12 @@ class Network:
 
 def _add_tally(total, step):
     """The run's Tally so far (None before the first step) with one step's Tally added: its
-    raw counters summed as the kernels left them (named only once, at the end of the run)."""
+    raw counters summed as the kernels left them (named only once, at the end of the run).
+    Neither is changed (a step's counters may be cached and given again), and a run of one
+    step keeps its step's Tally as it is."""
     if total is None:
-        return type(step)({key: np.array(counts, np.int64) for key, counts in step.raw.items()}, step.named)
-    for key, counts in step.raw.items():
-        total.raw[key] += counts
-    return total
+        return step
+    return type(step)({key: total.raw[key] + counts for key, counts in step.raw.items()}, step.named)
 
 
 @dataclass(frozen=True, eq=False)
