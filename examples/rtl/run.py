@@ -42,22 +42,33 @@ def prepare(vectors: Path, out: Path) -> None:
     export_hex(vectors, out / "hex")
 
 
-def run_verilog(block: str, vectors: Path, out: Path) -> tuple[bool, str]:
-    """Compile and run ``tb/tb_<block>.v`` against ``out``'s header and hex files: (passed, report)."""
+def simulator_missing() -> str | None:
+    """The error to report when iverilog or vvp is not on PATH, else None."""
+    missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not found: install Icarus Verilog (Debian: apt-get install iverilog)"
+    return None
+
+
+def run_verilog(block: str, vectors: Path, out: Path, *, dump: Path | None = None,
+                defines: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """Compile (with the Verilog macros ``defines``) and run ``tb/tb_<block>.v`` against ``out``'s
+    header and hex files: (passed, report).  With ``dump`` the testbench writes the DUT's outputs
+    into that directory instead of comparing them (tb/replay.vh), and passes when it ran to the end."""
     with VectorFile(vectors) as vf:
         sha = vf.config_sha256
     sim = out / f"tb_{block}.vvp"
     sources = [HERE / "tb" / f"tb_{block}.v"] + [HERE / s for s in BLOCKS[block][1]]
     includes = ["-I", str(out), "-I", str(HERE / "tb")]  # refmodel_params.vh, replay.vh
-    build = subprocess.run(["iverilog", "-g2005", "-Wall", *includes, "-o", str(sim), *map(str, sources)],
-                           capture_output=True, text=True)
+    build = subprocess.run(["iverilog", "-g2005", "-Wall", *includes, *(f"-D{d}" for d in defines), "-o", str(sim),
+                            *map(str, sources)], capture_output=True, text=True)
     if build.returncode:
         return False, f"iverilog failed:\n{build.stdout}{build.stderr}"
-    run = subprocess.run(["vvp", "-n", str(sim), f"+hex={out / 'hex'}", f"+config_sha256={sha}"],
-                         capture_output=True, text=True)
+    plusargs = [f"+hex={out / 'hex'}", f"+config_sha256={sha}"] + ([f"+dump={dump}"] if dump else [])
+    run = subprocess.run(["vvp", "-n", str(sim), *plusargs], capture_output=True, text=True)
     text = (run.stdout + run.stderr).strip()
-    # vvp exits 0 after a runtime error, so a pass needs the testbench's own PASS line too
-    return run.returncode == 0 and f"tb_{block}: PASS" in text, text
+    # vvp exits 0 after a runtime error, so a pass needs the testbench's own last line too
+    return run.returncode == 0 and f"tb_{block}: {'DUMPED' if dump else 'PASS'}" in text, text
 
 
 def run_cocotb(block: str, vectors: Path, out: Path) -> tuple[bool, str]:
@@ -101,10 +112,9 @@ def main(argv=None) -> int:
     parser.add_argument("--build", type=Path, default=Path("rtl-build"), help="output directory (default ./rtl-build)")
     parser.add_argument("--vectors", type=Path, help="replay this vector file instead of generating from specs")
     args = parser.parse_args(argv)
-    missing = [tool for tool in ("iverilog", "vvp") if shutil.which(tool) is None]
+    missing = simulator_missing()
     if missing:
-        print(f"run.py: {' and '.join(missing)} not found: install Icarus Verilog (Debian: apt-get install iverilog)",
-              file=sys.stderr)
+        print(f"run.py: {missing}", file=sys.stderr)
         return 2
     # the cocotb runner exits the process on a failure when it believes it runs inside pytest
     os.environ.pop("PYTEST_CURRENT_TEST", None)

@@ -1,9 +1,13 @@
 // What the plain Verilog testbenches share, `include-d inside the testbench module after it
 // declares LAYER (the layer's name, a string) and OUT_H, OUT_W, OUT_SIZE (one sample's output
-// shape): the plusargs +hex=DIR and +config_sha256=SHA256, export-hex file names, and the
-// first-mismatch report in refmodel's words (docs/rtl-flow.md §4).
-    reg [8*1024-1:0] dir;
+// shape): the plusargs +hex=DIR and +config_sha256=SHA256, export-hex file names, the
+// first-mismatch report in refmodel's words (docs/rtl-flow.md §4) and the dump mode: with
+// +dump=DIR a testbench compares nothing and writes each output it would compare to
+// DIR/<layer>.<signal>.txt, one line "t n BUS" per timestep and sample (BUS: the packed output
+// bus in hex, element k in bits [k*W +: W]).
+    reg [8*1024-1:0] dir, dump_dir;
     reg [255:0] config_sha256;
+    reg dumping;
     integer t, n, i, bad, first;
     reg signed [64:0] first_expected, first_got;
 
@@ -26,6 +30,19 @@
             if (config_sha256 !== `REFMODEL_CONFIG_SHA256 || `REFMODEL_TIMESTEP_DIGITS != 4) begin
                 $display("tb_%0s: the hex files (config sha256 %h) and refmodel_params.vh (%h) are not of one run",
                          LAYER, config_sha256, `REFMODEL_CONFIG_SHA256);
+                fail;
+            end
+            dumping = $value$plusargs("dump=%s", dump_dir);
+        end
+    endtask
+
+    task dump_open(input [8*8-1:0] signal, output integer fd);  // open DIR/<layer>.<signal>.txt
+        reg [8*1024-1:0] path;
+        begin
+            $sformat(path, "%0s/%0s.%0s.txt", dump_dir, LAYER, signal);
+            fd = $fopen(path, "w");
+            if (fd == 0) begin
+                $display("tb_%0s: cannot write %0s", LAYER, path);
                 fail;
             end
         end
