@@ -3,6 +3,8 @@
 //   V1 = cast(V + I);  if v_min set and V1 < v_min: V1 = v_min;  v_pre = V1;
 //   s = V1 >= theta (or >);  V = s ? cast(V1 - theta) : V1          (v_post = V)
 // cast: OVERFLOW "SAT" clamps to the Vm range, "WRAP" keeps the low VM_BITS bits.
+// `define BUG_NO_SATURATION (examples/rtl/dut.py --broken) plants a deliberate bug for the tests:
+// cast keeps the low bits even under "SAT".
 // Neuron i (row-major c, y, x of one sample) is in channel i / (N / C); V starts at 0 (rst).
 // One timestep per clock cycle with step = 1; outputs are registered.
 `timescale 1ns / 1ps
@@ -52,9 +54,11 @@ module if_neuron_array #(
     endfunction
 
     function [VM_BITS-1:0] cast(input signed [W-1:0] x);
+`ifndef BUG_NO_SATURATION
         if (OVERFLOW == "SAT")
             cast = x < LO ? LO[VM_BITS-1:0] : x > HI ? HI[VM_BITS-1:0] : x[VM_BITS-1:0];
         else
+`endif
             cast = x[VM_BITS-1:0];
     endfunction
 
