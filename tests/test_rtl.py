@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from refmodel.generate import generate
 from refmodel.spec import load_spec, spec_from_dict
-from refmodel.vectors import VectorFile, export_sv, reseal, svheader
+from refmodel.vectors import VectorFile, compare_files, export_sv, reseal, svheader
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "examples" / "rtl" / "run.py"
@@ -226,3 +226,96 @@ def test_both_testbenches_refuse_a_header_exported_from_another_run(recipe_vecto
     assert not passed and "tb_if1: the hex files (config sha256" in report and "are not of one run" in report
     passed, report = flow.run_cocotb("if1", recipe_vectors, tmp_path)
     assert not passed and report.startswith("refmodel_params.vh was not exported from this vector file")
+
+
+# ------------------------------------------------------------- examples/rtl/dut.py: the RTL as a DUT command
+DUT = ROOT / "examples" / "rtl" / "dut.py"
+
+
+def run_dut(*args, path=None):
+    """``python examples/rtl/dut.py ARGS...`` (with ``path`` as $PATH if given): the finished process."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if path is not None:
+        env["PATH"] = str(path)
+    return subprocess.run([sys.executable, str(DUT), *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def test_dut_writes_the_rtls_values_which_equal_the_golden_ones(recipe_vectors, tmp_path):
+    run = run_dut(recipe_vectors, tmp_path / "out.h5", "--build", tmp_path / "build")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert compare_files(recipe_vectors, tmp_path / "out.h5").equal
+    with VectorFile(recipe_vectors) as vf:  # one dump line per timestep and sample, for each output compared
+        lines = vf.timesteps * vf.batch
+    dumps = {p.name: len(p.read_text().splitlines()) for p in (tmp_path / "build" / "dump").iterdir()}
+    assert dumps == {f"{s}.txt": lines for s in ("if1.v_pre", "if1.spikes", "if1.v_post", "pool1.spikes", "pool1.index")}
+
+
+@pytest.mark.parametrize("key, signal, place, block", CORRUPTIONS, ids=[c[1] for c in CORRUPTIONS])
+def test_dut_output_holds_the_rtls_values_not_the_golden_files(recipe_vectors, tmp_path, key, signal, place, block):
+    # a golden file with one wrong expected value: the DUT's file differs from it there, by the RTL's value
+    bad = tmp_path / "corrupted.h5"
+    shutil.copy(recipe_vectors, bad)
+    with h5py.File(bad, "r+") as f:
+        dset = f[f"traces/{key}/{signal}"]
+        original = int(dset[place])
+        dset[place] = corrupted = original - 1 if signal == "v_post" else (original + 1) % 4
+    reseal(bad)
+    assert run_dut(bad, tmp_path / "out.h5").returncode == 0
+    first = compare_files(bad, tmp_path / "out.h5").first
+    assert (first.layer, first.signal, first.index, first.expected, first.got, first.count) == \
+        (block, signal, place, corrupted, original, 1)
+
+
+def test_dut_broken_rtl_wraps_where_the_golden_saturates_and_the_first_mismatch_says_where(recipe_vectors, tmp_path):
+    run = run_dut(recipe_vectors, tmp_path / "out.h5", "--broken")
+    assert run.returncode == 0, run.stderr
+    # independently: the first (t, n, c, y, x) where V + I leaves the 16-bit Vm range, which SAT clamps
+    with VectorFile(recipe_vectors) as vf:
+        current = vf.trace("conv1", "current").astype(np.int64)
+        v_pre, v_post, spikes = (vf.trace("if1", s).astype(np.int64) for s in ("v_pre", "v_post", "spikes"))
+        v_min, theta = int(vf.param("if1", "v_min")[0]), vf.param("if1", "threshold")[0]
+    total = np.concatenate([np.zeros_like(v_post[:1]), v_post[:-1]]) + current
+    place = tuple(int(i) for i in np.argwhere((total < -2**15) | (total >= 2**15))[0])
+    wrapped = max((int(total[place]) + 2**15) % 2**16 - 2**15, v_min)
+    comparison = compare_files(recipe_vectors, tmp_path / "out.h5")
+    first = comparison.first  # if1's spikes come before its v_pre in the file
+    assert (first.layer, first.signal, first.index, first.expected, first.got) == \
+        ("if1", "spikes", place, spikes[place], int(wrapped >= theta[place[2]]))
+    (pre,) = [d for d in comparison.differences if d.signal == "v_pre"]
+    assert (pre.index, pre.expected, pre.got) == (place, v_pre[place], wrapped)
+    assert {d.layer for d in comparison.differences} == {"if1"}  # pool1 is driven with the golden if1 values
+
+
+def test_dut_without_a_simulator_or_with_an_unbuildable_rtl_exits_2_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    renamed = {"name": "renamed", "input_shape": [1, 4, 4], "input_format": {"bits": 8, "frac": 0, "signed": False},
+               "stimulus": {"encoding": "analog", "source": "random", "batch": 1, "timesteps": 2, "seed": 0},
+               "layers": [{"kind": "conv2d", "name": "conv0", "weight": "w", "weight_format": {"bits": 6},
+                           "padding": 1, "acc_format": {"bits": 16}, "overflow": "SAT"},
+                          {"kind": "if", "name": "if1", "vm": {"bits": 16}, "threshold": 100, "overflow": "SAT"},
+                          {"kind": "winner_spike", "name": "pool1", "kernel": 2}]}
+    generate(spec_from_dict(renamed, {"w": np.ones((2, 1, 3, 3), dtype=int)}), tmp_path / "renamed.h5")
+    no_simulator = run_dut(tmp_path / "renamed.h5", tmp_path / "out.h5", path=tmp_path / "empty")
+    assert (no_simulator.returncode, no_simulator.stderr) == \
+        (2, "dut.py: error: iverilog and vvp not found: install Icarus Verilog (Debian: apt-get install iverilog)\n")
+    unbuildable = run_dut(tmp_path / "renamed.h5", tmp_path / "out.h5")  # if1_top.v needs a layer conv1
+    assert unbuildable.returncode == 2 and len(unbuildable.stderr.splitlines()) == 1
+    assert unbuildable.stderr.startswith("dut.py: error: tb_if1 did not run: iverilog failed: ")
+    assert "REFMODEL_conv1_CURRENT_BITS undefined" in unbuildable.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "renamed.h5"]
+
+
+def test_dut_refuses_an_incomplete_or_unreadable_dump(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(DUT.parent))  # dut.py imports run.py beside it
+    spec = importlib.util.spec_from_file_location("rtl_dut", DUT)
+    dut = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dut)
+    dump = tmp_path / "if1.spikes.txt"
+    dump.write_text("0 0 5\n1 0 a\n")
+    assert dut.read_dump(dump, (2, 1, 4), 1, False).tolist() == [[[1, 0, 1, 0]], [[0, 1, 0, 1]]]
+    for text, message in [("0 0 5\n", "if1.spikes.txt: 1 lines for 2 timesteps x samples"),
+                          ("0 0 5\n0 0 5\n", "if1.spikes.txt: 2 lines for 2 timesteps x samples"),
+                          ("0 0 5\n1 0 x\n", "if1.spikes.txt, line 2: not 't n HEX' of this trace (an x or z output?)")]:
+        dump.write_text(text)
+        with pytest.raises(dut.DutError, match=re.escape(message)):
+            dut.read_dump(dump, (2, 1, 4), 1, False)
