@@ -5,6 +5,7 @@ the loop (check_dut: its three outcomes, and the example RTL), the report."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -259,3 +260,27 @@ def test_a_terminated_sweep_keeps_what_finished_and_resumes(tmp_path):
 
 def _read(path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+RTL_DUT = Path(__file__).resolve().parents[1] / "examples" / "rtl" / "dut.py"
+needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None and not os.environ.get("REFMODEL_REQUIRE_RTL"),
+                                    reason="the example RTL runs under Icarus Verilog (Debian package iverilog)")
+
+
+@needs_iverilog
+@pytest.mark.parametrize("broken", [False, True], ids=["rtl", "broken-rtl"])
+def test_the_example_rtl_in_the_loop(client, tmp_path, broken):
+    """The example RTL (examples/rtl/dut.py) passes every job; with its deliberate bug (the Vm
+    wraps instead of saturating) every job is a mismatch in if1, reported per job."""
+    command = f"{sys.executable} {RTL_DUT}{' --broken' if broken else ''} {{vectors}} {{out}}"
+    jobs = sweep.plan(RECIPE, [0, 1, 2], [()], check_cmd=command)
+    entries = sweep.run_sweep(jobs, tmp_path, client)
+    assert sorted(e["job"] for e in entries) == [f"base/seed{s}" for s in range(3)]
+    for entry in entries:
+        if not broken:
+            assert entry["result"] == "pass" and entry["check"] == {"result": "pass"}
+            assert not (tmp_path / "base" / f"seed{entry['seed']}.dut.h5").exists()
+            continue
+        assert entry["result"] == "mismatch", entry
+        assert entry["check"]["first_mismatch"].startswith("layer if1, signal ")
+        assert (tmp_path / "base" / entry["check"]["dut_file"]).is_file()
