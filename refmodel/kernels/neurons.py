@@ -28,6 +28,7 @@ WRITE_INTEGRATE, WRITE_RESET = 1, 2
 # the outcomes of two maps (s1 only, s2 only, both, neither with V > 0).
 (COV_HIGH, COV_LOW, COV_AT_THR0, COV_AT_THR1, COV_VMIN, COV_RESET_VALUE, COV_REFR_START, COV_REFR_END,
  COV_LEAK_TIE, COV_LEAK_ZERO, COV_S1_ONLY, COV_S2_ONLY, COV_BOTH, COV_NEITHER_POS, N_COV) = range(15)
+_HELD = np.iinfo(np.int64).min  # the Vm of a held neuron for the counting pass: no bin counts it
 _RND = 2  # the first round-to-nearest mode (Rounding.RND); TRN and TRN_ZERO have no tie rule
 
 #: Every option of ``neuron_step``, as int codes: the compare, reset (value), the map driving
@@ -133,13 +134,17 @@ def _neuron_channel_variant(v, refr, current, thr, c, n_maps, use_refr, keep_pre
 @numba.njit(cache=True)
 def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov):
     """``neuron_step`` for the neurons of channel c, row (n, c) after row; counts the channel's
-    coverage bins into ``cov[c]`` when ``cover``, in local counters that stay in registers (the
-    loop then costs a few adds more, not stores)."""
+    coverage bins into ``cov[c]`` when ``cover``, in local counters that stay in registers.  With
+    two maps, the bins of V at a threshold and of the outcomes are counted after each row from its
+    pre-reset Vm and spikes (s1 only = fired1 - both, neither: s1 = s2 = 0 and V > 0), in a loop
+    without branches (dtscnn's neuron steps, interleaved: counting in 1.12x their plain time, not 1.24x)."""
     (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
      leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes
     n_ch = current.shape[1]
     high = low = at0 = at1 = clamped = to_value = started = ended = ties = zeroed = 0
-    only1 = only2 = both = neither = 0
+    fired1 = fired2 = both = neither = 0
+    pass2 = cover and n_maps == 2
+    pre = np.empty(current.shape[2] if pass2 else 0, np.int64)  # the row's Vm before the reset (_HELD: held)
     for n in range(current.shape[0]):
         row = n * n_ch + c
         count = 0
@@ -153,6 +158,8 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                     v_pre[n, c, m] = x
                 for k in range(n_maps):
                     spikes[n, k * n_ch + c, m] = 0
+                if pass2:
+                    pre[m] = _HELD
                 continue
             if order == ORDER_LEAK_FIRST:
                 y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
@@ -181,26 +188,19 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 clamped += 1
             if keep_pre:
                 v_pre[n, c, m] = x
+            if pass2:
+                pre[m] = x
             fired = False
             theta = np.int64(0)
-            fired_maps = 0
             for k in range(n_maps):
                 t = thr[k, c]
                 s = x >= t if compare == CMP_GE else x > t
                 spikes[n, k * n_ch + c, m] = np.uint8(1) if s else np.uint8(0)
-                if k == 0:
+                if n_maps == 1:
                     at0 += x == t
-                else:
-                    at1 += x == t
-                fired_maps += (1 << k) if s else 0
                 if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
                     fired = True
                     theta = t
-            if n_maps == 2:
-                only1 += fired_maps == 1
-                only2 += fired_maps == 2
-                both += fired_maps == 3
-                neither += fired_maps == 0 and x > 0
             if fired:
                 if reset == RESET_SUBTRACT:
                     y = x - theta
@@ -223,13 +223,25 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 started += fired
             v[n, c, m] = x
         ovf[row] = count
+        if pass2:  # the threshold and outcome bins of two maps: a second pass over the row, without branches
+            t0, t1 = thr[0, c], thr[1, c]
+            for m in range(current.shape[2]):
+                x = pre[m]
+                s1 = np.int64(spikes[n, c, m])
+                s2 = np.int64(spikes[n, n_ch + c, m])
+                at0 += x == t0
+                at1 += x == t1
+                fired1 += s1
+                fired2 += s2
+                both += s1 & s2
+                neither += (s1 | s2 | (x <= 0)) == 0
     if cover:
         counts = cov[c]
         counts[COV_HIGH], counts[COV_LOW], counts[COV_AT_THR0], counts[COV_AT_THR1] = high, low, at0, at1
         counts[COV_VMIN], counts[COV_RESET_VALUE], counts[COV_REFR_START], counts[COV_REFR_END] = (
             clamped, to_value, started, ended)
         counts[COV_LEAK_TIE], counts[COV_LEAK_ZERO], counts[COV_S1_ONLY], counts[COV_S2_ONLY] = (
-            ties, zeroed, only1, only2)
+            ties, zeroed, fired1 - both, fired2 - both)
         counts[COV_BOTH], counts[COV_NEITHER_POS] = both, neither
 
 
