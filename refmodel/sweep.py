@@ -286,12 +286,18 @@ def is_done(job: Job, entry: dict | None, directory: Path, rerun_failed: bool) -
 
 
 # --------------------------------------------------------------------------- running on Dask
+#: The environment of a local worker, set before it imports numba: one Numba thread, and an
+#: OpenMP runtime that sleeps instead of spinning between parallel regions (measured, two
+#: workers on two cores: 0.09 s per job instead of 0.3-0.4 s, docs/sweep.md).
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None):
     """A ``distributed.Client``: of the cluster at ``scheduler``, else of a LocalCluster of
     ``workers`` processes (default: this machine's cores), one thread and one Numba thread each
-    (``NUMBA_NUM_THREADS=1`` is in each worker's environment before it imports numba; jobs run
-    in parallel across workers instead of threads within one).  A job whose worker dies is
+    (``WORKER_ENV`` is in each worker's environment before it imports numba; jobs run in
+    parallel across workers instead of threads within one).  A job whose worker dies is
     retried once (the scheduler's ``allowed-failures``), then reported as lost."""
     import dask
     from distributed import Client, LocalCluster
@@ -303,7 +309,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     workers = workers or os.cpu_count() or 1
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         env={"NUMBA_NUM_THREADS": "1"}, silence_logs=logging.ERROR) as cluster, \
+                         env=WORKER_ENV, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
 
