@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -15,7 +16,8 @@ DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN ha
                "(coverage), sweep seeds and variants on Dask with a DUT in the loop (sweep, sweep-report), "
                "estimate its cost (cost), or run the built-in "
                "example (demo). "
-               "Exit status 2 for bad input or an unreadable or unwritable file, 130 when interrupted (Ctrl-C), "
+               "Exit status 2 for bad input or an unreadable or unwritable file, 130 when interrupted (Ctrl-C), 141 "
+               "when the reader of its output has gone (| head), "
                "143 when terminated (SIGTERM); an interrupted command leaves no file behind.")
 
 
@@ -571,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run one command: exit status 0 (1 for ``check`` of differing files); 2 with one line
-    ``refmodel COMMAND: error: ...`` for a RefmodelError; 130 for SIGINT, 143 for SIGTERM."""
+    ``refmodel COMMAND: error: ...`` for a RefmodelError; 130 for SIGINT, 143 for SIGTERM;
+    141, silently, when stdout's reader has gone (``refmodel ... | head``)."""
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -585,6 +588,9 @@ def main(argv=None) -> int:
     except Terminated:
         print(f"refmodel {args.command}: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): end quietly, as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail
+        return 141
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -115,3 +115,13 @@ def test_cost_from_a_vector_file_alone(tmp_path):
         refmodel("cost", RECIPE, "--from-vectors", out, "--format", "json")
     assert alone.returncode == 0, alone.stderr
     assert alone.stdout == with_spec.stdout and '"measured_from"' in alone.stdout
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly(tmp_path):
+    """`refmodel cost SPEC | head -1`: the reader goes after one line; no traceback, status 141."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-m", "refmodel.cli", "cost", str(RECIPE), "--static"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, cwd=ROOT) as process:
+        process.stdout.close()  # the reader is gone before the command writes
+        stderr = process.stderr.read()
+    assert process.returncode == 141 and stderr == b""
