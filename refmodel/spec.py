@@ -504,6 +504,6 @@ def save_spec(spec: Spec, path) -> None:
     npz = path.with_suffix(".npz")
     text, arrays = spec_text(spec.network, spec.stimulus, npz.name)
     with AtomicOutput(npz) as out, open(out.tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays, **spec.arrays)
+        np.savez_compressed(fh, **{**spec.arrays, **arrays})  # a layer's array over the one it was read from
     with AtomicOutput(path) as out, open(out.tmp, "w", encoding="utf-8") as fh:
         fh.write(text)

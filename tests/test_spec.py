@@ -250,3 +250,20 @@ def test_missing_npz(tmp_path):
         load_spec(path)
     assert (err.value.layer, err.value.field, err.value.value) == (str(path), "arrays", "t.npz")
     assert str(err.value).endswith("arrays = 't.npz' does not exist")
+
+
+@pytest.mark.parametrize("recipe", [RECIPES / f"{name}.toml" for name in ("conv_if_vmpool", "dt_t1", "resnet_block")],
+                         ids=lambda p: p.stem)
+def test_a_spec_read_with_its_npz_saves_and_reads_back_the_same(recipe, tmp_path):
+    """save_spec of a loaded spec (its .npz's arrays are also the layers'): the same network
+    and stimulus, and the same vector file bytes."""
+    from refmodel.generate import generate
+    from refmodel.spec import save_spec
+
+    spec = load_spec(recipe)
+    save_spec(spec, tmp_path / "again.toml")
+    again = load_spec(tmp_path / "again.toml")
+    assert network_config(again.network) == network_config(spec.network) and again.stimulus == spec.stimulus
+    generate(spec, tmp_path / "a.h5")
+    generate(again, tmp_path / "b.h5")
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
