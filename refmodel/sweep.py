@@ -175,7 +175,7 @@ def _run_command(text: str, timeout: float | None) -> tuple:
     """(exit status, its output) of the shell command ``text``; on ``timeout`` (seconds) its
     whole process group is killed and the status is None."""
     with subprocess.Popen(text, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True) as process:
+                          errors="replace", start_new_session=True) as process:
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -229,6 +229,8 @@ def test_check_dut_self_checking(golden):
     assert sweep.check_dut(_python("print('x'); print('first mismatch at t=1'); raise SystemExit(1)"), golden) == \
         {"result": "mismatch", "first_mismatch": "first mismatch at t=1"}
     assert sweep.check_dut(_python("raise SystemExit(2)"), golden)["result"] == "dut_error"
+    binary = _python("import sys; sys.stdout.buffer.write(b'bad byte \\xff'); sys.exit(1)")  # not UTF-8
+    assert sweep.check_dut(binary, golden) == {"result": "mismatch", "first_mismatch": "bad byte \ufffd"}
 
 
 def test_a_hanging_dut_is_killed_with_its_children(golden):
