@@ -196,7 +196,7 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 t = thr[k, c]
                 s = x >= t if compare == CMP_GE else x > t
                 spikes[n, k * n_ch + c, m] = np.uint8(1) if s else np.uint8(0)
-                if n_maps == 1:
+                if n_maps == 1 and (s if compare == CMP_GE else not s):  # V = t only where V >= t fires, V > t not
                     at0 += x == t
                 if s and (drive == k or (drive == DRIVE_EITHER and (not fired or t > theta))):
                     fired = True
