@@ -102,7 +102,8 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     a loop per row (n, c): an IF step in 35% less CPU time, a dual-threshold step in 20% less).
     A loop per channel, not per row, keeps a channel's coverage counters in registers over the
     batch and stores C rows of them, not N·C (vgg's IF steps of two timesteps, Intel Xeon: plain
-    14.7-15.6 ms and counting 16.3-17.9 ms, against 18.6-19.1 and 17.8-19.8 ms per row).
+    14.7-15.6 ms and counting 16.3-17.9 ms, against 18.6-19.1 and 17.8-19.8 ms per row; counting
+    V = threshold only where it can be, below, then took counting from 1.17x plain to 1.12x).
     """
     n_maps = thr.shape[0]
     keep_pre = v_pre.shape[0] > 0
