@@ -12,7 +12,8 @@ from refmodel.errors import RefmodelError
 
 DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN hardware. Run a network spec and "
                "write its HDF5 test vectors (gen), inspect, compare and export them (inspect, check, export-hex; "
-               "export-sv for the parameters as a Verilog header), merge and export their functional coverage "
+               "export-sv for the parameters as a Verilog header, export-vcd for wave viewers), "
+               "merge and export their functional coverage "
                "(coverage), sweep seeds and variants on Dask with a DUT in the loop (sweep, sweep-report), "
                "estimate its cost (cost), or run the built-in "
                "example (demo). "
@@ -121,7 +122,34 @@ def _cmd_check(args) -> int:
 
     result = compare_files(args.golden, args.other)
     print(result.report())
+    if args.vcd:
+        from refmodel.waves import export_mismatch_vcd
+
+        first = next((d for d in result.differences if d.kind == "value" and d.path.startswith("traces/")), None)
+        if first is None:
+            print(f"{args.vcd}: not written: no trace value differs")
+        else:
+            what = export_mismatch_vcd(args.golden, args.other, first, args.vcd, window=args.window,
+                                       max_signals=args.max_signals, force=args.force)
+            print(f"wrote {args.vcd}: {what} of both files around the first mismatch")
     return 0 if result.equal else 1
+
+
+def _cmd_export_vcd(args) -> int:
+    from refmodel.waves import export_vcd
+
+    def names(text):
+        return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+    samples = names(args.samples)
+    try:
+        samples = None if samples is None else [int(n) for n in samples]
+    except ValueError:
+        raise _UsageError(f"--samples {args.samples}: give sample numbers, e.g. 0,1") from None
+    count, timesteps = export_vcd(args.file, args.out, layers=names(args.layers), signals=names(args.signals),
+                                  samples=samples, max_signals=args.max_signals, force=args.force)
+    print(f"wrote {args.out}: {count} signals over {timesteps} timesteps (timestep t at t ns)")
+    return 0
 
 
 def _cmd_coverage(args) -> int:
@@ -384,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refmodel import __version__
     from refmodel.encode import SEED_MAX
     from refmodel.limits import MAX_BATCH, MAX_TIMESTEPS
+    from refmodel.waves import MAX_SIGNALS, WINDOW as WAVE_WINDOW
 
     parser = _Parser(prog="refmodel", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"refmodel {__version__}")
@@ -444,7 +473,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit status 0 when equal, 1 when not, 2 when a file cannot be read.")
     check.add_argument("golden", help="the golden vector file")
     check.add_argument("other", help="the vector file to check against it")
+    check.add_argument("--vcd", metavar="DIFF.vcd",
+                       help="also write both files' values of the first mismatch's layer and sample around it, and a "
+                            "mismatch marker, as a VCD wave file (docs/rtl-flow.md §7)")
+    check.add_argument("--window", type=_integer(0), default=WAVE_WINDOW, metavar="STEPS",
+                       help=f"with --vcd: timesteps shown before and after the first mismatch (default {WAVE_WINDOW})")
+    check.add_argument("--max-signals", type=_integer(1), default=MAX_SIGNALS, metavar="N",
+                       help=f"with --vcd: show only the mismatch's channel when the layer has more signals than N "
+                            f"(default {MAX_SIGNALS})")
+    check.add_argument("--force", action="store_true", help=FORCE_HELP)
     check.set_defaults(func=_cmd_check)
+    export_vcd = commands.add_parser(
+        "export-vcd", help="write a vector file's traces as a VCD wave file (GTKWave, ...)",
+        description="Write the traces of FILE as a value change dump: timestep t is the clock cycle from t ns to "
+                    "t+1 ns (clk rises at t ns), a scope per layer (and per sample when several), a register per "
+                    "element named c<c>_y<y>_x<x> holding its two's-complement code at the signal's width "
+                    "(docs/rtl-flow.md §7).")
+    export_vcd.add_argument("file", help="vector file (HDF5)")
+    export_vcd.add_argument("out", help="VCD file to write")
+    export_vcd.add_argument("--layers", metavar="L1,L2", help="only these layers (default: every layer with traces)")
+    export_vcd.add_argument("--signals", metavar="S1,S2", help="only these signals, e.g. v_pre,spikes (default: all)")
+    export_vcd.add_argument("--samples", metavar="N1,N2", help="only these samples of the batch (default: all)")
+    export_vcd.add_argument("--max-signals", type=_integer(1), default=MAX_SIGNALS, metavar="N",
+                            help=f"refuse a file of more than N element signals (default {MAX_SIGNALS})")
+    export_vcd.add_argument("--force", action="store_true", help=FORCE_HELP)
+    export_vcd.set_defaults(func=_cmd_export_vcd)
     export = commands.add_parser(
         "export-hex", help="write $readmemh files and a manifest.json for a vector file",
         description="Write one $readmemh file per parameter, stimulus, output, count and per trace "
