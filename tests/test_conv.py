@@ -1,8 +1,10 @@
 """conv2d / linear against the twin (tests/oracle/conv.py), bit for bit; docs/arithmetic.md §4."""
 
+import contextlib
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from refmodel.fixed import FixedOverflowError, FixedPointError, QFormat
@@ -261,6 +263,97 @@ def test_fast_paths_more_than_64_input_channels(method):
     w = rng.integers(-128, 128, (5, 130, 2, 3))
     got, want = run_both(x, w, rng.integers(-9, 9, 5), method, padding=(0, 1))
     assert got == want
+
+
+# --------------------------------------------------------------------------- every dense kernel
+_MISSING = {
+    "dense_amx": "no AMX-INT8, or the OS did not grant the tile data (arch_prctl)",
+    "dense_vnni": "no AVX-512 VNNI / AVX-VNNI for numba's target",
+    "dense_simd": "no AVX-512BW / AVX2 for numba's target",
+}
+
+
+def skip_unless_available(kernel):
+    """Skip, naming what is missing, unless this machine runs the dense ``kernel``."""
+    if not conv_module.dense_kernel_available(kernel):
+        pytest.skip(f"{kernel}: {_MISSING[kernel]}")
+
+
+@contextlib.contextmanager
+def dense_kernel_forced(kernel):
+    """conv2d takes ``kernel`` where it fits (conv.DENSE_KERNEL); yields the list of dense kernels run."""
+    ran = []
+    choose = conv_module._dense_kernel
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_module, "DENSE_KERNEL", kernel)
+        mp.setattr(conv_module, "_dense_kernel", lambda *args: (ran.append(choose(*args)), ran[-1])[1])
+        yield ran
+
+
+@st.composite
+def dense8_cases(draw):
+    """8-bit operands (uint8 or int8 inputs, int8 weights) on shapes that walk the kernels' blocks:
+    C/groups not a multiple of 4, K/groups past 16, 32 and 64 channels, rows past 4 and 32
+    pixels, kernel rows past 64 bytes; at most ~40k multiply-adds (the twin is pure Python)."""
+    groups = draw(st.integers(1, 2))
+    Cg, Kg = draw(st.sampled_from([1, 3, 4, 5, 9, 22])), draw(st.sampled_from([1, 5, 16, 17, 33, 65]))
+    N, H, W = draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.sampled_from([1, 3, 5, 9, 33, 40]))
+    ph, pw = draw(st.integers(0, 1)), draw(st.integers(0, 2))
+    kh, kw = draw(st.integers(1, min(3, H + 2 * ph))), draw(st.integers(1, min(4, W + 2 * pw)))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    assume(N * groups * Kg * Ho * Wo * Cg * kh * kw <= 40_000)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    info = np.iinfo(draw(st.sampled_from([np.uint8, np.int8])))
+    x = rng.integers(info.min, info.max + 1, (N, Cg * groups, H, W)).astype(info.dtype)
+    w = rng.integers(-128, 128, (Kg * groups, Cg, kh, kw)).astype(np.int8)
+    bias = rng.integers(-(2**20), 2**20, Kg * groups) if draw(st.booleans()) else None
+    return dict(x=x, w=w, b=bias, stride=(sh, sw), padding=(ph, pw), groups=groups)
+
+
+@pytest.mark.parametrize("kernel", conv_module.DENSE_KERNELS)
+@given(case=dense8_cases())
+def test_every_dense_kernel_equals_twin(kernel, case):
+    """Each dense kernel, forced (it runs where this machine has it; the test id names it), on
+    exact 8-bit layers: the same as the twin."""
+    skip_unless_available(kernel)
+    with dense_kernel_forced(kernel) as ran:
+        got, want = run_both(method="dense", **case)
+    assert ran == [kernel]
+    assert got == want
+
+
+@pytest.mark.parametrize("kernel", conv_module.DENSE_KERNELS)
+def test_every_dense_kernel_on_a_wide_layer(kernel):
+    """Past the blocks of every kernel at once (C/groups = 70: 5 AMX steps per kernel row,
+    K/groups = 70: two 64-channel chunks, 35 output pixels: two pairs of 16), int8 inputs."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (1, 140, 3, 35)).astype(np.int8)
+    w = rng.integers(-128, 128, (140, 70, 1, 3)).astype(np.int8)
+    skip_unless_available(kernel)
+    with dense_kernel_forced(kernel) as ran:
+        got, want = run_both(x, w, rng.integers(-9, 9, 140), "dense", padding=(0, 1), groups=2)
+    assert ran == [kernel]
+    assert got == want
+
+
+def test_dense_kernels_fall_back_where_the_operands_do_not_fit(monkeypatch):
+    """The 8-bit kernels take 8-bit operands only, every fast one exact int32 sums only; the next
+    kernel of DENSE_KERNELS that this machine has takes the rest.  A bad DENSE_KERNEL is refused."""
+    kernels = conv_module.DENSE_KERNELS
+    have = [k for k in kernels if conv_module.dense_kernel_available(k)]
+    beyond_8bit = next(k for k in have if kernels.index(k) > kernels.index("dense_vnni"))
+    x8, w8 = np.full((1, 4, 2, 2), -128, np.int16), np.full((2, 4, 1, 1), 127, np.int16)
+    cases = [(x8, w8, have[0]), (x8 - 1, w8, beyond_8bit), (x8, w8 + 1, beyond_8bit),
+             (x8 * 256, w8 * 256, "dense_ordered")]  # 4·(2**15)·32512 > 2**31
+    for x, w, kernel in cases:
+        with dense_kernel_forced("dense_amx") as ran:
+            got = conv2d(x, w, method="dense")
+        assert got.tolist() == np.einsum("nchw,kc->nkhw", x.astype(np.int64), w[:, :, 0, 0]).tolist()
+        assert ran == [kernel]
+    monkeypatch.setattr(conv_module, "DENSE_KERNEL", "vnni")
+    with pytest.raises(FixedPointError, match="DENSE_KERNEL .* must be 'auto' or one of .*, got 'vnni'"):
+        conv2d(x8, w8)
 
 
 # --------------------------------------------------------------------------- edge values

@@ -4,27 +4,34 @@ Used only for exact sums that the wrapper has proved to fit int32 (docs/arithmet
 §4): every operation is modulo 2**32, which gives the exact sum once it is known to fit,
 whatever the order and whatever the intermediate wrap-arounds.
 
-* ``dense_simd``: int16 operands, int32 accumulators, ``vpmaddwd`` (below), in
-  AVX-512BW (``ISA = "avx512"``, 16 int32 lanes) or AVX2 (``"avx2"``, 8 lanes) form;
+* ``dense_simd``: int32 accumulators fed by groups of operands that fill one int32 lane,
+  in AVX-512BW (``ISA = "avx512"``, 16 int32 lanes) or AVX2 (``"avx2"``, 8 lanes) form,
+  specialised on the input's dtype:
+
+  - int16 pairs: ``vpmaddwd`` + add (fused into ``vpdpwssd`` with AVX-512 VNNI);
+  - uint8 quads times int8 weights: ``vpdpbusd`` (``VNNI``: AVX-512 VNNI, or AVX-VNNI on
+    256-bit vectors), twice the operands per instruction;
 * ``event_spikes``: 0/1 spike maps, the weight rows of the spikes summed in registers
   (portable vector IR, see its doc).
 
-Layout for ``dense_simd`` (built by ``conv._dense_simd``), with ``L = LANES``:
+Layout for ``dense_simd`` (built by ``conv._dense_simd``), with ``L = LANES``, ``e`` the
+operand size in bytes (2 or 1) and a group = the ``4/e`` operands of one int32 lane:
 
-* ``xh`` (N, G, Hp, Wq, Cp) int16: the input, zero-padded, channel last, ``Cp`` = C/groups
-  rounded up to even, ``Wq`` >= the padded width plus room for MR - 1 extra output pixels;
-* ``wp`` (G, nchunk, R2, NB_MAX, 2L) int16: for output channels in chunks of NB_MAX·L
-  (NB_MAX vectors of L), reduction index r = (ky, kx, c) in pairs ``i = r // 2``;
-  ``wp[g, q, i, j, 2m + t]`` is ``w[g·Kg + NB_MAX·L·q + L·j + m, r = 2i + t]`` (zero where
-  the channel or r does not exist).
+* ``xh`` (N, G, Hp, Wq, Cp) int16 or uint8: the input, zero-padded, channel last, ``Cp`` =
+  C/groups rounded up to a whole number of groups, ``Wq`` >= the padded width plus room for
+  MR - 1 extra output pixels (uint8 may hold ``x + 128`` for int8 inputs: the wrapper then
+  subtracts ``128·Σw[k]`` through the bias);
+* ``wp`` (G, nchunk, R4, NB_MAX, 4L/e) int16 or int8: for output channels in chunks of
+  NB_MAX·L (NB_MAX vectors of L), reduction index r = (ky, kx, c) in groups ``i = r·e // 4``;
+  ``wp[g, q, i, j, (4/e)·m + t]`` is ``w[g·Kg + NB_MAX·L·q + L·j + m, r = (4/e)·i + t]``
+  (zero where the channel or r does not exist).
 
 For one output row (n, g, oy), a micro-kernel computes MR = 4 output pixels × up to
 NB_MAX·L channels at once (AVX-512: 4 × 64 in 16 zmm accumulators; AVX2: 4 × 16 in 8 ymm,
-the largest block that measured fast without spilling the 16 ymm registers): per pair of
-r, it broadcasts the int16 pair of each pixel, loads NB_MAX weight vectors and issues
-MR·NB_MAX ``vpmaddwd`` + add (fused into ``vpdpwssd`` with AVX-512 VNNI).  The
-micro-kernel is written in LLVM IR (a numba intrinsic) because LLVM's auto-vectorizer does
-not find this register blocking.
+the largest block that measured fast without spilling the 16 ymm registers): per group of
+r, it broadcasts the group of each pixel, loads NB_MAX weight vectors and issues MR·NB_MAX
+dot-product instructions.  The micro-kernel is written in LLVM IR (a numba intrinsic)
+because LLVM's auto-vectorizer does not find this register blocking.
 """
 
 import llvmlite.binding as ll
@@ -35,7 +42,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-def _has(feature):
+def has_feature(feature):
     """Whether numba's compile target has the CPU ``feature`` (e.g. "avx2")."""
     features = numba.config.CPU_FEATURES
     if features is None:
@@ -46,27 +53,38 @@ def _has(feature):
 
 
 #: The instruction set ``dense_simd`` is built for: "avx512", "avx2", or None (not available).
-ISA = "avx512" if _has("avx512bw") else "avx2" if _has("avx2") else None
+ISA = "avx512" if has_feature("avx512bw") else "avx2" if has_feature("avx2") else None
 AVAILABLE = ISA is not None
 LANES = 16 if ISA == "avx512" else 8  # int32 lanes of one vector register
 MR = 4  # output pixels per micro-kernel call
 NB_MAX = 4 if ISA == "avx512" else 2  # channel vectors per micro-kernel call
 _PMADDWD = "llvm.x86.avx512.pmaddw.d.512" if ISA == "avx512" else "llvm.x86.avx2.pmadd.wd"
+#: Whether ``dense_simd`` takes uint8 × int8 operands (``vpdpbusd`` on the ISA's vectors).
+VNNI = (ISA == "avx512" and has_feature("avx512vnni")) or (ISA == "avx2" and has_feature("avxvnni"))
+_DPBUSD = f"llvm.x86.avx512.vpdpbusd.{32 * LANES}"  # the 256-bit form is AVX-VNNI's (VEX) without AVX-512
 
 
 def _make_microkernel(nb):
-    """An intrinsic computing out32[p, LANES·j + m] (p < MR, j < nb) for one row of outputs."""
+    """An intrinsic computing out32[p, LANES·j + m] (p < MR, j < nb) for one row of outputs
+    from int16 pairs or uint8 quads (the dtype of its first argument, ``xh``)."""
 
     @intrinsic
-    def microkernel(typingctx, xaddr, xpix, xrow, kh, npairs, waddr, wpair, oaddr, orow):
+    def microkernel(typingctx, xh, xaddr, xpix, xrow, kh, ngroups, waddr, wgroup, oaddr, orow):
         i64t = types.int64
-        sig = types.void(i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
+        sig = types.void(xh, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
+        quads = xh.dtype.bitwidth == 8
 
         def codegen(context, builder, signature, args):
-            xaddr, xpix, xrow, kh, npairs, waddr, wpair, oaddr, orow = args
+            _, xaddr, xpix, xrow, kh, ngroups, waddr, wgroup, oaddr, orow = args
             i32, i64 = ir.IntType(32), ir.IntType(64)
-            vi32, vi16 = ir.VectorType(i32, LANES), ir.VectorType(ir.IntType(16), 2 * LANES)
-            pmaddwd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi16, vi16]), _PMADDWD)
+            vi32 = ir.VectorType(i32, LANES)
+            vop = ir.VectorType(ir.IntType(8), 4 * LANES) if quads else ir.VectorType(ir.IntType(16), 2 * LANES)
+            if quads:  # acc + Σ_t u8(x_t)·s8(w_t) per lane
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi32, vop, vop]), _DPBUSD)
+                dot = lambda a, x, w: builder.call(fn, [a, x, w])  # noqa: E731
+            else:  # acc + x_0·w_0 + x_1·w_1 per lane
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vop, vop]), _PMADDWD)
+                dot = lambda a, x, w: builder.add(a, builder.call(fn, [x, w]))  # noqa: E731
             zero = ir.Constant(vi32, None)
             splat0 = ir.Constant(vi32, [0] * LANES)
             vbytes = 4 * LANES
@@ -77,18 +95,17 @@ def _make_microkernel(nb):
 
             with cgutils.for_range(builder, kh) as row:
                 xbase = builder.add(xaddr, builder.mul(row.index, xrow))
-                wbase = builder.add(waddr, builder.mul(builder.mul(row.index, npairs), wpair))
-                with cgutils.for_range(builder, npairs) as pair:
-                    waddr_i = builder.add(wbase, builder.mul(pair.index, wpair))
-                    ws = [load(builder.add(waddr_i, i64(vbytes * j)), vi16) for j in range(nb)]
+                wbase = builder.add(waddr, builder.mul(builder.mul(row.index, ngroups), wgroup))
+                with cgutils.for_range(builder, ngroups) as group:
+                    waddr_i = builder.add(wbase, builder.mul(group.index, wgroup))
+                    ws = [load(builder.add(waddr_i, i64(vbytes * j)), vop) for j in range(nb)]
                     for p in range(MR):
-                        xoff = builder.add(builder.mul(i64(p), xpix), builder.mul(pair.index, i64(4)))
-                        xv = load(builder.add(xbase, xoff), i32)  # the int16 pair (c, c+1) of pixel p
+                        xoff = builder.add(builder.mul(i64(p), xpix), builder.mul(group.index, i64(4)))
+                        xv = load(builder.add(xbase, xoff), i32)  # the group of pixel p
                         xs = builder.shuffle_vector(builder.insert_element(zero, xv, i32(0)), zero, splat0)
-                        xs = builder.bitcast(xs, vi16)
+                        xs = builder.bitcast(xs, vop)
                         for j in range(nb):
-                            a = acc[p][j]
-                            builder.store(builder.add(builder.load(a), builder.call(pmaddwd, [xs, ws[j]])), a)
+                            builder.store(dot(builder.load(acc[p][j]), xs, ws[j]), acc[p][j])
             for p in range(MR):
                 for j in range(nb):
                     addr = builder.add(oaddr, builder.add(builder.mul(i64(p), orow), i64(vbytes * j)))
@@ -105,10 +122,10 @@ _mk1, _mk2, _mk3, _mk4 = (_make_microkernel(min(nb, NB_MAX)) for nb in range(1, 
 
 
 @numba.njit(cache=True, parallel=True)
-def channels_last(x, groups, ph, pw, xh):
-    """``xh`` (N, G, H + 2·ph, Wq, Cp) int16 = x (N, C, H, W) zero-padded, channel last:
-    ``xh[n, g, ph + y, pw + i, c] = x[n, g·(C/G) + c, y, i]``, zero elsewhere (the caller
-    has checked that x fits int16)."""
+def channels_last(x, groups, ph, pw, offset, xh):
+    """``xh`` (N, G, H + 2·ph, Wq, Cp) = x (N, C, H, W) + offset, padded with ``offset``, channel
+    last: ``xh[n, g, ph + y, pw + i, c] = x[n, g·(C/G) + c, y, i] + offset``, ``offset``
+    elsewhere (the caller has checked that x + offset fits xh's dtype)."""
     N, C, H, W = x.shape
     _, G, Hp, Wq, Cp = xh.shape
     Cg = C // groups
@@ -118,11 +135,11 @@ def channels_last(x, groups, ph, pw, xh):
         yp = job % Hp
         y = yp - ph
         row = xh[n, g, yp]
-        row[:, :] = 0
+        row[:, :] = offset
         if 0 <= y < H:
             for c in range(Cg):
                 for i in range(W):
-                    row[pw + i, c] = np.int16(x[n, g * Cg + c, y, i])
+                    row[pw + i, c] = x[n, g * Cg + c, y, i] + offset
 
 
 @numba.njit(cache=True, parallel=True)
@@ -133,8 +150,8 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
     _, K, Ho, Wo = out.shape
     Kg = K // G
     nvec = (Kg + LANES - 1) // LANES
-    npairs = kw * Cp // 2  # pairs of r per kernel row
-    e = 2  # bytes per int16
+    e = xh.itemsize
+    ngroups = kw * Cp * e // 4  # groups of r per kernel row
     for job in prange(N * G * Ho):
         n = job // (G * Ho)
         g = (job // Ho) % G
@@ -148,15 +165,15 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
                 nb = min(NB_MAX, nvec - q * NB_MAX)
                 waddr = wp[g, q].ctypes.data
                 oaddr = out32.ctypes.data + ox0 * orow + q * NB_MAX * LANES * 4
-                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, npairs, waddr, NB_MAX * LANES * 4, oaddr, orow)
+                args = (xaddr, sw * Cp * e, Wq * Cp * e, kh, ngroups, waddr, NB_MAX * LANES * 4, oaddr, orow)
                 if nb == 4:
-                    _mk4(*args)
+                    _mk4(xh, *args)
                 elif nb == 3:
-                    _mk3(*args)
+                    _mk3(xh, *args)
                 elif nb == 2:
-                    _mk2(*args)
+                    _mk2(xh, *args)
                 else:
-                    _mk1(*args)
+                    _mk1(xh, *args)
         for k in range(Kg):  # out[n, k, oy, :] is contiguous: write channel by channel
             kk = g * Kg + k
             for ox in range(Wo):

@@ -9,10 +9,13 @@ with ``c'(k, c) = (k // (K/groups))·(C/groups) + c``, ``iy = oy·sh + ky − ph
 
 The wrapper plans (validates, proves the range of every partial sum, picks a kernel),
 executes the kernel and reports (applies the format, counts or raises on overflows).
-When only the exact sum is needed and it fits int32: ``_conv_simd.dense_simd``
-(AVX-512 or AVX2, int16 operands) or, event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
+When only the exact sum is needed and it fits int32, a fast kernel: dense, the first of
+``DENSE_KERNELS`` that the machine has and the operands fit (``_conv_amx.dense_amx``: AMX tiles,
+8-bit operands; ``_conv_simd.dense_simd`` on uint8 quads with VNNI, 8-bit operands; the same on
+int16 pairs, AVX-512 or AVX2), or event-driven on 0/1 spikes, ``_conv_simd.event_spikes``.
 Otherwise the int64 kernels of ``_conv_kernels`` that follow the contract order
-(``dense_ordered``, ``event_ordered``).
+(``dense_ordered``, ``event_ordered``).  ``DENSE_KERNEL`` limits the choice (for tests and
+benchmarks).
 
 Weights that are used again and again (a layer's, every timestep) can be prepared once with
 ``Weights(w, bias, groups=...)`` and passed in place of ``w``: the per-channel sums that
@@ -21,6 +24,7 @@ prove the partial-sum range and the weight tables of the fast kernels are then c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +32,23 @@ import numpy as np
 from refmodel.checks import first_outside, index_text, integer_in, is_integer, must_be_integer
 from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QFormat, cast
 from refmodel.kernels import _conv_kernels as _k
-from refmodel.kernels import _conv_simd
+from refmodel.kernels import _conv_amx, _conv_simd
 
-__all__ = ["conv2d", "linear", "Weights", "ShapeError", "EVENT_DENSITY_THRESHOLD"]
+__all__ = ["conv2d", "linear", "Weights", "ShapeError", "EVENT_DENSITY_THRESHOLD", "DENSE_KERNELS", "DENSE_KERNEL",
+           "dense_kernel_available"]
 
 #: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
 #: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
 EVENT_DENSITY_THRESHOLD = 0.4
+
+#: The dense kernels, fastest first: AMX tiles (uint8 × int8), VNNI (uint8 × int8 quads), SIMD
+#: (int16 pairs), the int64 loops in the contract order.  The first three need exact int32 sums.
+DENSE_KERNELS = ("dense_amx", "dense_vnni", "dense_simd", "dense_ordered")
+#: The fastest dense kernel conv2d / linear may take: "auto" (any), or one of DENSE_KERNELS, which
+#: forces that kernel where the machine has it and the operands fit it, else the next one that
+#: does.  Set from the environment variable REFMODEL_DENSE_KERNEL when this module is imported.
+DENSE_KERNEL = os.environ.get("REFMODEL_DENSE_KERNEL", "auto")
+_X8_OFFSET = 128  # int8 inputs enter the uint8 kernels as x + 128
 
 _I32 = (-(2**31), 2**31 - 1)
 _I64_MAX = 2**63 - 1
@@ -201,6 +215,7 @@ class Weights:
         self._bias_abs = np.abs(self.bias.astype(object))
         self._bias_abs_max = int(max(self._bias_abs)) if K else 0
         self.fits16 = _fits(self.w, np.int16)  # the dense SIMD kernel takes int16 weights
+        self.fits8 = _fits(self.w, np.int8)  # the VNNI and AMX kernels take int8 weights
         self._tables = {}
 
     @classmethod
@@ -240,10 +255,14 @@ class Weights:
         return int(min(bias + pos * xmin + neg * xmax)), int(max(bias + pos * xmax + neg * xmin))
 
     def table(self, kind):
-        """The weight table of a fast kernel ("event" or "dense"), built once."""
+        """The weight table of a fast kernel ("event_spikes" or one of the dense ones), built once."""
         if kind not in self._tables:
-            self._tables[kind] = (_event_table if kind == "event" else _dense_table)(self.w, self.groups)
+            self._tables[kind] = _TABLES[kind](self.w, self.groups)
         return self._tables[kind]
+
+    def offset_bias(self, offset):
+        """``bias[k] − offset·Σw[k]``: the bias of a kernel fed ``x + offset`` (exact: int8 weights)."""
+        return self.bias - offset * (self._pos + self._neg).astype(np.int64)
 
 
 def _weights(api, w, bias, groups) -> Weights:
@@ -280,7 +299,7 @@ def _run(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wan
 class _Plan:
     """The kernel chosen for one call, and what running it and reporting on its result need."""
 
-    kernel: str  # "dense_simd", "dense_ordered", "event_spikes" or "event_ordered"
+    kernel: str  # one of DENSE_KERNELS, "event_spikes" or "event_ordered"
     shape: tuple  # of the output, (N, K, Ho, Wo)
     spikes: bool  # every input is 0 or 1
     cast_each: bool  # the kernel applies the accumulator format after every addition
@@ -290,6 +309,7 @@ class _Plan:
     acc: QFormat | None
     overflow: Overflow
     bounds: tuple  # the accumulator's range under overflow (int64's when acc is None)
+    offset: int | None  # what the 8-bit kernels add to x (0 or 128), None when x does not fit 8 bits
 
     @property
     def mode(self) -> tuple:
@@ -326,14 +346,16 @@ def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wa
     exact32 = not cast_each and _I32[0] <= lo and hi <= _I32[1]
     spikes = xmin == 0 and xmax <= 1
     x16 = -(2**15) <= xmin and xmax < 2**15
-    kernel = _choose_kernel(method, x, spikes, x16, exact32, weights)
+    # 8-bit inputs: uint8 as they are, int8 as x + 128
+    offset = 0 if xmin == 0 and xmax <= 255 else _X8_OFFSET if -128 <= xmin and xmax <= 127 else None
+    kernel = _choose_kernel(method, x, spikes, x16, offset is not None, exact32, weights)
 
     N, _, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     shape = (N, K, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
     return _Plan(kernel, shape, spikes, cast_each, exact32, cover, acc is not None and acc_apply == "once", acc,
-                 overflow, bounds)
+                 overflow, bounds, offset)
 
 
 def _check_options(api, acc, overflow, acc_apply, method) -> Overflow:
@@ -363,16 +385,42 @@ def _check_bias(api, bias, acc, overflow, bounds):
         )
 
 
-def _choose_kernel(method, x, spikes, x16, exact32, weights) -> str:
-    """The kernel for ``method``: a fast one (SIMD, int32 sums) when ``exact32`` and the operands
-    fit it (int16 for ``dense_simd``, 0/1 inputs for ``event_spikes``), else an ordered one."""
+def _choose_kernel(method, x, spikes, x16, x8, exact32, weights) -> str:
+    """The kernel for ``method``: a fast one (int32 sums) when ``exact32`` and the operands fit it
+    (see ``_dense_kernel``; 0/1 inputs for ``event_spikes``), else an ordered one."""
     if method == "auto":
         dense = not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLD * x.size)
     else:
         dense = method == "dense"
     if dense:
-        return "dense_simd" if exact32 and _conv_simd.AVAILABLE and x16 and weights.fits16 else "dense_ordered"
+        return _dense_kernel(x16, x8, exact32, weights)
     return "event_spikes" if spikes and exact32 else "event_ordered"
+
+
+def dense_kernel_available(kernel) -> bool:
+    """Whether this machine (CPU and OS) runs the dense ``kernel`` (one of DENSE_KERNELS)."""
+    if kernel == "dense_amx":
+        return _conv_amx.available()
+    if kernel == "dense_vnni":
+        return _conv_simd.VNNI
+    if kernel == "dense_simd":
+        return _conv_simd.AVAILABLE
+    return kernel == "dense_ordered"
+
+
+def _dense_kernel(x16, x8, exact32, weights) -> str:
+    """The first of DENSE_KERNELS from ``DENSE_KERNEL`` on that the machine has and the operands fit:
+    the fast ones need exact int32 sums, and 8-bit operands (AMX, VNNI) or 16-bit ones (SIMD)."""
+    if DENSE_KERNEL != "auto" and DENSE_KERNEL not in DENSE_KERNELS:
+        raise FixedPointError(f"conv.DENSE_KERNEL (REFMODEL_DENSE_KERNEL) must be 'auto' or one of {DENSE_KERNELS}, "
+                              f"got {DENSE_KERNEL!r}")
+    fits = {"dense_amx": x8 and weights.fits8, "dense_vnni": x8 and weights.fits8,
+            "dense_simd": x16 and weights.fits16, "dense_ordered": True}
+    first = 0 if DENSE_KERNEL == "auto" else DENSE_KERNELS.index(DENSE_KERNEL)
+    for kernel in DENSE_KERNELS[first:]:
+        if (exact32 or kernel == "dense_ordered") and fits[kernel] and dense_kernel_available(kernel):
+            return kernel
+    raise AssertionError("dense_ordered always fits")  # pragma: no cover
 
 
 def _execute(plan: _Plan, x, weights, stride, padding):
@@ -380,12 +428,12 @@ def _execute(plan: _Plan, x, weights, stride, padding):
     index of the first overflow or -1, its value, and the coverage counts (N, K, 4) or an empty
     array) come from the ordered kernels; the fast kernels, which only compute exact sums, give None."""
     out = np.empty(plan.shape, np.int64)
-    if plan.kernel == "dense_simd":
-        _dense_simd(x, weights, stride, padding, out)
+    if plan.kernel in _FAST_DENSE:
+        _dense_simd(plan, x, weights, stride, padding, out)
         return out, None
     if plan.kernel == "event_spikes":
         _, _, kh, kw = weights.w.shape
-        _conv_simd.event_spikes(x.astype(np.uint8, copy=False), weights.table("event"), weights.bias,
+        _conv_simd.event_spikes(x.astype(np.uint8, copy=False), weights.table("event_spikes"), weights.bias,
                                 *stride, *padding, kh, kw, out)
         return out, None
     run = _dense_ordered if plan.kernel == "dense_ordered" else _event_ordered
@@ -451,19 +499,33 @@ def _event_table(w, groups):
     return wt.reshape(G, kh, kw * Cg, -1)
 
 
-def _dense_table(w, groups):
-    """The weight table of ``_conv_simd.dense_simd`` (see its module doc): int16 pairs."""
+def _dense_table(w, groups, dtype, nb, lanes, row_groups):
+    """The weight table of the dense fast kernels (``_conv_simd``'s module doc, ``_conv_amx``'s):
+    (G, nchunk, kh·Q, nb, lanes·g) of ``dtype`` (int16 pairs or int8 quads: g = 4 / itemsize
+    operands per int32 lane), Q = the groups of one kernel row rounded up to ``row_groups``."""
     K, Cg, kh, kw = w.shape
     G, Kg = groups, K // groups
-    Cp = Cg + Cg % 2
-    lanes, nb = _conv_simd.LANES, _conv_simd.NB_MAX
+    g = 4 // np.dtype(dtype).itemsize
+    Cp = -(-Cg // g) * g
     nchunk = -(-Kg // (nb * lanes))
-    R2 = kh * kw * Cp // 2
-    wk = np.zeros((G, nchunk * nb * lanes, kh, kw, Cp), np.int16)
+    Q = -(-(kw * Cp // g) // row_groups) * row_groups
+    wk = np.zeros((G, nchunk * nb * lanes, kh, kw, Cp), dtype)
     wk[:, :Kg, :, :, :Cg] = w.reshape(G, Kg, Cg, kh, kw).transpose(0, 1, 3, 4, 2)
-    # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel (nb·q + j)·lanes + m, r = 2i + t
-    wp = wk.reshape(G, nchunk, nb, lanes, R2, 2).transpose(0, 1, 4, 2, 3, 5)
-    return np.ascontiguousarray(wp).reshape(G, nchunk, R2, nb, 2 * lanes)
+    wq = np.zeros((G, nchunk * nb * lanes, kh, Q * g), dtype)
+    wq[..., : kw * Cp] = wk.reshape(G, -1, kh, kw * Cp)
+    # (G, q, j, m, i, t) -> (G, q, i, j, m, t): channel (nb·q + j)·lanes + m, r = g·i + t
+    wp = wq.reshape(G, nchunk, nb, lanes, kh * Q, g).transpose(0, 1, 4, 2, 3, 5)
+    return np.ascontiguousarray(wp).reshape(G, nchunk, kh * Q, nb, g * lanes)
+
+
+_TABLES = {
+    "event_spikes": _event_table,
+    "dense_simd": lambda w, groups: _dense_table(w, groups, np.int16, _conv_simd.NB_MAX, _conv_simd.LANES, 1),
+    "dense_vnni": lambda w, groups: _dense_table(w, groups, np.int8, _conv_simd.NB_MAX, _conv_simd.LANES, 1),
+    "dense_amx": lambda w, groups: _dense_table(w, groups, np.int8, _conv_amx.CHUNK // _conv_amx.TILE,
+                                                _conv_amx.TILE, _conv_amx.TILE),
+}
+_FAST_DENSE = ("dense_amx", "dense_vnni", "dense_simd")
 
 
 def _coverage_counters(plan, out):
@@ -500,15 +562,29 @@ def _event_ordered(plan, x, weights, stride, padding, out):
     return (*counters, cov)
 
 
-def _dense_simd(x, weights, stride, padding, out):
-    """Lay the input out for ``_conv_simd.dense_simd`` (see its module doc) and run it."""
+def _dense_simd(plan, x, weights, stride, padding, out):
+    """Lay the input out (channel last, see ``_conv_simd``'s module doc) and run the planned fast
+    dense kernel: int16 for ``dense_simd``, uint8 (x + plan.offset) for ``dense_vnni`` and ``dense_amx``."""
     N, C, H, W = x.shape
     _, Cg, kh, kw = weights.w.shape
-    _, _, Ho, Wo = out.shape
+    _, K, Ho, Wo = out.shape
     (sh, sw), (ph, pw) = stride, padding
     G = weights.groups
-    Cp = Cg + Cg % 2
-    Wq = max(W + 2 * pw, (-(-Wo // _conv_simd.MR) * _conv_simd.MR - 1) * sw + kw)
-    xh = np.empty((N, G, H + 2 * ph, Wq, Cp), np.int16)
-    _conv_simd.channels_last(x, G, ph, pw, xh)
-    _conv_simd.dense_simd(xh, weights.table("dense"), weights.bias, sh, sw, kh, kw, out)
+    table = weights.table(plan.kernel)
+    offset = 0 if plan.kernel == "dense_simd" else plan.offset
+    dtype = np.int16 if plan.kernel == "dense_simd" else np.uint8
+    g = 4 // np.dtype(dtype).itemsize  # operands per int32 lane
+    Cp = -(-Cg // g) * g
+    if plan.kernel == "dense_amx":  # pixels in pairs of tiles, 64-byte steps along each kernel row
+        pixels, row_bytes = -(-Wo // (2 * _conv_amx.TILE)) * 2 * _conv_amx.TILE, table.shape[2] // kh * 4
+    else:
+        pixels, row_bytes = -(-Wo // _conv_simd.MR) * _conv_simd.MR, kw * Cp * np.dtype(dtype).itemsize
+    # room for the last pixel's reads
+    Wq = max(W + 2 * pw, (pixels - 1) * sw + -(-row_bytes // (Cp * np.dtype(dtype).itemsize)))
+    xh = np.empty((N, G, H + 2 * ph, Wq, Cp), dtype)
+    _conv_simd.channels_last(x, G, ph, pw, offset, xh)
+    bias = weights.offset_bias(offset) if offset else weights.bias
+    if plan.kernel == "dense_amx":
+        _conv_amx.dense_amx(xh, table, bias, sh, sw, kh, out)
+    else:
+        _conv_simd.dense_simd(xh, table, bias, sh, sw, kh, kw, out)
