@@ -34,9 +34,12 @@ concat     inputs (two or more)                    y = [x_0, x_1, ...] on axis 1
 =========  ======================================  =================================================
 
 ``dual_threshold`` (arrays ``theta1``, ``theta2``: shape () for the layer or (C,) per channel,
-on axis 1) is DT-SCNN's two-level activation, C -> 2C channels of 0.0 / 1.0::
+on axis 1) is DT-SCNN's two-level activation, C -> 2C channels of 0.0 / 1.0; ``threshold``
+(array ``theta``, the same shapes) is the one-level activation of a conventional spiking layer
+at one timestep (DT-SCNN's baseline), C -> C channels::
 
     y = concat([x > theta1, x > theta2], axis=1)        (strict >, thresholds in x's units)
+    y = x > theta                                       (threshold)
 
 Pooling keeps whole windows only: ``Ho = (H - k) // stride + 1`` (as ``refmodel.layers.pooling``).
 """
@@ -65,6 +68,7 @@ ARRAYS = {
     "batchnorm": ("gamma", "beta", "mean", "var"),
     "linear": ("weight", "bias"),
     "dual_threshold": ("theta1", "theta2"),
+    "threshold": ("theta",),
 }
 _OPTIONS = {
     "conv": {"stride": 1, "padding": 0},
@@ -73,6 +77,7 @@ _OPTIONS = {
     "avgpool": {"k": None, "stride": None},
     "relu": {},
     "dual_threshold": {},
+    "threshold": {},
     "flatten": {},
     "linear": {},
     "global_avgpool": {},
@@ -231,13 +236,13 @@ def _output_shape(layer, shapes) -> tuple:
         if (layer["var"] < 0).any():
             raise _err(layer, "var", float(layer["var"].min()), "must be >= 0")
         return shape
-    if kind == "dual_threshold":
+    if kind in ("dual_threshold", "threshold"):
         for name in ARRAYS[kind]:
             if layer[name].shape not in ((), (shape[0],)):
                 raise _err(
                     layer, f"{name}.shape", layer[name].shape, f"must be () (per layer) or ({shape[0]},) (per channel)"
                 )
-        return (2 * shape[0], *shape[1:])
+        return (len(ARRAYS[kind]) * shape[0], *shape[1:])
     if len(shape) != 3:
         raise _err(layer, "input shape", shape, "must be (C, H, W)")
     c, h, w_ = shape
@@ -339,7 +344,7 @@ def _layer_forward(layer, *xs):
         return x * scale.reshape(shape) + shift.reshape(shape)
     if kind == "relu":
         return np.maximum(x, 0.0)
-    if kind == "dual_threshold":
+    if kind in ("dual_threshold", "threshold"):
         shape = (-1,) + (1,) * (x.ndim - 2)
         maps = [x > np.reshape(layer[name], shape) for name in ARRAYS[kind]]  # () or (C,) per channel
         return np.concatenate(maps, axis=1).astype(np.float64)

@@ -17,8 +17,9 @@ here; what leaves ``quantize_parameters`` and ``quantize_input`` is int64 codes 
 and ``to_network`` only moves integers into refmodel's spiking layers.
 
 The network is a chain or a graph of *units*: a weight layer (conv or linear), optionally a
-batchnorm (folded), an activation — relu (the IF neuron's rate approximates it) or
-dual_threshold (a DualThreshold layer: exact at T = 1) —, or an add of such weight layers and of
+batchnorm (folded), an activation — relu (the IF neuron's rate approximates it),
+dual_threshold (a DualThreshold layer) or threshold (an IF with the trained threshold and a
+strict compare; both exact at T = 1) —, or an add of such weight layers and of
 activations (identity shortcuts) before the activation (a residual unit: Add -> IF); units are
 joined by maxpool / avgpool / global_avgpool / flatten / concat.  The last unit is the readout
 and may omit its relu.  Anything else is refused.
@@ -70,7 +71,9 @@ __all__ = [
 WEIGHT_KINDS = ("conv", "linear")
 PASS_KINDS = ("maxpool", "avgpool", "global_avgpool", "flatten")
 AVG_KINDS = ("avgpool", "global_avgpool")
-ACTIVATIONS = ("relu", "dual_threshold")
+ACTIVATIONS = ("relu", "dual_threshold", "threshold")
+#: Activations with trained thresholds and 0/1 outputs (spiking layers at one timestep): not normalized.
+BINARY = ("dual_threshold", "threshold")
 
 
 class ConversionError(ANNError):
@@ -82,16 +85,16 @@ _UNIT = ("conv", "linear", "maxpool", "avgpool", "global_avgpool", "flatten", "a
 #: with conv, linear, batchnorm or relu (so after the readout at most a batchnorm and a relu).
 _FOLLOWERS = {
     None: ("conv", "linear", "flatten", "add"),
-    "conv": ("batchnorm", "relu", "dual_threshold", "add"),
-    "linear": ("batchnorm", "relu", "dual_threshold", "add"),
-    "batchnorm": ("relu", "dual_threshold", "add"),
+    "conv": ("batchnorm", *ACTIVATIONS, "add"),
+    "linear": ("batchnorm", *ACTIVATIONS, "add"),
+    "batchnorm": (*ACTIVATIONS, "add"),
     "add": ACTIVATIONS,
-    **dict.fromkeys(("relu", "dual_threshold", "maxpool", "avgpool", "global_avgpool", "flatten", "concat"), _UNIT),
+    **dict.fromkeys((*ACTIVATIONS, "maxpool", "avgpool", "global_avgpool", "flatten", "concat"), _UNIT),
 }
 _ENDS = ("conv", "linear", "batchnorm", "relu")
-_GRAPH = ("graphs of units conv|linear [batchnorm] relu|dual_threshold (or add(conv|linear [batchnorm] or "
-          "activations, ...) relu|dual_threshold) joined by maxpool|avgpool|global_avgpool|flatten|concat, "
-          "the readout's relu optional")
+_GRAPH = ("graphs of units conv|linear [batchnorm] relu|dual_threshold|threshold (or add(conv|linear "
+          "[batchnorm] or activations, ...) relu|dual_threshold|threshold) joined by "
+          "maxpool|avgpool|global_avgpool|flatten|concat, the readout's relu optional")
 #: Kinds whose output is a pre-activation (a current in the SNN): read by one layer only.
 _ONE_READER = ("conv", "linear", "batchnorm", "add")
 
@@ -288,8 +291,8 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
     unit_lam, units = {}, graph.units()
     for layer, z in zip(ann.layers, outputs):
         if layer["name"] in units:
-            dual = graph.reader(layer["name"], ("dual_threshold",)) is not None
-            unit_lam[layer["name"]] = 1.0 if dual else _activation_scale(z, percentile, layer["name"])
+            binary = graph.reader(layer["name"], BINARY) is not None
+            unit_lam[layer["name"]] = 1.0 if binary else _activation_scale(z, percentile, layer["name"])
     layers, lambdas, scale = [dict(layer) for layer in ann.layers], {}, {INPUT: 1.0}
     for layer, sources in zip(layers, ann.sources):
         kind, name, lam_in = layer["kind"], layer["name"], scale[sources[0]]
@@ -301,7 +304,7 @@ def normalize(ann: ANN, calibration_inputs, percentile=99.9):
             scale[name] = lambdas[name] = lam
         elif kind == "add":
             scale[name] = lambdas[name] = unit_lam[name]
-        elif kind == "dual_threshold":
+        elif kind in BINARY:
             scale[name] = 1.0
         elif kind == "flatten":
             in_shape = graph.shape[sources[0]]
@@ -417,15 +420,18 @@ def quantize_input(x, input_format: QFormat, rounding="RND_CONV", overflow="ERRO
     )[0]
 
 
-def _dual_thresholds(layer, vm: QFormat, overflow) -> tuple:
-    """The entry fields of a dual-threshold activation, ``theta_k = floor(θ_k * 2**fv)`` (TRN)
-    in the ``vm`` format (frac fv), int64 of θ's shape (() or (C,)); and their clipped counts.
+def _trained_thresholds(layer, vm: QFormat, overflow) -> tuple:
+    """The entry fields of a dual_threshold / threshold activation, its thresholds
+    ``floor(θ * 2**fv)`` (TRN) in the ``vm`` format (frac fv), int64 of θ's shape (() or (C,)):
+    ``theta1, theta2``, or (threshold) ``threshold`` from ``theta``; and their clipped counts.
 
     Floor makes the strict compare exact: for an integer V, ``V > θ·2**fv`` <=> ``V > floor(θ·2**fv)``.
     """
-    fields, clipped = {"neuron": "dual_threshold"}, {}
-    for key in ("theta1", "theta2"):
-        fields[key], clipped[key] = _to_codes(layer[key], vm, Rounding.TRN, overflow, f"layer {layer['name']!r}: {key}")
+    fields, clipped = {"neuron": layer["kind"]}, {}
+    for key in ("theta1", "theta2") if layer["kind"] == "dual_threshold" else ("theta",):
+        field = "threshold" if key == "theta" else key
+        fields[field], clipped[field] = _to_codes(layer[key], vm, Rounding.TRN, overflow,
+                                                  f"layer {layer['name']!r}: {key}")  # fmt: skip
     return fields, clipped
 
 
@@ -441,10 +447,11 @@ def _formats_of(name, formats, keys) -> dict:
 
 def _neuron_fields(graph, name, vm: QFormat, overflow) -> tuple:
     """The neuron fields of unit ``name`` (weight layer or add) in its ``vm`` format (frac fv),
-    and their clipped counts: a dual-threshold's ``theta1, theta2``, else IF ``threshold = 2**fv``."""
-    dual = graph.reader(name, ("dual_threshold",))
-    if dual is not None:
-        return _dual_thresholds(dual, vm, overflow)
+    and their clipped counts: a dual-threshold's ``theta1, theta2``, a threshold's ``threshold``,
+    else (relu) IF ``threshold = 2**fv``."""
+    binary = graph.reader(name, BINARY)
+    if binary is not None:
+        return _trained_thresholds(binary, vm, overflow)
     if vm.frac < 0 or 1 << vm.frac > vm.max_int:
         raise ConversionError(f"layer {name!r}: threshold 1.0 = 2**{vm.frac} does not fit the vm format {vm}")
     return {"neuron": "if", "threshold": 1 << vm.frac}, {}
@@ -468,10 +475,11 @@ def quantize_parameters(
     carries the unit's neuron.
 
     A dual-threshold unit's thresholds become ``theta_k = floor(θ_k * 2**fv)`` in its vm format
-    (``_dual_thresholds``), refused or clipped and counted like the other values.
+    (``_trained_thresholds``), refused or clipped and counted like the other values; a threshold
+    unit's ``theta`` becomes ``threshold = floor(θ * 2**fv)`` the same way.
 
-    Entries, in network order (batchnorm must be folded; the activation, relu or
-    dual_threshold, disappears into the neuron of its unit).  An entry reads the entry before
+    Entries, in network order (batchnorm must be folded; the activation, relu, dual_threshold
+    or threshold, disappears into the neuron of its unit).  An entry reads the entry before
     it, or those its ``inputs`` names (present only then; "input": the network input); reading a
     unit (a weight layer or an add with its neuron) means reading its spikes, except for an add,
     which reads currents:
@@ -480,8 +488,9 @@ def quantize_parameters(
       bias`` (int64 (K,)), ``bias_format, vm_format``, ``input`` ("analog" for a layer reading the
       network input, else "spikes"), ``input_format`` (``input_format`` or SPIKE), ``readout``
       (True for the network's readout unit), ``neuron`` ("if": ``threshold``, the int code of 1.0
-      in vm_format; "dual_threshold": ``theta1, theta2``, int64 () or (K,)), ``clipped``
-      ({"weight": n, "bias": n}, plus "theta1", "theta2"); conv also ``stride, padding``.
+      in vm_format; "dual_threshold": ``theta1, theta2``, int64 () or (K,); "threshold":
+      ``threshold`` = floor(θ·2**fv), int64 () or (K,)), ``clipped``
+      ({"weight": n, "bias": n}, plus "theta1", "theta2" or "threshold"); conv also ``stride, padding``.
       Feeding an add: no ``vm_format``, ``readout`` or neuron fields, but ``add`` (its name).
     * add: ``kind, name, inputs`` (its weight layers), ``vm_format, readout``, the neuron fields
       and ``clipped`` (the thresholds').
@@ -623,12 +632,12 @@ def _rescaled(entry, shift):
 
 def _pool_layer(entry, pooling, unit, shift, count_bits, overflow, inputs):
     """The refmodel pooling layer for a maxpool / avgpool / global_avgpool (area ``2**shift``)
-    entry after unit ``unit``, reading ``inputs``; a maxpool after a dual-threshold unit is OR
-    pooling (the max of 0/1 maps)."""
+    entry after unit ``unit``, reading ``inputs``; a maxpool after a dual-threshold or threshold
+    unit is OR pooling (the max of 0/1 maps)."""
     common = {"name": entry["name"], "kernel": entry["k"], "stride": entry.get("stride", entry["k"]), "inputs": inputs}
     if entry["kind"] in AVG_KINDS:
         return SumPool(out_format=QFormat(shift + 1, shift, signed=False), overflow=overflow, **common)
-    if unit["neuron"] == "dual_threshold":
+    if unit["neuron"] in BINARY:
         return OrPool(**common)
     if pooling == "count_gate":
         return CountGatePool(count_bits=count_bits, **common)
@@ -640,12 +649,18 @@ def _pool_layer(entry, pooling, unit, shift, count_bits, overflow, inputs):
 
 
 def _neuron_layer(unit, readout, reset, overflow):
-    """The neuron layer of unit ``unit`` (a weight or add entry): IF ``<name>_if`` or DualThreshold
-    ``<name>_dt``."""
+    """The neuron layer of unit ``unit`` (a weight or add entry): IF ``<name>_if`` (relu: ``>=`` the
+    code of 1.0; threshold: ``>`` its trained threshold) or DualThreshold ``<name>_dt``."""
+    def codes(key):  # a trained threshold: one int for the layer, or one per channel
+        return int(unit[key]) if unit[key].ndim == 0 else tuple(unit[key].tolist())
+
     if unit["neuron"] == "dual_threshold":
-        theta = {k: int(unit[k]) if unit[k].ndim == 0 else tuple(unit[k].tolist()) for k in ("theta1", "theta2")}
         return DualThreshold(name=f"{unit['name']}_dt", vm=unit["vm_format"], overflow=overflow, compare=">",
-                             reset=reset, reset_by="either", **theta)  # fmt: skip
+                             reset=reset, reset_by="either", theta1=codes("theta1"),
+                             theta2=codes("theta2"))  # fmt: skip
+    if unit["neuron"] == "threshold":
+        return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=codes("threshold"), overflow=overflow,
+                  compare=">", reset=reset)  # fmt: skip
     return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"], overflow=overflow,
               compare=">=", reset="none" if unit["readout"] and readout == "vm" else reset)  # fmt: skip
 
@@ -674,14 +689,15 @@ def to_network(
     ``V -= θ`` (``reset="subtract"``, the default) or ``V = 0`` (``"zero"``).  A dual-threshold
     unit gets DualThreshold ``<name>_dt``: ``V += I``; ``s1 = V > θ1``, ``s2 = V > θ2`` (the
     same V), output [s1, s2] (C -> 2C channels); ``reset`` where s1 or s2 (``reset_by="either"``:
-    V -= the larger θ that fired, or V = 0); at T = 1 its spikes are the float activation's.
+    V -= the larger θ that fired, or V = 0); at T = 1 its spikes are the float activation's.  A
+    threshold unit gets IF ``<name>_if`` with its trained threshold and ``s = V > θ`` (exact at T = 1).
     The readout's neuron: ``readout="vm"`` integrates only (reset "none": classify by argmax V)
     or ``"spikes"`` resets as the others (classify by argmax of the spike counts).
     A maxpool after an IF unit becomes ``pooling``: "count_gate" (``count_bits`` counters),
     "winner_pre" / "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its
     neuron layer then only integrates, the pool fires at θ and subtracts θ from its window; only
     with ``reset="subtract"``, and the pool must be the neuron's only reader) or "or"; after a
-    dual-threshold unit it is always OR (the max of 0/1 values).  An avgpool (a global_avgpool:
+    dual-threshold or threshold unit it is always OR (the max of 0/1 values).  An avgpool (a global_avgpool:
     the whole H x W map) of area 2**a becomes a SumPool whose code ``Σ s`` has frac a (the exact
     mean); the next layer's bias, θ and Vm move to that scale exactly (``_rescaled``).
     An add entry becomes Add ``<name>`` of its weight layers' currents, in a register of their
