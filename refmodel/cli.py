@@ -23,27 +23,23 @@ DESCRIPTION = ("refmodel: a bit-exact fixed-point golden model of spiking-CNN ha
 
 
 def _cmd_demo(args) -> int:
-    from refmodel.demo import run_demo
+    if args.example == "dtscnn":
+        from refmodel.dtscnn_demo import run_dtscnn_demo
 
-    run_demo(out=sys.stdout, outdir=args.out)
+        run_dtscnn_demo(out=sys.stdout, outdir=args.out)
+        return 0
+    from refmodel.demo import run_demo
+    from refmodel.progress import progress_bar
+
+    with progress_bar(None, "demo", "step", force=args.progress) as bar:
+        run_demo(out=sys.stdout, outdir=args.out, progress=lambda done, total: _advance(bar, done, total))
     return 0
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
-
-    def __init__(self, total: int, label: str, force: bool = False):
-        self.total, self.label = total, label
-        self.enabled = force or sys.stderr.isatty()
-
-    def __call__(self, t: int) -> None:
-        if not self.enabled:
-            return
-        done = (t + 1) * 30 // self.total
-        sys.stderr.write(f"\r{self.label} [{'#' * done}{' ' * (30 - done)}] {t + 1}/{self.total}")
-        if t + 1 == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _advance(bar, done: int, total: int) -> None:
+    """Show ``done`` of ``total`` on a progress bar."""
+    bar.total = total
+    bar.update(done - bar.n)
 
 
 def _cmd_gen(args) -> int:
@@ -58,11 +54,13 @@ def _cmd_gen(args) -> int:
         raise _UsageError("--budget is the number of runs of --cover; give --cover BINS too")
     if args.scale:
         raise _UsageError("--scale draws the source ranges of --cover; give --cover BINS too")
+    from refmodel.progress import progress_bar
+
     timesteps = spec.stimulus.timesteps if args.timesteps is None else args.timesteps
-    progress = _ProgressBar(timesteps, spec.network.name, force=args.progress)
-    result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed,
-                      range=args.range and tuple(args.range), record=record, progress=progress, force=args.force,
-                      coverage=not args.no_coverage)
+    with progress_bar(timesteps, spec.network.name, "step", force=args.progress) as bar:
+        result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed,
+                          range=args.range and tuple(args.range), record=record, progress=lambda t: bar.update(1),
+                          force=args.force, coverage=not args.no_coverage)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -80,6 +78,7 @@ def _gen_covered(args, spec, record) -> int:
 
     from refmodel.directed import directed
     from refmodel.generate import overridden
+    from refmodel.progress import progress_bar
 
     if args.no_coverage:
         raise _UsageError("--cover measures coverage: it cannot be combined with --no-coverage")
@@ -89,9 +88,13 @@ def _gen_covered(args, spec, record) -> int:
                                                          seed=args.seed, range=args.range and tuple(args.range)))
     names = "all" if args.cover.strip() == "all" else [n.strip() for n in args.cover.split(",") if n.strip()]
     budget = 100 if args.budget is None else args.budget
-    bar = _ProgressBar(budget, f"{spec.network.name} --cover", force=args.progress)
-    done = directed(spec, args.out, names, budget=budget, scale=args.scale, record=record,
-                    progress=lambda runs, hit, wanted: bar(budget - 1 if hit == wanted else runs - 1))
+
+    def progress(runs, hit, wanted):
+        bar.set_postfix_str(f"{hit}/{wanted} bins hit", refresh=False)
+        _advance(bar, runs, runs if hit == wanted else budget)
+
+    with progress_bar(budget, f"{spec.network.name} --cover", "run", force=args.progress) as bar:
+        done = directed(spec, args.out, names, budget=budget, scale=args.scale, record=record, progress=progress)
     wanted = len(done.hit) + len(done.unhit)
     chosen = ", ".join(f"{seed} range {lo}..{hi}" for seed, (lo, hi) in zip(done.seeds, done.ranges)) \
         if args.scale else ", ".join(map(str, done.seeds))
@@ -210,7 +213,10 @@ def _cmd_sweep(args) -> int:
     todo = sweep.pending(jobs, directory, args.rerun_failed)
     print(f"sweep of {len(jobs)} jobs into {directory}: {len(jobs) - len(todo)} done before, {len(todo)} to run")
     if todo:
-        with sweep.dask_client(args.workers, args.scheduler) as client, _progress(len(todo), args.progress) as bar:
+        from refmodel.progress import progress_bar
+
+        with sweep.dask_client(args.workers, args.scheduler) as client, \
+                progress_bar(len(todo), "sweep", "job", force=args.progress) as bar:
             sweep.run_sweep(todo, directory, client, on_entry=lambda entry: bar.update(1))
     return _sweep_summary(directory, args)
 
@@ -225,13 +231,6 @@ def _need_dask():
     except ImportError:
         raise _UsageError("refmodel sweep runs on Dask: install it with pip install 'refmodel[sweep]' "
                           "(dask[distributed] and tqdm)") from None
-
-
-def _progress(total: int, force: bool):
-    """A tqdm progress bar of ``total`` jobs on stderr (shown on a terminal, or when forced)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="job", disable=False if force else None)
 
 
 def _sweep_summary(directory, args) -> int:
@@ -421,9 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the built-in example and print what it computed",
         description="Convert the built-in CNN trained on handwritten digits to a bit-exact spiking network, "
                     "print its accuracy against timesteps and its cost per max-pooling variant, and write the plot, "
-                    "the network spec (TOML + .npz) and its vector file into DIR.")
+                    "the network spec (TOML + .npz) and its vector file into DIR. 'refmodel demo dtscnn': a "
+                    "dual-threshold spiking CNN (DT-SCNN) against a conventional one at one timestep, both trained "
+                    "on the same digits: float and bit-exact integer accuracy, conv operations, Vm and weight "
+                    "storage, and the DT network's vector file.")
+    demo.add_argument("example", nargs="?", choices=("dtscnn",),
+                      help="dtscnn: the DT-SCNN demo (default: the conversion demo)")
     demo.add_argument("--out", default="refmodel-demo", metavar="DIR",
                       help="directory for the plot and the vector file (default ./refmodel-demo)")
+    demo.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     demo.set_defaults(func=_cmd_demo)
     gen = commands.add_parser(
         "gen", help="run a network spec bit-exactly and write its HDF5 vector file",

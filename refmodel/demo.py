@@ -88,11 +88,11 @@ def memory_bits(network) -> dict:
 
 
 # --------------------------------------------------------------------------- simulation
-def run_variant(network, x_codes, labels, timesteps) -> dict:
+def run_variant(network, x_codes, labels, timesteps, progress=None) -> dict:
     """One run of ``max(timesteps)`` steps; images classified correctly (``correct``, an int),
     accuracy and synaptic ops per image after each T in ``timesteps``.  The scores after T steps
     are the readout's V (``v_post`` of timestep T - 1) or, for a spiking readout, its spikes
-    summed over the T steps."""
+    summed over the T steps.  ``progress(t)`` is called after each timestep."""
     readout = network.layers[-1]
     signal = "v_post" if readout.reset == "none" else "spikes"
     sources = _spike_sources(network)
@@ -108,7 +108,7 @@ def run_variant(network, x_codes, labels, timesteps) -> dict:
             synops[t + 1] = sum(float((totals[n] * f).sum()) for n, f in sources.items()) / len(labels)
 
     record = [(name, "spikes") for name in sources] + [(readout.name, signal)]
-    result = network.run(x_codes, max(timesteps), record=record, sink=sink)
+    result = network.run(x_codes, max(timesteps), record=record, sink=sink, progress=progress)
     return {"correct": correct, "accuracy": accuracy, "synops": synops, "overflows": int(result.overflows.sum())}
 
 
@@ -149,10 +149,11 @@ def _table(out, title, variants, timesteps, cell):
         print(f"  {name:<30}" + "".join(f"{cell(res, t):>9}" for t in timesteps), file=out)
 
 
-def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
+def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False, progress=None) -> dict:
     """Convert, simulate, print the tables, save the plot and the vector file; returns the figures.
 
-    ``quick``: 100 test images and T up to 8 (for tests).
+    ``quick``: 100 test images and T up to 8 (for tests).  ``progress(done, total)`` is called
+    after each timestep of the variants' runs (``total`` of them).
     """
     start = time.perf_counter()
     outdir = Path(outdir)
@@ -190,7 +191,9 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False) -> dict:
                              overflow="SAT", name=f"digits_{pooling}")  # fmt: skip
         name = label(pooling, readout)
         networks[name] = network
-        variants[name] = run_variant(network, x_codes, labels, timesteps) | memory_bits(network)
+        done = len(variants) * max(timesteps)
+        step = None if progress is None else lambda t, done=done: progress(done + t + 1, len(VARIANTS) * max(timesteps))
+        variants[name] = run_variant(network, x_codes, labels, timesteps, step) | memory_bits(network)
 
     _table(out, f"SNN test accuracy (%), one run of T = {max(timesteps)} per variant, read at each T:",
            variants, timesteps, lambda r, t: f"{100 * r['accuracy'][t]:.1f}")  # fmt: skip
