@@ -445,13 +445,15 @@ def _formats_of(name, formats, keys) -> dict:
     return fmts
 
 
-def _neuron_fields(graph, name, vm: QFormat, overflow) -> tuple:
+def _neuron_fields(graph, name, vm: QFormat, overflow, shift=0) -> tuple:
     """The neuron fields of unit ``name`` (weight layer or add) in its ``vm`` format (frac fv),
     and their clipped counts: a dual-threshold's ``theta1, theta2``, a threshold's ``threshold``,
-    else (relu) IF ``threshold = 2**fv``."""
+    else (relu) IF ``threshold = 2**fv``.  A weight layer reading an average pool's codes of frac
+    ``shift`` compares a current of frac ``fv + shift`` (§6): its trained thresholds are quantized
+    at that frac, ``floor(θ * 2**(fv + shift))`` in the Vm format ``shift`` bits wider and finer."""
     binary = graph.reader(name, BINARY)
     if binary is not None:
-        return _trained_thresholds(binary, vm, overflow)
+        return _trained_thresholds(binary, QFormat(vm.bits + shift, vm.frac + shift, vm.signed), overflow)
     if vm.frac < 0 or 1 << vm.frac > vm.max_int:
         raise ConversionError(f"layer {name!r}: threshold 1.0 = 2**{vm.frac} does not fit the vm format {vm}")
     return {"neuron": "if", "threshold": 1 << vm.frac}, {}
@@ -476,7 +478,9 @@ def quantize_parameters(
 
     A dual-threshold unit's thresholds become ``theta_k = floor(θ_k * 2**fv)`` in its vm format
     (``_trained_thresholds``), refused or clipped and counted like the other values; a threshold
-    unit's ``theta`` becomes ``threshold = floor(θ * 2**fv)`` the same way.
+    unit's ``theta`` becomes ``threshold = floor(θ * 2**fv)`` the same way.  When the unit reads an
+    average pool's codes of frac a (§6), its current has frac ``fv + a``: its trained thresholds are
+    ``floor(θ * 2**(fv + a))`` in the vm format a bits wider and finer (to_network widens the Vm so).
 
     Entries, in network order (batchnorm must be folded; the activation, relu, dual_threshold
     or threshold, disappears into the neuron of its unit).  An entry reads the entry before
@@ -543,7 +547,8 @@ def _weight_entry(graph, layer, formats, input_format, rounding, overflow) -> di
                 f"layer {name!r}: {field} format {fmts[field]} must have frac {fw + fi} "
                 f"(weight frac {fw} + input frac {fi}), the scale of {scale}"
             )
-    neuron, clipped = _neuron_fields(graph, name, fmts["vm"], overflow) if add is None else ({}, {})
+    neuron, clipped = _neuron_fields(graph, name, fmts["vm"], overflow, graph.pool_shift(name)) if add is None \
+        else ({}, {})
     weight, clipped_w = _to_codes(layer["weight"], fmts["weight"], rounding, overflow, f"layer {name!r}: weight")
     bias, clipped_b = _to_codes(layer["bias"], fmts["bias"], rounding, overflow, f"layer {name!r}: bias")
     analog = graph.analog(name)
@@ -622,10 +627,11 @@ def _avg_shift(entry) -> int:
 
 def _rescaled(entry, shift):
     """A weight entry whose input codes gained ``shift`` fraction bits (the exact mean of a sum
-    pool): the current ``Σ w·x`` has frac ``fv + shift``, so ``b << shift``, every threshold
-    ``θ << shift`` and the bias and Vm formats ``shift`` bits wider and finer (``QFormat(n + a, f + a)``)."""
+    pool): the current ``Σ w·x`` has frac ``fv + shift``, so ``b << shift``, a relu unit's threshold
+    ``2**fv << shift`` and the bias and Vm formats ``shift`` bits wider and finer (``QFormat(n + a, f + a)``);
+    trained thresholds were quantized at frac ``fv + shift`` already (``_neuron_fields``)."""
     widen = lambda f: QFormat(f.bits + shift, f.frac + shift, f.signed)  # noqa: E731
-    thresholds = {k: entry[k] << shift for k in ("threshold", "theta1", "theta2") if k in entry}
+    thresholds = {"threshold": entry["threshold"] << shift} if entry.get("neuron") == "if" else {}
     formats = {k: widen(entry[k]) for k in ("bias_format", "vm_format") if k in entry}
     return dict(entry, **thresholds, bias=entry["bias"] << shift, **formats)
 
