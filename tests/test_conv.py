@@ -337,6 +337,24 @@ def test_every_dense_kernel_on_a_wide_layer(kernel):
     assert got == want
 
 
+@pytest.mark.parametrize("kernel", conv_module.DENSE_KERNELS)
+@given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 70), F=st.integers(1, 80), K=st.integers(1, 40),
+       dtype=st.sampled_from([np.uint8, np.int8]), with_bias=st.booleans())
+def test_every_dense_kernel_linear_equals_twin(kernel, seed, N, F, K, dtype, with_bias):
+    """linear on each dense kernel, forced: the fast ones take the batch as the pixels of rows of
+    32 images (N past 32 and 64: more than one row, the last one partly filled)."""
+    skip_unless_available(kernel)
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max + 1, (N, F)).astype(dtype)
+    w = rng.integers(-128, 128, (K, F)).astype(np.int8)
+    b = rng.integers(-(2**20), 2**20, K) if with_bias else None
+    with dense_kernel_forced(kernel) as ran:
+        got = linear(x, w, b, method="dense")
+    assert ran == [kernel]
+    assert got.tolist() == oracle.linear(x.tolist(), w.tolist(), None if b is None else b.tolist())[0]
+
+
 def test_dense_kernels_fall_back_where_the_operands_do_not_fit(monkeypatch):
     """The 8-bit kernels take 8-bit operands only, every fast one exact int32 sums only; the next
     kernel of DENSE_KERNELS that this machine has takes the rest.  A bad DENSE_KERNEL is refused."""

@@ -428,6 +428,9 @@ def _execute(plan: _Plan, x, weights, stride, padding):
     index of the first overflow or -1, its value, and the coverage counts (N, K, 4) or an empty
     array) come from the ordered kernels; the fast kernels, which only compute exact sums, give None."""
     out = np.empty(plan.shape, np.int64)
+    if plan.kernel in _FAST_DENSE and x.shape[2:] == weights.w.shape[2:] == (1, 1) and padding == (0, 0):
+        _dense_batch_as_pixels(plan, x, weights, out)
+        return out, None
     if plan.kernel in _FAST_DENSE:
         _dense_simd(plan, x, weights, stride, padding, out)
         return out, None
@@ -560,6 +563,24 @@ def _event_ordered(plan, x, weights, stride, padding, out):
     xe = x.astype(np.uint8, copy=False) if plan.spikes else x.astype(np.int64)
     _k.event_ordered(xe, wt, weights.bias, *stride, *padding, *plan.mode, work, out, *counters, *plan.bounds, cov)
     return (*counters, cov)
+
+
+_BATCH_ROW = 32  # images per row in _dense_batch_as_pixels: two AMX tiles, eight SIMD micro-kernel calls
+
+
+def _dense_batch_as_pixels(plan, x, weights, out):
+    """A 1×1 conv of 1×1 images (a linear layer) by a fast dense kernel, the images laid out as
+    the pixels of rows of _BATCH_ROW: ``out[n, k, 0, 0] = out'[n // 32, k, 0, n % 32]`` of the
+    conv of ``x'[m, c, 0, i] = x[32·m + i, c, 0, 0]`` (zero past N).  The kernels' pixel blocks are
+    then full (measured 2-5× less CPU time for N = 16..64, F = 512..4096, K = 10..256)."""
+    N, C, _, _ = x.shape
+    M = -(-N // _BATCH_ROW)
+    rows = np.zeros((M * _BATCH_ROW, C), x.dtype)
+    rows[:N] = x[:, :, 0, 0]
+    xt = np.ascontiguousarray(rows.reshape(M, _BATCH_ROW, C).transpose(0, 2, 1))[:, :, None, :]
+    out_t = np.empty((M, out.shape[1], 1, _BATCH_ROW), np.int64)
+    _dense_simd(plan, xt, weights, (1, 1), (0, 0), out_t)
+    out[:, :, 0, 0] = out_t[:, :, 0, :].transpose(0, 2, 1).reshape(M * _BATCH_ROW, -1)[:N]
 
 
 def _dense_simd(plan, x, weights, stride, padding, out):
