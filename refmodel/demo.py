@@ -142,6 +142,16 @@ def _plot(path, float_accuracy, variants, timesteps):
         plt.close(fig)
 
 
+def output_dir(outdir) -> Path:
+    """``outdir`` as a Path, made with its parents when missing (OutputError when it cannot be)."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot be made a directory ({exc.strerror})") from None
+    return outdir
+
+
 def _table(out, title, variants, timesteps, cell):
     print(f"\n{title}", file=out)
     print(f"  {'variant':<30}" + "".join(f"{'T=' + str(t):>9}" for t in timesteps), file=out)
@@ -156,11 +166,7 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False, progress=None)
     after each timestep of the variants' runs (``total`` of them).
     """
     start = time.perf_counter()
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{outdir}: cannot be made a directory ({exc.strerror})") from None
+    outdir = output_dir(outdir)
     model, data = load_data()
     n = 100 if quick else len(data["y_test"])
     timesteps = TIMESTEPS[:4] if quick else TIMESTEPS
@@ -226,6 +232,7 @@ def run_demo(out=sys.stdout, outdir="refmodel-demo", quick=False, progress=None)
           f"labels {', '.join(map(str, labels[:VECTOR_IMAGES]))})", file=out)  # fmt: skip
     print(f"spec: {spec_path} (+ .npz; the network and stimulus of the vectors); its cost per layer:\n"
           f"  refmodel cost {spec_path} --timesteps {vec_t}", file=out)  # fmt: skip
+    print("a dual-threshold SCNN trained for T = 1 against a conventional one: refmodel demo dtscnn", file=out)
     seconds = time.perf_counter() - start
     print(f"done in {seconds:.1f} s", file=out)
     return {"float_accuracy": float_accuracy, "float_correct": float_correct, "n": n, "timesteps": timesteps,
