@@ -15,6 +15,8 @@
         begin
 `ifdef __ICARUS__
             $finish_and_return(1);
+`elsif VERILATOR
+            $stop;  // which ends a Verilator simulation with exit status 1
 `else
             $finish;
 `endif

@@ -1,7 +1,7 @@
 // Plain Verilog testbench of if1_top. It replays the $readmemh files of refmodel export-hex:
 // sample by sample (reset between samples), one timestep per clock, it drives conv1's current
 // and compares v_pre, spikes and v_post with refmodel's, every timestep. The first mismatch is
-// printed as refmodel reports it, and the simulation fails (vvp exit status 1).
+// printed as refmodel reports it, and the simulation fails (exit status 1).
 // Plusargs: +hex=DIR (export-hex output), +config_sha256=SHA256 (from its manifest.json),
 // +dump=DIR (write v_pre, spikes and v_post instead of comparing them: tb/replay.vh).
 `timescale 1ns / 1ps

@@ -1,7 +1,7 @@
 // Plain Verilog testbench of pool1_top. It replays the $readmemh files of refmodel export-hex:
 // every timestep and sample it drives if1's spikes and Vm (v_pre or v_post, as pool1's vm_stage
 // says) and compares the pooled spikes and the winner index with refmodel's. The first mismatch
-// is printed as refmodel reports it, and the simulation fails (vvp exit status 1).
+// is printed as refmodel reports it, and the simulation fails (exit status 1).
 // Plusargs: +hex=DIR (export-hex output), +config_sha256=SHA256 (from its manifest.json),
 // +dump=DIR (write spikes and index instead of comparing them: tb/replay.vh).
 `timescale 1ns / 1ps
