@@ -179,7 +179,7 @@ def run_dtscnn_demo(out=sys.stdout, outdir="refmodel-demo", n_images=None) -> di
     for title, value, fmt, compare in rows:
         a, b = value(dt), value(base)
         versus = {"diff": f"{a - b:+.1f} pp", "ratio": f"{a / b:.3f}" if b else "-", None: ""}[compare]
-        print(f"  {title:<38}{fmt.format(a):>10}{fmt.format(b):>10}{versus:>16}", file=out)
+        print(f"  {title:<38}{fmt.format(a):>10}{fmt.format(b):>10}{versus:>16}".rstrip(), file=out)
 
     vectors, spec_path = outdir / "dtscnn_dt_T1.h5", outdir / "dtscnn_dt.toml"
     x_codes = quantize_input(x_float[:VECTOR_IMAGES], INPUT_FORMAT)

@@ -32,7 +32,7 @@ networks as ``refmodel.ann`` files (``dtscnn_dt.npz``, ``dtscnn_baseline.npz``; 
 network: conv, dual_threshold / threshold, avgpool, ..., linear).  With the default data they go
 to ``refmodel/data`` (what ``refmodel demo dtscnn`` reads).
 
-    nice -n 19 .venv/bin/python examples/dtscnn/train.py            # needs the dev extra (torch) and scikit-learn
+    nice -n 19 .venv/bin/python examples/dtscnn/train.py            # the dev extra: torch, scikit-learn
     .venv/bin/python examples/dtscnn/train.py --data mnist.npz --out /tmp/mnist --seeds 0
 """
 
