@@ -60,7 +60,7 @@ def _cmd_gen(args) -> int:
     with progress_bar(timesteps, spec.network.name, "step", force=args.progress) as bar:
         result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed,
                           range=args.range and tuple(args.range), record=record, progress=lambda t: bar.update(1),
-                          force=args.force, coverage=not args.no_coverage)
+                          force=args.force, coverage=not args.no_coverage, compression=args.compression)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -411,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refmodel import __version__
     from refmodel.encode import SEED_MAX
     from refmodel.limits import MAX_BATCH, MAX_TIMESTEPS
+    from refmodel.vectors.chunks import COMPRESSIONS
     from refmodel.waves import MAX_SIGNALS, WINDOW as WAVE_WINDOW
 
     parser = _Parser(prog="refmodel", description=DESCRIPTION)
@@ -454,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-coverage", action="store_true",
                      help="do not count the functional coverage bins nor store them (the file then has no coverage "
                           "group)")
+    gen.add_argument("--compression", choices=COMPRESSIONS, default=COMPRESSIONS[0],
+                     help="how the file's datasets are stored: fast (default: shuffle + deflate level 1, by libdeflate "
+                          "when refmodel[fast] is installed, else zlib), small (deflate level 6: a few percent "
+                          "smaller, several times slower) or none (no filter: largest, fastest); the file records "
+                          "which (docs/vectors.md §5)")
     gen.add_argument("--cover", metavar="BINS",
                      help="coverage-directed: draw runs of new seeds (seed, seed + 1, ...) until the bins are hit: "
                           "all, or a comma list of LAYER.BIN or BIN; write the fewest files that hit them into the "
@@ -480,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("other", help="the vector file to check against it")
     check.add_argument("--vcd", metavar="DIFF.vcd",
                        help="also write both files' values of the first mismatch's layer and sample around it, and a "
-                            "mismatch marker, as a VCD wave file (docs/rtl-flow.md §7)")
+                            "mismatch marker, as a VCD wave file (docs/rtl-flow.md §6)")
     check.add_argument("--window", type=_integer(0), default=WAVE_WINDOW, metavar="STEPS",
                        help=f"with --vcd: timesteps shown before and after the first mismatch (default {WAVE_WINDOW})")
     check.add_argument("--max-signals", type=_integer(1), default=MAX_SIGNALS, metavar="N",
@@ -493,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the traces of FILE as a value change dump: timestep t is the clock cycle from t ns to "
                     "t+1 ns (clk rises at t ns), a scope per layer (and per sample when several), a register per "
                     "element named c<c>_y<y>_x<x> holding its two's-complement code at the signal's width "
-                    "(docs/rtl-flow.md §7).")
+                    "(docs/rtl-flow.md §6).")
     export_vcd.add_argument("file", help="vector file (HDF5)")
     export_vcd.add_argument("out", help="VCD file to write")
     export_vcd.add_argument("--layers", metavar="L1,L2", help="only these layers (default: every layer with traces)")

@@ -1,5 +1,5 @@
 """Waveforms of a vector file's traces as a value change dump (VCD, IEEE 1364-2005 §18), for
-wave viewers such as GTKWave (docs/rtl-flow.md §7), written through pyvcd.
+wave viewers such as GTKWave (docs/rtl-flow.md §6), written through pyvcd.
 
 Time: timestep t is the clock cycle from t ns to t + 1 ns (timescale 100 ps, ``STEP`` = 10
 units a timestep): ``clk`` rises at t ns, where every value of timestep t appears, and falls at

@@ -16,7 +16,7 @@ from refmodel.vectors import VectorFile
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"
-COMMANDS = ("demo", "gen", "inspect", "check", "export-hex", "export-sv", "cost", "sweep", "sweep-report")
+COMMANDS = ("demo", "gen", "inspect", "check", "export-hex", "export-sv", "export-vcd", "cost", "sweep", "sweep-report")
 
 
 def refmodel(*args):

@@ -1,4 +1,4 @@
-"""refmodel export-vcd and check --vcd (refmodel/waves.py, docs/rtl-flow.md §7): the VCD file,
+"""refmodel export-vcd and check --vcd (refmodel/waves.py, docs/rtl-flow.md §6): the VCD file,
 parsed back with vcdvcd (a reader independent of pyvcd, which writes it), holds every value of
 the vector file's traces at its timestep; too many signals are refused before anything is
 written; the mismatch VCD of a corrupted file shows golden and other part at the corrupted
