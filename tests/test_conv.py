@@ -11,7 +11,7 @@ from refmodel.fixed import FixedOverflowError, FixedPointError, QFormat
 from refmodel.kernels import Weights, conv2d, linear
 from refmodel.kernels import _conv_kernels, _conv_simd
 from refmodel.kernels import conv as conv_module
-from refmodel.kernels.conv import EVENT_DENSITY_THRESHOLD, ShapeError
+from refmodel.kernels.conv import ShapeError
 from tests import modes
 from tests.oracle import conv as oracle
 
@@ -183,16 +183,18 @@ def record_kernel_calls(monkeypatch):
 
 
 def test_auto_takes_the_event_path_for_sparse_spikes(monkeypatch):
-    """§4: method="auto" is event-driven for 0/1 inputs with at most EVENT_DENSITY_THRESHOLD ones."""
+    """§4: method="auto" is event-driven for 0/1 inputs with at most EVENT_DENSITY_THRESHOLDS[the dense
+    kernel] ones (here the first kernel of DENSE_KERNELS this machine has: 8-bit operands, a linear layer)."""
     calls = record_kernel_calls(monkeypatch)
-    size = 20
-    most = int(EVENT_DENSITY_THRESHOLD * size)  # the largest number of ones that is still sparse
+    size = 40
+    dense = next(k for k in conv_module.DENSE_KERNELS if conv_module.dense_kernel_available(k))
+    most = int(conv_module.EVENT_DENSITY_THRESHOLDS[dense] * size)  # the largest number of ones that is still sparse
     w = np.arange(3 * 10).reshape(3, 10) - 15
 
     def path(x, method="auto"):
         calls.clear()
-        out = linear(x.reshape(2, 10), w, method=method)
-        assert out.tolist() == (x.reshape(2, 10).astype(np.int64) @ w.T).tolist()
+        out = linear(x.reshape(4, 10), w, method=method)
+        assert out.tolist() == (x.reshape(4, 10).astype(np.int64) @ w.T).tolist()
         return calls[0] if len(calls) == 1 else calls
 
     spikes = np.zeros(size, np.uint8)

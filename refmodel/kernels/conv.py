@@ -34,12 +34,18 @@ from refmodel.fixed import FixedOverflowError, FixedPointError, Overflow, QForma
 from refmodel.kernels import _conv_kernels as _k
 from refmodel.kernels import _conv_amx, _conv_simd
 
-__all__ = ["conv2d", "linear", "Weights", "ShapeError", "EVENT_DENSITY_THRESHOLD", "DENSE_KERNELS", "DENSE_KERNEL",
-           "dense_kernel_available"]
+__all__ = ["conv2d", "linear", "Weights", "ShapeError", "EVENT_DENSITY_THRESHOLD", "EVENT_DENSITY_THRESHOLDS",
+           "DENSE_KERNELS", "DENSE_KERNEL", "dense_kernel_available"]
 
-#: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of
-#: ones (measured with benchmarks/bench_conv.py, see docs/performance.md).
+#: "auto" takes the event-driven kernel for 0/1 inputs with at most this fraction of ones when
+#: the dense kernel would be the int16 SIMD or ordered one (measured with benchmarks/bench_conv.py,
+#: see docs/performance.md) ...
 EVENT_DENSITY_THRESHOLD = 0.4
+#: ... and, per dense kernel, at most this fraction (the 8-bit kernels are faster, measured
+#: single-thread on layers of 64..256 channels, 32×32..8×8: docs/performance.md).
+EVENT_DENSITY_THRESHOLDS = {"dense_amx": 0.05, "dense_vnni": 0.15, "dense_simd": EVENT_DENSITY_THRESHOLD,
+                            "dense_ordered": EVENT_DENSITY_THRESHOLD}
+_AMX_MIN_ROW = 16  # "auto" takes AMX for rows of at least this many output pixels (tiles of 16 × 2)
 
 #: The dense kernels, fastest first: AMX tiles (uint8 × int8), VNNI (uint8 × int8 quads), SIMD
 #: (int16 pairs), the int64 loops in the contract order.  The first three need exact int32 sums.
@@ -348,12 +354,12 @@ def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wa
     x16 = -(2**15) <= xmin and xmax < 2**15
     # 8-bit inputs: uint8 as they are, int8 as x + 128
     offset = 0 if xmin == 0 and xmax <= 255 else _X8_OFFSET if -128 <= xmin and xmax <= 127 else None
-    kernel = _choose_kernel(method, x, spikes, x16, offset is not None, exact32, weights)
-
     N, _, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     shape = (N, K, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    row = _BATCH_ROW if _batch_as_pixels(x, weights, padding) else shape[3]  # output pixels per kernel row
+    kernel = _choose_kernel(method, x, spikes, x16, offset is not None, exact32, weights, row)
     return _Plan(kernel, shape, spikes, cast_each, exact32, cover, acc is not None and acc_apply == "once", acc,
                  overflow, bounds, offset)
 
@@ -385,15 +391,17 @@ def _check_bias(api, bias, acc, overflow, bounds):
         )
 
 
-def _choose_kernel(method, x, spikes, x16, x8, exact32, weights) -> str:
+def _choose_kernel(method, x, spikes, x16, x8, exact32, weights, row) -> str:
     """The kernel for ``method``: a fast one (int32 sums) when ``exact32`` and the operands fit it
-    (see ``_dense_kernel``; 0/1 inputs for ``event_spikes``), else an ordered one."""
+    (see ``_dense_kernel``; 0/1 inputs for ``event_spikes``), else an ordered one.  "auto" is
+    event-driven for 0/1 inputs with at most ``EVENT_DENSITY_THRESHOLDS[the dense kernel]`` ones."""
     if method == "auto":
-        dense = not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLD * x.size)
-    else:
-        dense = method == "dense"
-    if dense:
-        return _dense_kernel(x16, x8, exact32, weights)
+        dense = _dense_kernel(x16, x8, exact32, weights, row)
+        if not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLDS[dense] * x.size):
+            return dense
+        return "event_spikes" if exact32 else "event_ordered"
+    if method == "dense":
+        return _dense_kernel(x16, x8, exact32, weights, row)
     return "event_spikes" if spikes and exact32 else "event_ordered"
 
 
@@ -408,14 +416,16 @@ def dense_kernel_available(kernel) -> bool:
     return kernel == "dense_ordered"
 
 
-def _dense_kernel(x16, x8, exact32, weights) -> str:
+def _dense_kernel(x16, x8, exact32, weights, row) -> str:
     """The first of DENSE_KERNELS from ``DENSE_KERNEL`` on that the machine has and the operands fit:
-    the fast ones need exact int32 sums, and 8-bit operands (AMX, VNNI) or 16-bit ones (SIMD)."""
+    the fast ones need exact int32 sums, and 8-bit operands (AMX, VNNI) or 16-bit ones (SIMD).
+    "auto" leaves AMX out for rows of fewer than _AMX_MIN_ROW output pixels (most of its 32-pixel
+    tile pair would be idle: measured slower than VNNI on 8×8 images)."""
     if DENSE_KERNEL != "auto" and DENSE_KERNEL not in DENSE_KERNELS:
         raise FixedPointError(f"conv.DENSE_KERNEL (REFMODEL_DENSE_KERNEL) must be 'auto' or one of {DENSE_KERNELS}, "
                               f"got {DENSE_KERNEL!r}")
-    fits = {"dense_amx": x8 and weights.fits8, "dense_vnni": x8 and weights.fits8,
-            "dense_simd": x16 and weights.fits16, "dense_ordered": True}
+    fits = {"dense_amx": x8 and weights.fits8 and (row >= _AMX_MIN_ROW or DENSE_KERNEL != "auto"),
+            "dense_vnni": x8 and weights.fits8, "dense_simd": x16 and weights.fits16, "dense_ordered": True}
     first = 0 if DENSE_KERNEL == "auto" else DENSE_KERNELS.index(DENSE_KERNEL)
     for kernel in DENSE_KERNELS[first:]:
         if (exact32 or kernel == "dense_ordered") and fits[kernel] and dense_kernel_available(kernel):
@@ -428,7 +438,7 @@ def _execute(plan: _Plan, x, weights, stride, padding):
     index of the first overflow or -1, its value, and the coverage counts (N, K, 4) or an empty
     array) come from the ordered kernels; the fast kernels, which only compute exact sums, give None."""
     out = np.empty(plan.shape, np.int64)
-    if plan.kernel in _FAST_DENSE and x.shape[2:] == weights.w.shape[2:] == (1, 1) and padding == (0, 0):
+    if plan.kernel in _FAST_DENSE and _batch_as_pixels(x, weights, padding):
         _dense_batch_as_pixels(plan, x, weights, out)
         return out, None
     if plan.kernel in _FAST_DENSE:
@@ -566,6 +576,12 @@ def _event_ordered(plan, x, weights, stride, padding, out):
 
 
 _BATCH_ROW = 32  # images per row in _dense_batch_as_pixels: two AMX tiles, eight SIMD micro-kernel calls
+
+
+def _batch_as_pixels(x, weights, padding):
+    """Whether the call is a 1×1 conv of 1×1 images (a linear layer), which the fast dense kernels
+    run as ``_dense_batch_as_pixels``."""
+    return x.shape[2:] == weights.w.shape[2:] == (1, 1) and padding == (0, 0)
 
 
 def _dense_batch_as_pixels(plan, x, weights, out):
