@@ -7,6 +7,7 @@ each row is recorded (position m, which write, exact value) so the caller can ra
 under ``Overflow.ERROR``.
 """
 
+import functools
 from collections import namedtuple
 
 import numba
@@ -82,7 +83,18 @@ def leak_tie(x, kind, a, b, rounding):
     return (p & ((np.int64(1) << n) - 1)) == np.int64(1) << (n - 1)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always")
+def _overflowed(y, err, row, m, write, count, high, low):
+    """A Vm write of ``y`` outside the register's range: the counts of the row's overflowing
+    writes and of the writes above and below the range, ``count``, ``high`` and ``low``, with
+    this one added; the row's first is recorded as ``err[row] = (m, write, y)``."""
+    if err[row, 0] < 0:
+        err[row, 0] = m
+        err[row, 1] = write
+        err[row, 2] = y
+    return count + 1, high + (y > 0), low + (y < 0)
+
+
 def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     """One timestep of K-threshold neurons (K = thr.shape[0]: 1 for IF/LIF, 2 for DT), with
     the options ``modes`` (a ``NeuronModes``).
@@ -96,40 +108,36 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     is empty, ``cov[c, b]`` counts the hits of coverage bin ``b`` (the ``COV_*`` codes) in
     channel c, over the batch.
 
-    The channels are shared among the threads; the loop over one channel is ``_neuron_channel``,
-    called at eight places with the number of maps (1 or 2), the use of the refractory counter
-    and the counting of coverage as constants, which LLVM inlines and specializes (measured with
-    a loop per row (n, c): an IF step in 35% less CPU time, a dual-threshold step in 20% less).
+    The work is done by the kernel of ``_step_kernel`` for this number of maps, use of the
+    refractory counter and counting of coverage.
+    """
+    kernel = _step_kernel(thr.shape[0], modes.refractory > 0, cov.shape[0] > 0)
+    kernel(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov)
+
+
+@functools.cache
+def _step_kernel(n_maps: int, use_refr: bool, cover: bool):
+    """``neuron_step``'s kernel for ``n_maps`` (1 or 2), ``use_refr`` and ``cover``.  As closure
+    constants they are known at compile time, so LLVM specializes the channel loop for them
+    (measured with a loop per row (n, c): an IF step in 35% less CPU time, a dual-threshold step
+    in 20% less); each kernel is compiled (and cached) only when a run first needs it (compiling
+    all eight in every run took a first ``refmodel gen`` ~70 s).  The channel index is uint64
+    as the parfor makes it: an int64 index typed ``_neuron_channel`` a second time.
+
+    The channels are shared among the threads; the loop over one channel is ``_neuron_channel``.
     A loop per channel, not per row, keeps a channel's coverage counters in registers over the
     batch and stores C rows of them, not N·C (vgg's IF steps of two timesteps, Intel Xeon: plain
     14.7-15.6 ms and counting 16.3-17.9 ms, against 18.6-19.1 and 17.8-19.8 ms per row; counting
-    V = threshold only where it can be, below, then took counting from 1.17x plain to 1.12x).
-    """
-    n_maps = thr.shape[0]
-    keep_pre = v_pre.shape[0] > 0
-    cover = cov.shape[0] > 0
-    refractory = modes.refractory
-    for c in numba.prange(current.shape[1]):
-        if cover:
-            _neuron_channel_variant(v, refr, current, thr, c, n_maps, refractory > 0, keep_pre, True, modes, spikes,
-                                    v_pre, ovf, err, cov)
-        else:
-            _neuron_channel_variant(v, refr, current, thr, c, n_maps, refractory > 0, keep_pre, False, modes, spikes,
-                                    v_pre, ovf, err, cov)
+    V = threshold only where it can be, below, then took counting from 1.17x plain to 1.12x)."""
 
+    @numba.njit(cache=True, parallel=True)
+    def kernel(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
+        keep_pre = v_pre.shape[0] > 0
+        for c in numba.prange(np.uint64(current.shape[1])):
+            _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, ovf,
+                            err, cov)
 
-@numba.njit(cache=True, inline="always")
-def _neuron_channel_variant(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, ovf,
-                            err, cov):
-    """``_neuron_channel`` called with ``n_maps`` (1 or 2), ``use_refr`` and ``cover`` as constants."""
-    if n_maps == 1 and not use_refr:
-        _neuron_channel(v, refr, current, thr, c, 1, False, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov)
-    elif n_maps == 1:
-        _neuron_channel(v, refr, current, thr, c, 1, True, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov)
-    elif not use_refr:
-        _neuron_channel(v, refr, current, thr, c, 2, False, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov)
-    else:
-        _neuron_channel(v, refr, current, thr, c, 2, True, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov)
+    return kernel
 
 
 @numba.njit(cache=True)
@@ -170,13 +178,7 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 x = y
             y = x + current[n, c, m]
             if not in_range_int(y, bits, signed, overflow):
-                count += 1
-                high += y > 0
-                low += y < 0
-                if err[row, 0] < 0:
-                    err[row, 0] = m
-                    err[row, 1] = WRITE_INTEGRATE
-                    err[row, 2] = y
+                count, high, low = _overflowed(y, err, row, m, WRITE_INTEGRATE, count, high, low)
             x = cast_int(y, bits, signed, overflow)
             if order == ORDER_INTEGRATE_FIRST:
                 y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
@@ -206,13 +208,7 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 if reset == RESET_SUBTRACT:
                     y = x - theta
                     if not in_range_int(y, bits, signed, overflow):
-                        count += 1
-                        high += y > 0
-                        low += y < 0
-                        if err[row, 0] < 0:
-                            err[row, 0] = m
-                            err[row, 1] = WRITE_RESET
-                            err[row, 2] = y
+                        count, high, low = _overflowed(y, err, row, m, WRITE_RESET, count, high, low)
                     x = cast_int(y, bits, signed, overflow)
                 elif reset == RESET_ZERO:
                     x = np.int64(0)
