@@ -101,6 +101,8 @@ def _root(vf) -> str:
 def select(vf, layers=None, signals=None, samples=None):
     """``([(layer, signal)], [sample])`` of a vector file for the names given (None: every
     layer with traces, every signal, every sample); WaveError for a name or sample it lacks."""
+    if not any(la.signals for la in vf.layers):
+        raise WaveError(f"{vf.path}: the file records no trace (written with --record none?)")
     chosen = [la for la in vf.layers if la.signals] if layers is None else [vf.layer(name) for name in layers]
     for la in chosen:
         if not la.signals:

@@ -17,8 +17,10 @@ from refmodel.vectors import VectorFile, reseal
 vcdvcd = pytest.importorskip("vcdvcd", reason="vcdvcd (the test extra) reads the VCD files back")
 pytest.importorskip("vcd", reason="pyvcd (the waves extra) writes the VCD files")
 
-GOLDEN = Path(__file__).resolve().parents[1] / "vectors" / "golden" / "conv_if_vmpool.h5"
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "vectors" / "golden" / "conv_if_vmpool.h5"
 NET = "conv_if_vmpool"
+EVERY_GOLDEN = sorted((ROOT / "vectors" / "golden").glob("*.h5"))
 
 
 def _main(capsys, *args):
@@ -49,20 +51,22 @@ def _element(axes, index):
     return "_".join(f"{a}{i}" for a, i in zip(axes, index))
 
 
-def test_every_vcd_value_equals_the_vector_files_trace(tmp_path, capsys):
+@pytest.mark.parametrize("golden", EVERY_GOLDEN, ids=[p.stem for p in EVERY_GOLDEN])
+def test_every_vcd_value_equals_the_vector_files_trace(golden, tmp_path, capsys):
     out = tmp_path / "out.vcd"
-    status, text, _ = _main(capsys, "export-vcd", GOLDEN, out)
+    status, text, _ = _main(capsys, "export-vcd", golden, out, "--max-signals", 10_000)
     assert status == 0, text
-    traces = _traces(GOLDEN)
-    T, N = next(iter(traces.values()))[0].shape[:2]
+    traces = _traces(golden)
+    with VectorFile(golden) as vf:
+        net, T, N = vf.network.name, vf.timesteps, vf.batch
     wave = vcdvcd.VCDVCD(str(out))
     assert (wave.timescale["magnitude"], wave.timescale["unit"]) == (100, "ps")
-    expected_names = {f"{NET}.clk", f"{NET}.timestep"}
+    expected_names = {f"{net}.clk", f"{net}.timestep"}
     checked = 0
     for (layer, signal), (values, fmt, axes) in traces.items():
         for n in range(N):
             for index in np.ndindex(*values.shape[2:]):
-                name = f"{NET}.{layer}.n{n}.{signal}.{_element(axes, index)}"
+                name = f"{net}.{layer}.n{n}.{signal}.{_element(axes, index)}"
                 expected_names.add(name)
                 var = wave[name]
                 assert int(var.size) == fmt.bits
@@ -73,8 +77,8 @@ def test_every_vcd_value_equals_the_vector_files_trace(tmp_path, capsys):
     assert checked == sum(v.size for v, _, _ in traces.values())
     assert f"{len(expected_names) - 2} signals over {T} timesteps" in text
     # the clock rises at each timestep's start (t ns = 10 units of 100 ps) and falls half-way
-    assert wave[f"{NET}.clk"].tv == [(time, bit) for t in range(T) for time, bit in ((10 * t, "1"), (10 * t + 5, "0"))]
-    assert [(time, int(v, 2)) for time, v in wave[f"{NET}.timestep"].tv] == [(10 * t, t) for t in range(T)]
+    assert wave[f"{net}.clk"].tv == [(time, bit) for t in range(T) for time, bit in ((10 * t, "1"), (10 * t + 5, "0"))]
+    assert [(time, int(v, 2)) for time, v in wave[f"{net}.timestep"].tv] == [(10 * t, t) for t in range(T)]
     assert wave.endtime == 10 * T
 
 
@@ -119,6 +123,17 @@ def test_a_bad_selection_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, 
     status, _, err = _main(capsys, "export-vcd", GOLDEN, tmp_path / "out.vcd", option, value)
     assert status == 2 and message in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_without_traces_exits_2_saying_so(tmp_path, capsys):
+    from refmodel.generate import generate
+    from refmodel.spec import load_spec
+
+    bare = tmp_path / "bare.h5"
+    generate(load_spec(ROOT / "vectors" / "recipes" / "conv_if_vmpool.toml"), bare, timesteps=1, record=None)
+    status, _, err = _main(capsys, "export-vcd", bare, tmp_path / "out.vcd")
+    assert status == 2 and "the file records no trace" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["bare.h5"]
 
 
 def test_max_signals_refuses_an_export_naming_how_many_signals_it_would_hold(tmp_path, capsys):
