@@ -325,16 +325,18 @@ def test_every_dense_kernel_equals_twin(kernel, case):
     assert got == want
 
 
+@pytest.mark.parametrize("stride", [1, (1, 2)])
 @pytest.mark.parametrize("kernel", conv_module.DENSE_KERNELS)
-def test_every_dense_kernel_on_a_wide_layer(kernel):
+def test_every_dense_kernel_on_a_wide_layer(kernel, stride):
     """Past the blocks of every kernel at once (C/groups = 70: 5 AMX steps per kernel row,
-    K/groups = 70: two 64-channel chunks, 35 output pixels: two pairs of 16), int8 inputs."""
+    K/groups = 70: two 64-channel chunks, 35 or 18 output pixels per row: AMX's rows flattened at
+    stride 1, row by row at stride 2), int8 inputs."""
     rng = np.random.default_rng(11)
     x = rng.integers(-128, 128, (1, 140, 3, 35)).astype(np.int8)
     w = rng.integers(-128, 128, (140, 70, 1, 3)).astype(np.int8)
     skip_unless_available(kernel)
     with dense_kernel_forced(kernel) as ran:
-        got, want = run_both(x, w, rng.integers(-9, 9, 140), "dense", padding=(0, 1), groups=2)
+        got, want = run_both(x, w, rng.integers(-9, 9, 140), "dense", stride=stride, padding=(0, 1), groups=2)
     assert ran == [kernel]
     assert got == want
 

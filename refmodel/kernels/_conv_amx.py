@@ -20,6 +20,9 @@ C0..C3 hold 2 pixel blocks × 2 channel blocks, A0, A1 the two pixel blocks, B0,
 channel blocks.  Tiles are written in LLVM IR (a numba intrinsic) with the tile numbers as
 immediates; every tile is configured 16 rows × 64 bytes.
 
+With stride 1, ``dense_amx_flat`` runs the same tiles over blocks of 32 pixels of the output
+flattened across its rows (see its doc).
+
 Linux lets a process use the tile registers only after asking for them
 (``arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)``): ``available()`` asks once.
 """
@@ -157,3 +160,36 @@ def dense_amx(xh, wp, bias, sh, sw, kh, out):
             kk = g * Kg + k
             for ox in range(Wo):
                 out[n, kk, oy, ox] = np.int32(out32[ox, k] + bias[kk])  # mod 2**32
+
+
+@numba.njit(cache=True, parallel=True)
+def dense_amx_flat(xh, wp, bias, kh, out):
+    """``dense_amx`` for stride 1 on ``xh`` of width Wq = W + 2·pw, its output rows flattened:
+    virtual pixel ``m = oy·Wq + ox`` reads its kernel rows at ``xh[n, g] + (m + ky·Wq)·Cp``,
+    one stride for the whole image, so blocks of 2·TILE virtual pixels run across output rows
+    (the Wq − Wo virtual pixels at the end of each row are computed and dropped).  Small images
+    keep the tiles busy: 8×8 with padding 1 fills 64 of 96 pixel slots instead of 64 of 256.
+    The caller leaves room after ``xh`` for the reads of the last block."""
+    N, G, Hp, Wq, Cp = xh.shape
+    _, nchunk, R4, NBv, _ = wp.shape
+    _, K, Ho, Wo = out.shape
+    Kg = K // G
+    nsteps = R4 // kh // TILE
+    nkp = (Kg + 2 * TILE - 1) // (2 * TILE)
+    wrow = NBv * 64
+    nblk = (Ho * Wq + 2 * TILE - 1) // (2 * TILE)
+    for job in prange(N * G * nblk):
+        n = job // (G * nblk)
+        g = (job // nblk) % G
+        m0 = job % nblk * 2 * TILE
+        out32 = np.empty((2 * TILE, nkp * 2 * TILE), np.int32)  # virtual pixels m0 .. m0 + 31
+        orow = out32.shape[1] * 4
+        _row_tiles(xh[n, g].ctypes.data + m0 * Cp, Cp, Wq * Cp, kh, nsteps, wp[g].ctypes.data, wrow,
+                   R4 * wrow, 1, nkp, out32.ctypes.data, orow)
+        for oy in range(m0 // Wq, min(Ho, (m0 + 2 * TILE - 1) // Wq + 1)):
+            lo, hi = max(0, m0 - oy * Wq), min(Wo, m0 + 2 * TILE - oy * Wq)
+            for k in range(Kg):
+                kk = g * Kg + k
+                for ox in range(lo, hi):
+                    out[n, kk, oy, ox] = np.int32(out32[oy * Wq + ox - m0, k] + bias[kk])  # mod 2**32
+

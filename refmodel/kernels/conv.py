@@ -45,7 +45,7 @@ EVENT_DENSITY_THRESHOLD = 0.4
 #: single-thread on layers of 64..256 channels, 32×32..8×8: docs/performance.md).
 EVENT_DENSITY_THRESHOLDS = {"dense_amx": 0.05, "dense_vnni": 0.15, "dense_simd": EVENT_DENSITY_THRESHOLD,
                             "dense_ordered": EVENT_DENSITY_THRESHOLD}
-_AMX_MIN_ROW = 16  # "auto" takes AMX for rows of at least this many output pixels (tiles of 16 × 2)
+_AMX_MIN_ROW = 16  # with a stride other than 1, "auto" takes AMX for rows of at least this many output pixels
 
 #: The dense kernels, fastest first: AMX tiles (uint8 × int8), VNNI (uint8 × int8 quads), SIMD
 #: (int16 pairs), the int64 loops in the contract order.  The first three need exact int32 sums.
@@ -358,8 +358,10 @@ def _plan(api, x, weights, stride, padding, acc, overflow, acc_apply, method, wa
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw) = stride, padding
     shape = (N, K, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
-    row = _BATCH_ROW if _batch_as_pixels(x, weights, padding) else shape[3]  # output pixels per kernel row
-    kernel = _choose_kernel(method, x, spikes, x16, offset is not None, exact32, weights, row)
+    # AMX's tile pairs of 32 pixels are mostly busy: a linear layer (rows of 32 images), stride 1
+    # (rows flattened when that saves pixel slots, see _flat_saves), or rows of enough pixels
+    amx_busy = _batch_as_pixels(x, weights, padding) or stride == (1, 1) or shape[3] >= _AMX_MIN_ROW
+    kernel = _choose_kernel(method, x, spikes, x16, offset is not None, exact32, weights, amx_busy)
     return _Plan(kernel, shape, spikes, cast_each, exact32, cover, acc is not None and acc_apply == "once", acc,
                  overflow, bounds, offset)
 
@@ -391,17 +393,17 @@ def _check_bias(api, bias, acc, overflow, bounds):
         )
 
 
-def _choose_kernel(method, x, spikes, x16, x8, exact32, weights, row) -> str:
+def _choose_kernel(method, x, spikes, x16, x8, exact32, weights, amx_busy) -> str:
     """The kernel for ``method``: a fast one (int32 sums) when ``exact32`` and the operands fit it
     (see ``_dense_kernel``; 0/1 inputs for ``event_spikes``), else an ordered one.  "auto" is
     event-driven for 0/1 inputs with at most ``EVENT_DENSITY_THRESHOLDS[the dense kernel]`` ones."""
     if method == "auto":
-        dense = _dense_kernel(x16, x8, exact32, weights, row)
+        dense = _dense_kernel(x16, x8, exact32, weights, amx_busy)
         if not (spikes and np.count_nonzero(x) <= EVENT_DENSITY_THRESHOLDS[dense] * x.size):
             return dense
         return "event_spikes" if exact32 else "event_ordered"
     if method == "dense":
-        return _dense_kernel(x16, x8, exact32, weights, row)
+        return _dense_kernel(x16, x8, exact32, weights, amx_busy)
     return "event_spikes" if spikes and exact32 else "event_ordered"
 
 
@@ -416,15 +418,15 @@ def dense_kernel_available(kernel) -> bool:
     return kernel == "dense_ordered"
 
 
-def _dense_kernel(x16, x8, exact32, weights, row) -> str:
+def _dense_kernel(x16, x8, exact32, weights, amx_busy) -> str:
     """The first of DENSE_KERNELS from ``DENSE_KERNEL`` on that the machine has and the operands fit:
     the fast ones need exact int32 sums, and 8-bit operands (AMX, VNNI) or 16-bit ones (SIMD).
-    "auto" leaves AMX out for rows of fewer than _AMX_MIN_ROW output pixels (most of its 32-pixel
-    tile pair would be idle: measured slower than VNNI on 8×8 images)."""
+    "auto" leaves AMX out unless ``amx_busy`` (else most of its 32-pixel tile pairs would be idle:
+    row by row on 8×8 images it measured slower than VNNI)."""
     if DENSE_KERNEL != "auto" and DENSE_KERNEL not in DENSE_KERNELS:
         raise FixedPointError(f"conv.DENSE_KERNEL (REFMODEL_DENSE_KERNEL) must be 'auto' or one of {DENSE_KERNELS}, "
                               f"got {DENSE_KERNEL!r}")
-    fits = {"dense_amx": x8 and weights.fits8 and (row >= _AMX_MIN_ROW or DENSE_KERNEL != "auto"),
+    fits = {"dense_amx": x8 and weights.fits8 and (amx_busy or DENSE_KERNEL != "auto"),
             "dense_vnni": x8 and weights.fits8, "dense_simd": x16 and weights.fits16, "dense_ordered": True}
     first = 0 if DENSE_KERNEL == "auto" else DENSE_KERNELS.index(DENSE_KERNEL)
     for kernel in DENSE_KERNELS[first:]:
@@ -599,6 +601,14 @@ def _dense_batch_as_pixels(plan, x, weights, out):
     out[:, :, 0, 0] = out_t[:, :, 0, :].transpose(0, 2, 1).reshape(M * _BATCH_ROW, -1)[:N]
 
 
+def _flat_saves(Ho, Wo, Wq, block):
+    """Whether ``dense_amx_flat`` (output rows of Wq virtual pixels, flattened into blocks) computes
+    at least 20% fewer pixel slots than ``dense_amx`` (each row in blocks): its output write is
+    slower per pixel (blocks straddle rows; measured single-thread, C = K = 64, 32×32: 2.4 ms
+    against 1.45 ms for 1088 against 1024 slots; 16×16: 1.36 against 2.4 ms; 8×8: 1.6 against 4.0 ms)."""
+    return 5 * (-(-Ho * Wq // block) * block) <= 4 * Ho * (-(-Wo // block) * block)
+
+
 def _dense_simd(plan, x, weights, stride, padding, out):
     """Lay the input out (channel last, see ``_conv_simd``'s module doc) and run the planned fast
     dense kernel: int16 for ``dense_simd``, uint8 (x + plan.offset) for ``dense_vnni`` and ``dense_amx``."""
@@ -612,15 +622,25 @@ def _dense_simd(plan, x, weights, stride, padding, out):
     dtype = np.int16 if plan.kernel == "dense_simd" else np.uint8
     g = 4 // np.dtype(dtype).itemsize  # operands per int32 lane
     Cp = -(-Cg // g) * g
+    bias = weights.offset_bias(offset) if offset else weights.bias
+    block = 2 * _conv_amx.TILE
+    if plan.kernel == "dense_amx" and stride == (1, 1) and _flat_saves(Ho, Wo, W + 2 * pw, block):
+        Wq, Hp = W + 2 * pw, H + 2 * ph
+        # the last block's reads: its last pixel's last kernel row, in whole 64-byte steps
+        end = ((-(-Ho * Wq // block) * block - 1) + (kh - 1) * Wq) * Cp + table.shape[2] // kh * 4
+        size = N * G * Hp * Wq * Cp
+        xh = np.empty(size + max(0, end - Hp * Wq * Cp), np.uint8)[:size].reshape(N, G, Hp, Wq, Cp)
+        _conv_simd.channels_last(x, G, ph, pw, offset, xh)
+        _conv_amx.dense_amx_flat(xh, table, bias, kh, out)
+        return
     if plan.kernel == "dense_amx":  # pixels in pairs of tiles, 64-byte steps along each kernel row
-        pixels, row_bytes = -(-Wo // (2 * _conv_amx.TILE)) * 2 * _conv_amx.TILE, table.shape[2] // kh * 4
+        pixels, row_bytes = -(-Wo // block) * block, table.shape[2] // kh * 4
     else:
         pixels, row_bytes = -(-Wo // _conv_simd.MR) * _conv_simd.MR, kw * Cp * np.dtype(dtype).itemsize
     # room for the last pixel's reads
     Wq = max(W + 2 * pw, (pixels - 1) * sw + -(-row_bytes // (Cp * np.dtype(dtype).itemsize)))
     xh = np.empty((N, G, H + 2 * ph, Wq, Cp), dtype)
     _conv_simd.channels_last(x, G, ph, pw, offset, xh)
-    bias = weights.offset_bias(offset) if offset else weights.bias
     if plan.kernel == "dense_amx":
         _conv_amx.dense_amx(xh, table, bias, sh, sw, kh, out)
     else:
