@@ -17,7 +17,9 @@ rounds (median over rounds; ratios taken within a round):
 * ``refmodel``: ``Network.run(x, T)`` without traces (best of ``--reps`` runs per round);
 * ``refmodel + vectors (R)``: ``refmodel.generate.generate`` with ``record=R`` streamed into an
   HDF5 vector file (the main job): ``"all"`` (every trace of every layer), ``"spikes"`` (the
-  spikes of every layer) and ``"none"`` (parameters, stimulus, outputs, counts and cost only);
+  spikes of every layer) and ``"none"`` (parameters, stimulus, outputs, counts, cost and
+  coverage only), with ``--compression`` (default ``fast``); its time over the plain
+  simulation's is set against issue 17's targets (``TARGETS``);
 * ``torch f32``: the same layers, weights and thresholds as a float32 torch loop
   (``torch.no_grad``, the first layer's constant current computed once, as refmodel does),
   when torch is importable (best of ``--reps``); its readout Vm is checked equal to refmodel's.
@@ -26,7 +28,7 @@ Wall time and the process' CPU time (all threads) are both reported: the machine
 and CPU time is less sensitive to other processes.  Then a profile of the least disturbed of 3 runs (1 recorded run), by timers around each
 layer's ``forward``/``step`` and around the kernels and helpers they call.
 
-    python benchmarks/bench_network.py [--quick] [--rounds 3] [--reps 3] [--threads 2]
+    python benchmarks/bench_network.py [--quick] [--rounds 3] [--reps 3] [--threads 2] [--compression fast]
 
 ``--quick``: one round, best of 2 (under a minute once numba's cache is warm).
 """
@@ -64,6 +66,7 @@ from refmodel.layers import (  # noqa: E402
 )
 from refmodel.network import Network  # noqa: E402
 from refmodel.spec import Spec, StimulusSpec  # noqa: E402
+from refmodel.vectors.chunks import compression  # noqa: E402
 from refmodel.vectors.writer import VectorWriter  # noqa: E402
 
 BATCH = 16
@@ -131,6 +134,8 @@ def dtscnn(seed=2):
 
 
 NETWORKS = {"vgg": (vgg, 16), "dtscnn": (dtscnn, 1)}
+#: Issue 17: generate(record=R) at most this many times the plain simulation.
+TARGETS = {"vgg": {"all": 3.0, "spikes": 1.6, "none": 1.3}, "dtscnn": {"none": 1.5}}
 
 
 def stimulus(seed=7):
@@ -267,23 +272,24 @@ def timed(f):
 RECORDS = ("all", "spikes", "none")
 
 
-def record_run(network, x, timesteps, directory, record="all"):
+def record_run(network, x, timesteps, directory, record="all", compression="fast"):
     """The main job: the ``record`` traces streamed into a vector file; (Result, file size)."""
     spec = Spec(network, StimulusSpec(source="x", batch=x.shape[0], timesteps=timesteps, seed=0), {"x": x})
     path = Path(directory) / f"{network.name}.h5"
-    result = generate(spec, path, record=record)
+    result = generate(spec, path, record=record, compression=compression)
     size = path.stat().st_size
     path.unlink()
     return result, size
 
 
-def measure(name, rounds, reps, threads, directory):
+def measure(name, rounds, reps, threads, directory, compression="fast"):
     build, timesteps = NETWORKS[name]
     network, x = build(), stimulus()
     reference = network.run(x, timesteps)  # compiles / warms every kernel
     cases = {
         "refmodel": lambda: network.run(x, timesteps),
-        **{f"refmodel + vectors ({r})": lambda r=r: record_run(network, x, timesteps, directory, r) for r in RECORDS},
+        **{f"refmodel + vectors ({r})": lambda r=r: record_run(network, x, timesteps, directory, r, compression)
+           for r in RECORDS},
     }
     checks = {}
     try:
@@ -439,9 +445,10 @@ def machine():
     return f"{model}, {os.cpu_count()} cores; {versions}"
 
 
-def report(results, threads, rounds, reps, load):
+def report(results, threads, rounds, reps, load, how):
     lines = [
-        f"Machine: {machine()}; {threads} thread(s); load average before/after: {load[0]:.1f}/{load[1]:.1f}.",
+        f"Machine: {machine()}; {threads} thread(s); load average before/after: {load[0]:.1f}/{load[1]:.1f}; "
+        f"vector files: compression {how.describe()!r}.",
         f"Batch {BATCH}; median of {rounds} round(s); per round the best of {reps} run(s) of the cases without "
         "traces and one recorded run; ratios within a round.",
         "",
@@ -459,12 +466,17 @@ def report(results, threads, rounds, reps, load):
                          f"{T / t:.1f} | {m['ops'] / t / 1e9:.2f} | {m['dense'] / t / 1e9:.1f} | {vs} |")  # fmt: skip
     lines.append("")
     for name, m in results.items():
-        times, T = m["times"], m["timesteps"]
+        times, cpu, T = m["times"], m["cpu"], m["timesteps"]
         for r in RECORDS:
             case = f"refmodel + vectors ({r})"
-            share = statistics.median(1 - a / b for a, b in zip(times["refmodel"], times[case]))
-            lines.append(f"- **{name}**, record={r!r}: writing = **{share:.0%}** of the recorded run (target < 25%); "
-                         f"vector file {m['file_size'][case] / 1e6:.1f} MB for T = {T}.")  # fmt: skip
+            per_round = sorted(b / a for a, b in zip(times["refmodel"], times[case]))
+            target = TARGETS[name].get(r)
+            met = within(times, "refmodel", case) <= (target or 0)
+            verdict = "no target" if target is None else f"target <= {target}×: {'met' if met else 'NOT met'}"
+            lines.append(f"- **{name}**, record={r!r}: generate = **{within(times, 'refmodel', case):.2f}×** the plain "
+                         f"simulation (wall; rounds {per_round[0]:.2f}–{per_round[-1]:.2f}), "
+                         f"{within(cpu, 'refmodel', case):.2f}× in CPU time ({verdict}); vector file "
+                         f"{m['file_size'][case] / 1e6:.1f} MB for T = {T}.")  # fmt: skip
         if "torch f32" in times:
             speed = within(times, "refmodel", "torch f32")
             lines.append(f"- **{name}**: refmodel (no traces) vs torch float32: **{speed:.2f}×** (target >= 1.0×)")
@@ -482,6 +494,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3, help="runs per round of the cases without traces (best taken)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compression", choices=("fast", "small", "none"), default="fast",
+                    help="the vector files' compression")
     args = ap.parse_args()
     numba.set_num_threads(args.threads)
     rounds, reps = (1, 2) if args.quick else (args.rounds, args.reps)
@@ -489,10 +503,10 @@ def main():
     results, profiles = {}, {}
     with tempfile.TemporaryDirectory() as directory:
         for name in NETWORKS:
-            results[name] = measure(name, rounds, reps, args.threads, directory)
+            results[name] = measure(name, rounds, reps, args.threads, directory, args.compression)
             profiles[name] = profile(results[name], directory)
     load1 = os.getloadavg()[0]
-    lines = report(results, args.threads, rounds, reps, (load0, load1))
+    lines = report(results, args.threads, rounds, reps, (load0, load1), compression(args.compression))
     lines += ["", "Where the time goes (timers around each layer call and the kernels inside; nested rows "
               "are part of their layer's whole call):", ""]  # fmt: skip
     for name, prof in profiles.items():

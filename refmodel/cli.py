@@ -60,7 +60,7 @@ def _cmd_gen(args) -> int:
     with progress_bar(timesteps, spec.network.name, "step", force=args.progress) as bar:
         result = generate(spec, args.out, timesteps=args.timesteps, batch=args.batch, seed=args.seed,
                           range=args.range and tuple(args.range), record=record, progress=lambda t: bar.update(1),
-                          force=args.force, coverage=not args.no_coverage)
+                          force=args.force, coverage=not args.no_coverage, compression=args.compression)
     rates = ", ".join(f"{name} {result.spike_rate(name):.4f}" for name in result.spike_counts)
     print(f"wrote {args.out}: {result.timesteps} timesteps, batch {result.batch}; spike rates: {rates}; "
           f"overflows: {int(result.overflows.sum())}")
@@ -411,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refmodel import __version__
     from refmodel.encode import SEED_MAX
     from refmodel.limits import MAX_BATCH, MAX_TIMESTEPS
+    from refmodel.vectors.chunks import COMPRESSIONS
     from refmodel.waves import MAX_SIGNALS, WINDOW as WAVE_WINDOW
 
     parser = _Parser(prog="refmodel", description=DESCRIPTION)
@@ -454,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-coverage", action="store_true",
                      help="do not count the functional coverage bins nor store them (the file then has no coverage "
                           "group)")
+    gen.add_argument("--compression", choices=COMPRESSIONS, default=COMPRESSIONS[0],
+                     help="how the file's datasets are stored: fast (default: shuffle + deflate level 1, by libdeflate "
+                          "when refmodel[fast] is installed, else zlib), small (deflate level 6: a few percent "
+                          "smaller, several times slower) or none (no filter: largest, fastest); the file records "
+                          "which (docs/vectors.md §5)")
     gen.add_argument("--cover", metavar="BINS",
                      help="coverage-directed: draw runs of new seeds (seed, seed + 1, ...) until the bins are hit: "
                           "all, or a comma list of LAYER.BIN or BIN; write the fewest files that hit them into the "

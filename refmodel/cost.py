@@ -197,7 +197,7 @@ def _input_counts(network: Network, per_step: bool, stimulus: np.ndarray, timest
     return stimulus.sum(axis=0) if per_step else stimulus * timesteps
 
 
-def _signed_outputs(network: Network) -> list:
+def signed_outputs(network: Network) -> list:
     """(layer, output signal) of the counted layers whose codes can be negative: their counts
     are Σ_t |code|, not the run's Σ_t code."""
     return [(name, network.layer(name).output_signal) for name in network.counted()
@@ -238,15 +238,18 @@ def estimate(network: Network, timesteps: int = 1, batch: int = 1) -> Cost:
     return _cost(network, timesteps, batch, None)
 
 
-def measure(result: Result, stimulus) -> Cost:
+def measure(result: Result, stimulus, magnitudes=None) -> Cost:
     """Static and measured figures of a run: ``result`` of ``network.run(stimulus, ...)``.  The
-    codes of a sum/avg pool that can wrap negative come from its recorded spikes trace or, when
-    ``result`` lacks it, from a rerun recording it (same stimulus: the same run)."""
+    codes of a sum/avg pool that can wrap negative (``signed_outputs``) count by their
+    magnitudes ``Σ_t |code|``: from ``magnitudes`` ({layer: (N, ...) array}) when the caller
+    summed them during the run, else from its recorded trace or, when ``result`` lacks it,
+    from a rerun recording it (same stimulus: the same run)."""
     network = result.network
     per_step = network.check_stimulus(stimulus, result.timesteps)
     inputs = _input_counts(network, per_step, stimulus, result.timesteps)
     counts = dict(result.spike_counts)
-    wrapping = _signed_outputs(network)
+    wrapping = [(name, signal) for name, signal in signed_outputs(network) if name not in (magnitudes or {})]
+    counts.update(magnitudes or {})
     if wrapping:  # Σ_t code != Σ_t |code|: every timestep's codes, recorded or from a rerun (deterministic)
         traces = result.traces
         if any(pair not in traces for pair in wrapping):

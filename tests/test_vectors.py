@@ -24,7 +24,8 @@ from refmodel.spec import Spec, StimulusSpec, load_spec, network_config
 from refmodel.testing import assert_bit_exact, networks, pack_bits, unpack_bits
 from refmodel.vectors import VectorFile, VectorFileError, VectorWriter, compare_files, export_hex, first_mismatch, reseal
 from refmodel.files import OutputError
-from refmodel.vectors import hexport
+from refmodel.vectors import chunks, hexport
+from refmodel.vectors.chunks import compression
 from tests.oracle import network as twin
 
 T, N = 5, 2
@@ -51,11 +52,12 @@ def sample_data(seed=0):
     }
 
 
-def write_sample(path, data=None, config=CONFIG, threads=2):
+def write_sample(path, data=None, config=CONFIG, threads=2, compression="fast"):
     """Write ``data`` (default sample_data()) as a vector file, streaming traces step by step."""
     d = sample_data() if data is None else data
     encoder = RateEncoder(d["input"], U8_8)
-    with VectorWriter(path, config=config, seed=7, timesteps=T, batch=N, threads=threads) as w:
+    with VectorWriter(path, config=config, seed=7, timesteps=T, batch=N, threads=threads,
+                      compression=compression) as w:
         w.add_layer("conv1", "conv", input_shape=(1, 4, 4), output_shape=(2, 4, 4), attrs={"stride": 1, "pad": [1, 1]})
         w.add_layer("fc", "linear", input_shape=(32,), output_shape=(3,), attrs={"reset": "subtract"})
         w.write_param("conv1", "weight", d["conv1/weight"], S8_4, axes=("co", "ci", "ky", "kx"))
@@ -118,12 +120,74 @@ def test_round_trip(sample):
         np.testing.assert_array_equal(vf.stimulus_spikes(), again)
 
 
-def test_identical_inputs_give_identical_bytes(tmp_path):
-    write_sample(tmp_path / "a.h5")
+def _compressions():
+    """Every compression, and "fast" made by each deflate library (libdeflate skipped, saying
+    so, when the deflate package is not installed)."""
+    try:
+        import deflate  # noqa: F401
+
+        marks = []
+    except ImportError:
+        marks = [pytest.mark.skip(reason="the deflate package (libdeflate) is not installed")]
+    return [pytest.param(compression("fast", "zlib"), id="fast-zlib"), pytest.param(compression("small", "zlib"),
+            id="small-zlib"), pytest.param("none", id="none"),
+            *(pytest.param(compression(c, "libdeflate") if not marks else c, id=f"{c}-libdeflate", marks=marks)
+              for c in ("fast", "small"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", _compressions())
+def test_identical_inputs_give_identical_bytes(tmp_path, how):
+    write_sample(tmp_path / "a.h5", compression=how)
     time.sleep(1.1)  # any stored timestamp would now differ
-    write_sample(tmp_path / "b.h5")
-    write_sample(tmp_path / "c.h5", threads=1)  # chunks compressed by one thread instead of two
-    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes() == (tmp_path / "c.h5").read_bytes()
+    write_sample(tmp_path / "b.h5", compression=how)
+    write_sample(tmp_path / "c.h5", threads=1, compression=how)  # chunks compressed by one thread instead of two
+    write_sample(tmp_path / "d.h5", threads=4, compression=how)
+    first = (tmp_path / "a.h5").read_bytes()
+    assert all((tmp_path / f"{n}.h5").read_bytes() == first for n in "bcd")
+
+
+@pytest.mark.parametrize("how", _compressions())
+def test_every_compression_reads_back_the_same_values_and_names_itself(tmp_path, how):
+    """The file of each compression holds the same values and digests as the file of any other,
+    passes verify(), and records how it was compressed."""
+    d = write_sample(tmp_path / "x.h5", compression=how)
+    write_sample(tmp_path / "none.h5", compression="none")
+    assert compare_files(tmp_path / "none.h5", tmp_path / "x.h5").equal
+    described = how.describe() if not isinstance(how, str) else "none: no filter"
+    with VectorFile(tmp_path / "x.h5") as vf, VectorFile(tmp_path / "none.h5") as plain:
+        vf.verify()
+        assert vf.compression == described
+        assert [i.digest for i in vf.datasets()] == [i.digest for i in plain.datasets()]
+        np.testing.assert_array_equal(vf.trace("conv1", "v_pre"), d["conv1/v_pre"])
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        trace = f["traces/000_conv1/v_pre"]
+        assert trace.chunks == (1, N, 2, 4, 4)
+        assert (trace.compression, trace.shuffle) == (("gzip", True) if described != "none: no filter" else (None, False))
+
+
+def test_a_dataset_that_deflate_does_not_shrink_is_stored_without_filters(tmp_path):
+    rng = np.random.default_rng(1)
+    noise, zeros = rng.integers(-128, 128, (64, 64, 9)), np.zeros((64, 64, 9), np.int64)
+    with VectorWriter(tmp_path / "x.h5", config={}, seed=0, timesteps=1, batch=1) as w:
+        w.add_layer("l", "conv", input_shape=(1,), output_shape=(1,))
+        w.write_param("l", "noise", noise, QFormat(8))
+        w.write_param("l", "zeros", zeros, QFormat(8))
+        w.write_stimulus(make_encoder("analog", np.array([[3]]), S8_4))
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        assert f["layers/000_l/params/noise"].compression is None
+        assert f["layers/000_l/params/zeros"].compression == "gzip"
+        np.testing.assert_array_equal(f["layers/000_l/params/noise"][()], noise)
+    VectorFile(tmp_path / "x.h5").verify()
+
+
+def test_fast_without_libdeflate_is_zlib_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(chunks, "_libdeflate", lambda: None)
+    assert compression("fast").describe().startswith("fast: shuffle + deflate level 1, zlib (zlib ")
+    with pytest.raises(VectorFileError, match=r"libdeflate is not installed \(pip install deflate"):
+        compression("fast", "libdeflate")
+    write_sample(tmp_path / "a.h5")
+    write_sample(tmp_path / "b.h5", compression=compression("fast", "zlib"))
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
 
 def test_attribute_order_does_not_change_the_bytes(tmp_path):
@@ -467,8 +531,10 @@ def test_export_hex_is_atomic(sample, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- h5dump
 @pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump (Debian hdf5-tools) is not installed")
-def test_h5dump_reads_the_file(sample):
-    path, d = sample
+@pytest.mark.parametrize("how", _compressions())
+def test_h5dump_reads_the_file(tmp_path, how):
+    path = tmp_path / "golden.h5"
+    d = write_sample(path, compression=how)
     subprocess.run(["h5dump", "-H", str(path)], check=True, capture_output=True)
     out = subprocess.run(["h5dump", "-d", "/layers/000_conv1/params/bias", "-A", "0", str(path)],
                          check=True, capture_output=True, text=True).stdout
@@ -478,7 +544,8 @@ def test_h5dump_reads_the_file(sample):
                          text=True).stdout
     assert f"(0,0,0,0,0): {', '.join(map(str, d['conv1/v_pre'][0, 0, 0, 0]))}" in out
     header = subprocess.run(["h5dump", "-p", "-H", str(path)], check=True, capture_output=True, text=True).stdout
-    assert "COMPRESSION DEFLATE" in header and "CHUNKED ( 1, 2, 2, 4, 4 )" in header
+    assert ("COMPRESSION DEFLATE" in header) == (how != "none") and "CHUNKED ( 1, 2, 2, 4, 4 )" in header
+    subprocess.run(["h5dump", str(path)], check=True, capture_output=True)  # every dataset reads
     golden = VECTORS / "golden" / "conv_if_vmpool.h5"  # a file of refmodel gen
     out = subprocess.run(["h5dump", "-d", "/layers/001_if1/params/v_min", str(golden)], check=True, capture_output=True,
                          text=True).stdout

@@ -89,9 +89,9 @@ def _attr(value):
     return value
 
 
-def _layer_group(index: int, layer, site) -> LayerGroup:
-    """Parameters: the layer's ``params``.  Attributes: every other field of ``layer_config``
-    that is set, except the parameters' formats (``inputs`` as a list of names)."""
+def _layer_group(index: int, layer, site, config: dict) -> LayerGroup:
+    """Parameters: the layer's ``params``.  Attributes: every other field of its ``config``
+    (``layer_config``) that is set, except the parameters' formats (``inputs`` as a list of names)."""
     key = layer_key(index, layer.name)
     raw = layer.params(*site.input_shapes)
     params = {
@@ -100,17 +100,21 @@ def _layer_group(index: int, layer, site) -> LayerGroup:
         for name, p in raw.items()
     }  # fmt: skip
     hidden = {"name", "kind", *raw, *(f"{name}_format" for name in raw)}
-    attrs = {field: _attr(value) for field, value in layer_config(layer).items()
-             if field not in hidden and value is not None}
+    attrs = {field: _attr(value) for field, value in config.items() if field not in hidden and value is not None}
     return LayerGroup(layer.name, layer.kind, key, site.input_shape, site.output_shape, attrs, params)
 
 
-def run_layout(network: Network, stimulus: StimulusSpec, record, where: str | None = None) -> RunLayout:
+def run_layout(network: Network, stimulus: StimulusSpec, record, where: str | None = None,
+               configs=None) -> RunLayout:
     """The layout of the vector file of ``network`` run on ``stimulus``, recording ``record``
-    (``(layer, signal)`` pairs, as ``Network.resolve_record`` gives them)."""
+    (``(layer, signal)`` pairs, as ``Network.resolve_record`` gives them).  ``configs``: the
+    layers' ``layer_config``, when the caller has them (``network_config(network)["layers"]``,
+    or a file's config): made again, they would hash every weight array once more."""
     where = where or network.name
     T, N = stimulus.timesteps, stimulus.batch
-    layers = tuple(_layer_group(i, layer, network.sites[layer.name]) for i, layer in enumerate(network.layers))
+    configs = configs if configs is not None else [layer_config(layer) for layer in network.layers]
+    layers = tuple(_layer_group(i, layer, network.sites[layer.name], config)
+                   for i, (layer, config) in enumerate(zip(network.layers, configs)))
     groups = {group.name: group for group in layers}
 
     def stepped(path, shape, fmt, what):

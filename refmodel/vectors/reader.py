@@ -222,6 +222,7 @@ class VectorFile:
             if metadata_digest(self._h5, objects.items()) != stored:
                 self._fail(f"{METADATA_DIGEST_ATTR} does not match the file's attributes: the file is damaged")
         self.refmodel_version = self._root_attr("refmodel_version", str)
+        self.compression = self._root_attr("compression", str) if "compression" in self._h5.attrs else None
         self.seed = self._root_attr("seed", int)
         self.timesteps = self._root_attr("timesteps", int)
         self.batch = self._root_attr("batch", int)
@@ -340,7 +341,7 @@ class VectorFile:
             arrays = self._config_arrays(config["network"])
             network = network_from_config(config["network"], arrays)
             record = network.resolve_record(config["record"])
-            layout = run_layout(network, stim, record, "config_json")
+            layout = run_layout(network, stim, record, "config_json", config["network"]["layers"])
         except VectorFileError:
             raise
         except _CONFIG_ERRORS as exc:

@@ -1,7 +1,8 @@
 """Streaming writer of vector files: one timestep at a time, atomic, byte-deterministic.
 
 Chunks are compressed (and hashed) in worker threads (``refmodel.vectors.chunks``) while the
-simulation goes on, and written in the order they were handed over.
+simulation goes on, and written in the order they were handed over; the datasets' digests are
+stored when the file closes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from refmodel.files import AtomicOutput, write_error
 from refmodel.fixed import QFormat
 from refmodel.checks import integer_in
 from refmodel.layers.base import SPIKE
-from refmodel.vectors.chunks import ChunkWriter
+from refmodel.vectors.chunks import ChunkWriter, Compression, compression as compression_of
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
     COVERAGE_ATTRS,
@@ -24,7 +25,6 @@ from refmodel.vectors.schema import (
     DIGEST_ATTR,
     FORMAT_NAME,
     FORMAT_VERSION,
-    GZIP_LEVEL,
     METADATA_DIGEST_ATTR,
     SPIKE_COUNT,
     TRACE_AXES,
@@ -137,6 +137,26 @@ def _untimed(kind):
     return plist
 
 
+_STRING = h5py.h5t.py_create(h5py.string_dtype(), logical=True)
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
+_TYPES = {}  # numpy dtype -> HDF5 type
+
+
+def _create_attr(obj, name: str, value) -> None:
+    """Create attribute ``name`` of ``obj`` holding ``value`` (a str, a numpy integer or a 1-D
+    integer array, as ``_attr_value`` makes them), with the types ``obj.attrs[name] = value``
+    would give it (a variable-length UTF-8 string, the integer's own type), through HDF5's
+    attribute calls directly: about half the time of h5py's ``attrs``, which checks and
+    converts any value."""
+    if isinstance(value, str):
+        data, htype = np.array(value, dtype=h5py.string_dtype()), _STRING
+    else:
+        data = np.asarray(value)
+        htype = _TYPES.get(data.dtype) or _TYPES.setdefault(data.dtype, h5py.h5t.py_create(data.dtype, logical=True))
+    space = _SCALAR if data.ndim == 0 else h5py.h5s.create_simple(data.shape)
+    h5py.h5a.create(obj.id, name.encode(), htype, space).write(data)
+
+
 def _new_file(fileobj) -> h5py.File:
     """A new HDF5 file on ``fileobj`` in the HDF5 1.10 format (its metadata checksummed by
     HDF5), with no timestamps on the root group: made from property lists, because older h5py
@@ -158,8 +178,10 @@ class VectorWriter:
     exception, a full disk included, removes the temporary file and leaves ``path`` alone.
     """
 
-    def __init__(self, path, *, config, seed, timesteps, batch, threads=2, force=False):
-        """``threads``: worker threads that compress chunks (the file does not depend on it)."""
+    def __init__(self, path, *, config, seed, timesteps, batch, threads=2, force=False, compression="fast"):
+        """``threads``: worker threads that compress chunks (the file does not depend on it).
+        ``compression``: ``fast``, ``small`` or ``none`` (or a ``chunks.Compression``), recorded
+        in the root attribute ``compression``."""
         from refmodel import __version__
 
         self.path = os.fspath(path)
@@ -168,25 +190,29 @@ class VectorWriter:
         seed = _check_int(seed, "seed", 0, SEED_MAX)
         config_json = canonical_json(config)
         _check_int(threads, "threads", 1, 64)
+        how = compression if isinstance(compression, Compression) else compression_of(compression)
         self._layers = {}  # name -> key
         self._pending = {}  # dataset path -> bool array of written timesteps
         self._step_datasets = {}  # dataset path -> (dataset, QFormat) of the per-timestep datasets
         self._step_digests = {}  # dataset path -> {t: values_digest} of the empty per-timestep datasets
-        self._datasets = []  # every dataset, open until the file closes: HDF5 then never closes
+        self._digests = {}  # dataset path -> future of the values_digest of a dataset written at once
+        self._datasets = {}  # path -> every dataset, open until the file closes: HDF5 then never closes
         # one at a moment that depends on when its last chunk was written
+        self._groups = {}  # path -> every group
         self._stimulus = False
         self._h5 = self._io = None
         self._metadata = {"": {}}  # what metadata_digest reads back: {object path: {attribute: value}}
         self._out = AtomicOutput(self.path, force=force)
-        self._chunks = ChunkWriter(threads)
+        self._chunks = ChunkWriter(how, threads)
         try:
             self._io = _TempFile(self._out.tmp)
             self._h5 = _new_file(self._io)
             root = {"format": FORMAT_NAME, "format_version": np.int64(FORMAT_VERSION), "refmodel_version": __version__,
                     "seed": np.int64(seed), "timesteps": np.int64(self.timesteps), "batch": np.int64(self.batch),
-                    "config_json": config_json, "config_sha256": sha256_hex(config_json)}  # fmt: skip
-            for name, value in root.items():
-                self._set_attr(self._h5, name, value)
+                    "config_json": config_json, "config_sha256": sha256_hex(config_json),
+                    "compression": how.describe()}  # fmt: skip
+            self._groups[""] = self._h5
+            self._set_attrs("", root)
             for group in ("layers", "traces", "outputs", "counts"):
                 self._create_group(group)
         except OSError as exc:
@@ -233,13 +259,17 @@ class VectorWriter:
                     raise VectorFileError(
                         f"{self.path}: {name} misses {missing.size} of {done.size} timesteps (first t={missing[0]})"
                     )
-            h5 = self._file  # (writes what is pending)
+            h5 = self._file
             self._chunks.close()
-            for path, (dset, _) in self._step_datasets.items():
-                digests = self._step_digests.get(path) or {
-                    t: self._chunks.digests[(dset.name, (t,) + (0,) * (dset.ndim - 1))] for t in range(self.timesteps)}
-                self._set_attr(dset, DIGEST_ATTR, steps_digest(digests[t] for t in range(self.timesteps)))
-            h5.attrs[METADATA_DIGEST_ATTR] = metadata_sha256(self._metadata)
+            for path in self._datasets:  # in creation order
+                if path in self._step_datasets:
+                    digests = self._step_digests.get(path) or {t: self._chunks.digests[(path, t)]
+                                                                for t in range(self.timesteps)}
+                    digest = steps_digest(digests[t] for t in range(self.timesteps))
+                else:
+                    digest = self._digests[path].result().hex()
+                self._set_attrs(path, {DIGEST_ATTR: digest})
+            self._set_attrs("", {METADATA_DIGEST_ATTR: metadata_sha256(self._metadata)}, digested=False)
             self._h5 = None
             h5.close()
             self._io.close()
@@ -253,64 +283,78 @@ class VectorWriter:
     # ------------------------------------------------------------------ helpers
     @property
     def _file(self):
-        """The open file, after writing every pending chunk: HDF5 then sees the same sequence of
-        operations whatever the threads' timing, so the file's bytes do not depend on it."""
+        """The open file (VectorFileError once closed, OutputError after a failed write).  Chunks
+        are written at points that depend only on what was submitted (``ChunkWriter``): HDF5
+        sees the same sequence of operations whatever the threads' timing, so the file's bytes
+        do not depend on it."""
         if self._h5 is None:
             raise VectorFileError(f"{self.path}: the writer is closed")
-        self._chunks.flush()
         if self._io.error is not None:
             raise write_error(self.path, self._io.error)
         return self._h5
 
+    def _exists(self, path) -> bool:
+        """Whether the writer made a group or dataset at ``path``."""
+        return self._file is not None and path in self._metadata
+
     def _create_group(self, path):
         """The group at ``path``, made (with the groups on the way to it) if it is new."""
+        h5 = self._file
+        if path in self._groups:
+            return self._groups[path]
         parent, _, name = path.rpartition("/")
-        if path in self._metadata:
-            return self._file[path]
-        under = self._create_group(parent) if parent else self._file
+        under = self._create_group(parent) if parent else h5
         group = h5py.Group(h5py.h5g.create(under.id, name.encode(), gcpl=_untimed(h5py.h5p.GROUP_CREATE)))
         self._metadata[path] = {}
+        self._groups[path] = group
         return group
 
-    def _set_attr(self, obj, name, value):
-        """Store attribute ``name`` of ``obj`` and note it for the metadata digest."""
-        obj.attrs[name] = value
-        self._metadata[obj.name.lstrip("/")][name] = attr_json(value, f"{obj.name} attribute {name!r}")
+    def _set_attrs(self, path, attrs: dict, digested=True):
+        """Store the attributes ``{name: value}`` of the object at ``path``, in this order, and
+        note them for the metadata digest (unless not ``digested``)."""
+        obj = self._groups[path] if path in self._groups else self._datasets[path]
+        noted = self._metadata[path]
+        for name, value in attrs.items():
+            _create_attr(obj, name, value)
+            if digested:
+                noted[name] = attr_json(value, f"/{path} attribute {name!r}")
 
     def _create(self, path, codes, fmt, axes, chunks):
         """Integer dataset at ``path`` holding ``codes`` (new storage-dtype codes, which the
         chunk writer takes over), or an empty one of shape ``codes``.  A non-empty dataset is
-        chunked (``chunks``, else one chunk up to 256 MiB, else h5py's choice) with the shuffle
-        + deflate filters."""
+        chunked (``chunks``, else one chunk up to 256 MiB, else h5py's choice), with the shuffle
+        + deflate filters unless the compression is ``none`` or they do not shrink ``codes``
+        (``Compression.shrinks``).  Its digest is stored on closing."""
         data = codes if isinstance(codes, np.ndarray) else None
         shape = data.shape if data is not None else codes
         axes = default_axes(len(shape)) if axes is None else tuple(axes)
         if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
             raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
-        compress = len(shape) > 0 and int(np.prod(shape)) > 0
-        if compress and chunks is None:
+        chunked = len(shape) > 0 and int(np.prod(shape)) > 0
+        if chunked and chunks is None:
             chunks = tuple(shape) if int(np.prod(shape)) * storage_dtype(fmt).itemsize <= 256 << 20 else True
+        how = self._chunks.how if data is None or self._chunks.how.shrinks(data) else compression_of("none")
+        filtered = chunked and how.filtered
         parent = self._create_group(path.rpartition("/")[0])
         dset = parent.create_dataset(
             path.rpartition("/")[2],
             shape=shape,
             dtype=storage_dtype(fmt),
-            data=None if compress else data,
-            chunks=chunks if compress else None,
-            shuffle=compress,
-            compression="gzip" if compress else None,
-            compression_opts=GZIP_LEVEL if compress else None,
+            data=None if chunked else data,
+            chunks=chunks if chunked else None,
+            shuffle=filtered,
+            compression="gzip" if filtered else None,
+            compression_opts=how.level if filtered else None,
             fillvalue=0,
             track_times=False,
         )
         self._metadata[path] = {}
-        self._datasets.append(dset)
-        for key, value in format_attrs(fmt, axes).items():
-            self._set_attr(dset, key, value)
+        self._datasets[path] = dset
+        self._set_attrs(path, format_attrs(fmt, axes))
         if data is not None:
-            self._set_attr(dset, DIGEST_ATTR, values_digest(data).hex())
-        if compress and data is not None:
-            self._chunks.submit_array(dset, data)
+            self._digests[path] = self._chunks.hash(data)
+            if chunked:
+                self._chunks.submit_array(dset, data, how)
         return dset
 
     def _layer(self, layer):
@@ -320,7 +364,7 @@ class VectorWriter:
 
     def _declare_steps(self, path, per_step, fmt, axes):
         shape = (self.timesteps, self.batch) + per_step
-        if path in self._file:
+        if self._exists(path):
             raise VectorFileError(f"{path} is already declared")
         dset = self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
         self._pending[path] = np.zeros(self.timesteps, bool)
@@ -339,7 +383,7 @@ class VectorWriter:
             raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
         codes = as_codes(arr, fmt, f"{path}[t={t}]")
         if dset.chunks is not None:
-            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks), digest=True)
+            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks), key=(path, t))
         else:  # an empty trace has no chunks
             self._step_digests.setdefault(path, {})[t] = values_digest(codes)
         done[t] = True
@@ -363,17 +407,18 @@ class VectorWriter:
                 raise VectorFileError(f"layer {name!r}: attribute {key!r} is reserved")
             values[key] = value
         key = layer_key(index, name)
-        group = self._create_group(f"layers/{key}")
+        checked = {attr: _attr_value(value, f"layer {name!r}: attribute {attr!r}")
+                   for attr, value in sorted(values.items())}  # sorted: the bytes do not depend on dict order
+        self._create_group(f"layers/{key}")
         self._create_group(f"layers/{key}/params")
-        for attr, value in sorted(values.items()):  # sorted: the bytes do not depend on dict order
-            self._set_attr(group, attr, _attr_value(value, f"layer {name!r}: attribute {attr!r}"))
+        self._set_attrs(f"layers/{key}", checked)
         self._layers[name] = key
         return index
 
     def write_param(self, layer, name, values, fmt: QFormat, axes=None):
         """Store parameter ``name`` of ``layer``: integers that fit ``fmt`` (floats are refused)."""
         path = f"layers/{self._layer(layer)}/params/{check_name(name, 'parameter name')}"
-        if path in self._file:
+        if self._exists(path):
             raise VectorFileError(f"{path} is already written")
         codes = as_codes(values, fmt, f"layer {layer!r} parameter {name!r}")
         self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, ()), None)
@@ -389,10 +434,8 @@ class VectorWriter:
         self._create_group("stimulus")
         self._create("stimulus/input", as_codes(x, encoder.fmt, "stimulus input"), encoder.fmt,
                      default_axes(x.ndim, TRACE_AXES[1:]), None)
-        group = self._file["stimulus"]
-        self._set_attr(group, "encoding", encoder.name)
-        for key, value in sorted(encoder.params.items()):
-            self._set_attr(group, key, _attr_value(value, f"stimulus attribute {key!r}"))
+        self._set_attrs("stimulus", {"encoding": encoder.name, **{
+            key: _attr_value(value, f"stimulus attribute {key!r}") for key, value in sorted(encoder.params.items())}})
         if encoder.spiking:
             self._declare_steps("stimulus/spikes", x.shape[1:], SPIKE, None)
         self._stimulus = True
@@ -415,7 +458,7 @@ class VectorWriter:
     def write_output(self, name, values, fmt: QFormat, axes=None):
         """Store output ``name`` (integers of ``fmt``; default axes n, c, y, x)."""
         path = f"outputs/{check_name(name, 'output name')}"
-        if path in self._file:
+        if self._exists(path):
             raise VectorFileError(f"{path} is already written")
         codes = as_codes(values, fmt, f"output {name!r}")
         self._create(path, codes, fmt, axes if axes is not None else default_axes(codes.ndim, TRACE_AXES[1:]), None)
@@ -425,7 +468,7 @@ class VectorWriter:
         if event == SPIKE_COUNT:
             raise VectorFileError(f"layer {layer!r}: the count name {SPIKE_COUNT!r} is reserved for write_spike_count")
         path = f"counts/{self._layer(layer)}/{check_name(event, 'count name')}"
-        if path in self._file:
+        if self._exists(path):
             raise VectorFileError(f"{path} is already written")
         arr = np.asarray(counts)
         if arr.shape != (self.timesteps,):
@@ -438,7 +481,7 @@ class VectorWriter:
         """Store ``counts/<layer>/spike_count``: the (N, ...) outputs of ``layer`` summed over the
         T timesteps, integers of ``fmt`` (default axes n, c, y, x)."""
         path = f"counts/{self._layer(layer)}/{SPIKE_COUNT}"
-        if path in self._file:
+        if self._exists(path):
             raise VectorFileError(f"{path} is already written")
         codes = as_codes(counts, fmt, path)
         if codes.ndim < 1 or codes.shape[0] != self.batch:
@@ -448,7 +491,7 @@ class VectorWriter:
     def write_cost(self, sections):
         """Store cost figures ``{section: {layer: {quantity: int}}}`` (``refmodel.cost.Cost.sections()``)
         as int64 attributes of ``cost/<section>/<layer key>``, sections and quantities sorted by name."""
-        if "cost" in self._file:
+        if self._exists("cost"):
             raise VectorFileError("the cost is already written")
         checked = {  # everything is checked before anything is written
             f"cost/{check_name(section, 'cost section')}/{self._layer(layer)}": {
@@ -460,9 +503,8 @@ class VectorWriter:
         }  # fmt: skip
         self._create_group("cost")
         for path in sorted(checked):
-            group = self._create_group(path)
-            for quantity, value in checked[path].items():
-                self._set_attr(group, quantity, value)
+            self._create_group(path)
+            self._set_attrs(path, checked[path])
 
     def write_coverage(self, coverage):
         """Store a ``refmodel.coverage.Coverage`` (one run's: its per-bin ``runs`` are not stored)
@@ -470,7 +512,7 @@ class VectorWriter:
         the attributes ``kind``, ``bins`` (the bin names in report order, space-separated),
         ``unreachable`` (canonical JSON of {bin: reason}) and one int64 array attribute per bin,
         its hits per channel; groups and attributes created in sorted name order."""
-        if "coverage" in self._file:
+        if self._exists("coverage"):
             raise VectorFileError("the coverage is already written")
         checked = {}  # everything is checked before anything is written
         for layer, cov in coverage.layers.items():
@@ -503,9 +545,8 @@ class VectorWriter:
             checked[key] = attrs
         self._create_group("coverage")
         for key in sorted(checked):
-            group = self._create_group(f"coverage/{key}")
-            for name, value in sorted(checked[key].items()):
-                self._set_attr(group, name, value)
+            self._create_group(f"coverage/{key}")
+            self._set_attrs(f"coverage/{key}", dict(sorted(checked[key].items())))
 
 
 def reseal(path) -> None:
