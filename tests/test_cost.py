@@ -477,6 +477,21 @@ def test_wrapped_codes_are_counted_from_a_spec_and_a_vector_file(tmp_path):
         assert vf.cost() == figures.sections() == cost.measure_vectors(spec.network, vf).sections()
 
 
+def test_generate_counts_wrapped_codes_in_its_one_run(tmp_path, monkeypatch):
+    """Without the pool's trace in the file, generate sums Σ|code| as the run goes: the network
+    runs once, and the file's cost is the cost measured from the recorded trace."""
+    (tmp_path / "wrap.toml").write_text(WRAP_SPEC)
+    spec = load_spec(tmp_path / "wrap.toml")
+    runs = []
+    run = Network.run
+    monkeypatch.setattr(Network, "run", lambda self, *a, **k: runs.append(k.get("record")) or run(self, *a, **k))
+    generate(spec, tmp_path / "none.h5", record="none")
+    assert len(runs) == 1
+    monkeypatch.undo()
+    with VectorFile(tmp_path / "none.h5") as vf:
+        assert vf.record == () and vf.cost() == cost.measure_spec(spec).sections()
+
+
 def check_bounds(figures):
     """measured <= static bound x T x N; equal for every figure that does not depend on spikes."""
     event_driven = {"synops", "event_weight_read_bits", "counter_increments", "counter_write_bits", "vm_write_bits"}
