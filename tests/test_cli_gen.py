@@ -49,11 +49,24 @@ def test_gen_writes_a_valid_file_with_the_overrides(tmp_path):
         assert vf.config["record"] == ["if1.v_pre", "if1.v_post", "if1.spikes"]
 
 
-def test_gen_is_byte_deterministic(tmp_path):
+@pytest.mark.parametrize("choice", ["fast", "small", "none"])
+def test_gen_is_byte_deterministic(tmp_path, choice):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    assert refmodel("gen", RECIPE, "--out", a).returncode == 0
-    assert refmodel("gen", RECIPE, "--out", b).returncode == 0
+    assert refmodel("gen", RECIPE, "--out", a, "--compression", choice).returncode == 0
+    assert refmodel("gen", RECIPE, "--out", b, "--compression", choice).returncode == 0
     assert a.read_bytes() == b.read_bytes()
+    with VectorFile(a) as vf:
+        assert vf.compression.startswith(f"{choice}: ")
+
+
+def test_gen_files_of_every_compression_hold_the_same_run(tmp_path):
+    for choice in ("fast", "small", "none"):
+        assert refmodel("gen", RECIPE, "--out", tmp_path / f"{choice}.h5", "--compression", choice).returncode == 0
+    assert refmodel("check", tmp_path / "none.h5", tmp_path / "fast.h5").returncode == 0
+    assert refmodel("check", tmp_path / "none.h5", tmp_path / "small.h5").returncode == 0
+    assert (tmp_path / "none.h5").stat().st_size > (tmp_path / "fast.h5").stat().st_size
+    run = refmodel("gen", RECIPE, "--out", tmp_path / "x.h5", "--compression", "tiny")
+    assert run.returncode == 2 and "invalid choice: 'tiny'" in run.stderr and not (tmp_path / "x.h5").exists()
 
 
 def test_gen_refuses_bad_input_without_leaving_a_file(tmp_path):
