@@ -604,8 +604,9 @@ def _dense_batch_as_pixels(plan, x, weights, out):
 def _flat_saves(Ho, Wo, Wq, block):
     """Whether ``dense_amx_flat`` (output rows of Wq virtual pixels, flattened into blocks) computes
     at least 20% fewer pixel slots than ``dense_amx`` (each row in blocks): its output write is
-    slower per pixel (blocks straddle rows; measured single-thread, C = K = 64, 32×32: 2.4 ms
-    against 1.45 ms for 1088 against 1024 slots; 16×16: 1.36 against 2.4 ms; 8×8: 1.6 against 4.0 ms)."""
+    slower per pixel (blocks straddle rows; the kernel alone, single thread: 32×32, C = K = 64, 2.4 ms
+    against 1.45 ms for 1088 against 1024 slots; 16×16, C = K = 128, 1.36 against 2.4 ms; 8×8,
+    C = K = 256, 1.6 against 4.0 ms)."""
     return 5 * (-(-Ho * Wq // block) * block) <= 4 * Ho * (-(-Wo // block) * block)
 
 
