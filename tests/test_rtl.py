@@ -340,6 +340,19 @@ VERILATOR_MISSING = _flow_module().simulator_missing("verilator")
 
 
 @pytest.mark.skipif(VERILATOR_MISSING is not None, reason=str(VERILATOR_MISSING))
+@pytest.mark.parametrize("spec_path", _flow_module().SPECS, ids=lambda p: p.stem)
+def test_both_blocks_are_lint_clean_under_verilator_for_each_example_network(spec_path, tmp_path):
+    flow = _flow_module()
+    generate(load_spec(spec_path), tmp_path / "v.h5", timesteps=1)
+    flow.prepare(tmp_path / "v.h5", tmp_path)
+    env = {**os.environ, **flow.verilator_env()}
+    for top, sources in flow.BLOCKS.values():
+        lint = subprocess.run(["verilator", "--lint-only", "-Wall", f"-I{tmp_path}", "--top-module", top,
+                               *(str(flow.HERE / s) for s in sources)], capture_output=True, text=True, env=env)
+        assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr
+
+
+@pytest.mark.skipif(VERILATOR_MISSING is not None, reason=str(VERILATOR_MISSING))
 def test_under_verilator_every_testbench_passes_and_a_corrupted_value_fails_its_blocks_there(recipe_vectors, tmp_path):
     good, bad = tmp_path / "good" / "vectors.h5", tmp_path / "bad" / "vectors.h5"
     good.parent.mkdir()

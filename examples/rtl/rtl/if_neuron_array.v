@@ -39,6 +39,7 @@ module if_neuron_array #(
     localparam PER_CHANNEL = N / C;
 
     /* verilator lint_off WIDTH */  // string parameters compared with literals of other lengths
+    localparam SATURATE = OVERFLOW == "SAT", GREATER_EQUAL = COMPARE == ">=";
     initial begin
         if (!(OVERFLOW == "SAT" || OVERFLOW == "WRAP") || !(COMPARE == ">=" || COMPARE == ">")
                 || RESET != "subtract" || REFRACTORY != 0 || VM_BITS < 2 || N % C != 0) begin
@@ -55,7 +56,7 @@ module if_neuron_array #(
 
     function [VM_BITS-1:0] cast(input signed [W-1:0] x);
 `ifndef BUG_NO_SATURATION
-        if (OVERFLOW == "SAT")
+        if (SATURATE)
             cast = x < LO ? LO[VM_BITS-1:0] : x > HI ? HI[VM_BITS-1:0] : x[VM_BITS-1:0];
         else
 `endif
@@ -70,7 +71,7 @@ module if_neuron_array #(
             wire signed [W-1:0] theta = vm_ext(THRESHOLD[(i / PER_CHANNEL)*VM_BITS +: VM_BITS]);
             wire [VM_BITS-1:0] integrated = cast(vm_ext(v_post[i*VM_BITS +: VM_BITS]) + in_ext);
             wire [VM_BITS-1:0] v1 = HAS_V_MIN && vm_ext(integrated) < vm_ext(V_MIN) ? V_MIN : integrated;
-            wire fire = COMPARE == ">=" ? vm_ext(v1) >= theta : vm_ext(v1) > theta;
+            wire fire = GREATER_EQUAL ? vm_ext(v1) >= theta : vm_ext(v1) > theta;
             always @(posedge clk) begin
                 if (rst) begin
                     spikes[i] <= 1'b0;
