@@ -100,6 +100,7 @@ def test_bad_arguments_and_unwritable_files_exit_2_with_one_line(tmp_path, args,
 
 
 def test_progress_bar(tmp_path):
+    pytest.importorskip("tqdm", reason="the bar is tqdm's (extras sweep and test); without it there is none")
     run = refmodel("gen", RECIPE, "--out", tmp_path / "v.h5", "--timesteps", 3, "--progress")
     assert run.returncode == 0, run.stderr
     # tqdm's line, redrawn ("\r", read here as a newline) at the start, after timesteps (at most every 0.1 s) and
