@@ -20,7 +20,7 @@ C0..C3 hold 2 pixel blocks × 2 channel blocks, A0, A1 the two pixel blocks, B0,
 channel blocks.  Tiles are written in LLVM IR (a numba intrinsic) with the tile numbers as
 immediates; every tile is configured 16 rows × 64 bytes.
 
-With stride 1, ``dense_amx_flat`` runs the same tiles over blocks of 32 pixels of the output
+With stride 1, ``dense_amx`` can run the same tiles over blocks of 32 pixels of the output
 flattened across its rows (see its doc).
 
 Linux lets a process use the tile registers only after asking for them
@@ -138,58 +138,41 @@ def _row_tiles(typingctx, xaddr, xpix, xrow, kh, nsteps, waddr, wrow, wchunk, np
 
 
 @numba.njit(cache=True, parallel=True)
-def dense_amx(xh, wp, bias, sh, sw, kh, out):
-    """Exact ``out`` (N, K, Ho, Wo) int64 = (Σ w·x + bias) mod 2**32, sign-extended."""
+def dense_amx(xh, wp, bias, sh, sw, kh, flat, out):
+    """Exact ``out`` (N, K, Ho, Wo) int64 = (Σ w·x + bias) mod 2**32, sign-extended.
+
+    Row by row (``flat`` False): one job per output row, its pixels in pairs of 16-pixel blocks.
+    ``flat`` (stride 1, ``xh`` of width Wq = W + 2·pw): the output rows flattened, virtual pixel
+    ``m = oy·Wq + ox`` reading its kernel rows at ``xh[n, g] + (m + ky·Wq)·Cp``, one stride for
+    the whole image, so jobs of 2·TILE virtual pixels run across output rows (the Wq − Wo virtual
+    pixels at the end of each row are computed and dropped) and small images keep the tiles
+    busy: 8×8 with padding 1 fills 64 of 96 pixel slots instead of 64 of 256.  The caller leaves
+    room after ``xh`` for the reads of the last block.
+    """
     N, G, _, Wq, Cp = xh.shape
     _, nchunk, R4, NBv, _ = wp.shape
     _, K, Ho, Wo = out.shape
     Kg = K // G
     nsteps = R4 // kh // TILE
-    npb = (Wo + 2 * TILE - 1) // (2 * TILE)  # pairs of 16-pixel blocks
     nkp = (Kg + 2 * TILE - 1) // (2 * TILE)  # pairs of 16-channel blocks
     wrow = NBv * 64
-    for job in prange(N * G * Ho):
-        n = job // (G * Ho)
-        g = (job // Ho) % G
-        oy = job % Ho
-        out32 = np.empty((npb * 2 * TILE, nkp * 2 * TILE), np.int32)  # one output row
+    # virtual pixels: m = oy·pitch + ox; a job computes ``run`` of them from m0 = job·run
+    pitch = Wq if flat else (Wo + 2 * TILE - 1) // (2 * TILE) * 2 * TILE
+    run = 2 * TILE if flat else pitch
+    njob = (Ho * pitch + run - 1) // run
+    for job in prange(N * G * njob):
+        n = job // (G * njob)
+        g = (job // njob) % G
+        m0 = job % njob * run
+        xaddr = xh[n, g].ctypes.data + m0 * Cp if flat else xh[n, g, m0 // pitch * sh].ctypes.data
+        out32 = np.empty((run, nkp * 2 * TILE), np.int32)  # the job's pixels
         orow = out32.shape[1] * 4
-        _row_tiles(xh[n, g, oy * sh].ctypes.data, sw * Cp, Wq * Cp, kh, nsteps, wp[g].ctypes.data, wrow,
-                   R4 * wrow, npb, nkp, out32.ctypes.data, orow)
-        for k in range(Kg):  # out[n, k, oy, :] is contiguous: write channel by channel
-            kk = g * Kg + k
-            for ox in range(Wo):
-                out[n, kk, oy, ox] = np.int32(out32[ox, k] + bias[kk])  # mod 2**32
-
-
-@numba.njit(cache=True, parallel=True)
-def dense_amx_flat(xh, wp, bias, kh, out):
-    """``dense_amx`` for stride 1 on ``xh`` of width Wq = W + 2·pw, its output rows flattened:
-    virtual pixel ``m = oy·Wq + ox`` reads its kernel rows at ``xh[n, g] + (m + ky·Wq)·Cp``,
-    one stride for the whole image, so blocks of 2·TILE virtual pixels run across output rows
-    (the Wq − Wo virtual pixels at the end of each row are computed and dropped).  Small images
-    keep the tiles busy: 8×8 with padding 1 fills 64 of 96 pixel slots instead of 64 of 256.
-    The caller leaves room after ``xh`` for the reads of the last block."""
-    N, G, Hp, Wq, Cp = xh.shape
-    _, nchunk, R4, NBv, _ = wp.shape
-    _, K, Ho, Wo = out.shape
-    Kg = K // G
-    nsteps = R4 // kh // TILE
-    nkp = (Kg + 2 * TILE - 1) // (2 * TILE)
-    wrow = NBv * 64
-    nblk = (Ho * Wq + 2 * TILE - 1) // (2 * TILE)
-    for job in prange(N * G * nblk):
-        n = job // (G * nblk)
-        g = (job // nblk) % G
-        m0 = job % nblk * 2 * TILE
-        out32 = np.empty((2 * TILE, nkp * 2 * TILE), np.int32)  # virtual pixels m0 .. m0 + 31
-        orow = out32.shape[1] * 4
-        _row_tiles(xh[n, g].ctypes.data + m0 * Cp, Cp, Wq * Cp, kh, nsteps, wp[g].ctypes.data, wrow,
-                   R4 * wrow, 1, nkp, out32.ctypes.data, orow)
-        for oy in range(m0 // Wq, min(Ho, (m0 + 2 * TILE - 1) // Wq + 1)):
-            lo, hi = max(0, m0 - oy * Wq), min(Wo, m0 + 2 * TILE - oy * Wq)
-            for k in range(Kg):
-                kk = g * Kg + k
-                for ox in range(lo, hi):
-                    out[n, kk, oy, ox] = np.int32(out32[oy * Wq + ox - m0, k] + bias[kk])  # mod 2**32
-
+        _row_tiles(xaddr, sw * Cp, Wq * Cp, kh, nsteps, wp[g].ctypes.data, wrow, R4 * wrow, run // (2 * TILE),
+                   nkp, out32.ctypes.data, orow)
+        for oy in range(m0 // pitch, min(Ho, (m0 + run - 1) // pitch + 1)):
+            first = oy * pitch - m0  # out32's row of (oy, 0)
+            lo, hi = max(0, -first), min(Wo, run - first)
+            for k in range(Kg):  # out[n, k, oy, :] is contiguous: write channel by channel
+                dst, src, b = out[n, g * Kg + k, oy], out32[first + lo : first + hi, k], bias[g * Kg + k]
+                for i in range(hi - lo):
+                    dst[lo + i] = np.int32(src[i] + b)  # mod 2**32

@@ -602,11 +602,11 @@ def _dense_batch_as_pixels(plan, x, weights, out):
 
 
 def _flat_saves(Ho, Wo, Wq, block):
-    """Whether ``dense_amx_flat`` (output rows of Wq virtual pixels, flattened into blocks) computes
-    at least 20% fewer pixel slots than ``dense_amx`` (each row in blocks): its output write is
-    slower per pixel (blocks straddle rows; the kernel alone, single thread: 32×32, C = K = 64, 2.4 ms
-    against 1.45 ms for 1088 against 1024 slots; 16×16, C = K = 128, 1.36 against 2.4 ms; 8×8,
-    C = K = 256, 1.6 against 4.0 ms)."""
+    """Whether ``dense_amx`` with its output rows flattened (Wq virtual pixels each) computes at
+    least 20% fewer pixel slots than row by row (each row in blocks of ``block``): its output write is
+    slower per pixel (blocks straddle rows and cache lines; the kernel alone, single thread: 32×32,
+    C = K = 64, 2.2 ms against 1.4 ms for 1088 against 1024 slots; 16×16, C = K = 128, 1.1 against
+    1.4 ms; 8×8, C = K = 256, 1.9 against 4.6 ms)."""
     return 5 * (-(-Ho * Wq // block) * block) <= 4 * Ho * (-(-Wo // block) * block)
 
 
@@ -632,7 +632,7 @@ def _dense_simd(plan, x, weights, stride, padding, out):
         size = N * G * Hp * Wq * Cp
         xh = np.empty(size + max(0, end - Hp * Wq * Cp), np.uint8)[:size].reshape(N, G, Hp, Wq, Cp)
         _conv_simd.channels_last(x, G, ph, pw, offset, xh)
-        _conv_amx.dense_amx_flat(xh, table, bias, kh, out)
+        _conv_amx.dense_amx(xh, table, bias, 1, 1, kh, True, out)
         return
     if plan.kernel == "dense_amx":  # pixels in pairs of tiles, 64-byte steps along each kernel row
         pixels, row_bytes = -(-Wo // block) * block, table.shape[2] // kh * 4
@@ -643,6 +643,6 @@ def _dense_simd(plan, x, weights, stride, padding, out):
     xh = np.empty((N, G, H + 2 * ph, Wq, Cp), dtype)
     _conv_simd.channels_last(x, G, ph, pw, offset, xh)
     if plan.kernel == "dense_amx":
-        _conv_amx.dense_amx(xh, table, bias, sh, sw, kh, out)
+        _conv_amx.dense_amx(xh, table, bias, sh, sw, kh, False, out)
     else:
         _conv_simd.dense_simd(xh, table, bias, sh, sw, kh, kw, out)
