@@ -40,6 +40,8 @@ def summarize(vf: VectorFile) -> str:
         f"seed {vf.seed}, timesteps {vf.timesteps}, batch {vf.batch}, config sha256 {vf.config_sha256}",
         f"stimulus: {vf.encoding} encoding{f' ({params})' if params else ''}",
     ]
+    if vf.compression is not None:
+        lines.insert(2, f"compression {vf.compression}")
     if vf.format_version < 2:
         lines.insert(1, "  version 1: no digests; values checked against their formats and chunk checksums only")
     lines += [f"  {_line(i, vf)}" for i in vf.datasets() if i.kind in ("input", "spikes")]
