@@ -211,12 +211,17 @@ def int_max(bits, signed):
 
 
 @numba.njit(cache=True, inline="always")
+def int_bounds(bits, signed, overflow):
+    """(lo, hi): the values ``cast_int`` leaves unchanged are lo..hi."""
+    hi = int_max(bits, signed)
+    lo = -hi if overflow == _SAT_SYM and signed else int_min(bits, signed)
+    return lo, hi
+
+
+@numba.njit(cache=True, inline="always")
 def in_range_int(x, bits, signed, overflow):
     """True when ``x`` is a value ``cast_int`` leaves unchanged."""
-    lo = int_min(bits, signed)
-    hi = int_max(bits, signed)
-    if overflow == _SAT_SYM and signed:
-        lo = -hi
+    lo, hi = int_bounds(bits, signed, overflow)
     return lo <= x <= hi
 
 

@@ -13,7 +13,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from refmodel.fixed import cast_int, in_range_int, shift_right_int
+from refmodel.fixed import cast_int, in_range_int, int_bounds, shift_right_int
 
 LEAK_NONE, LEAK_SHIFT, LEAK_MUL, LEAK_LINEAR = range(4)
 ORDER_LEAK_FIRST, ORDER_INTEGRATE_FIRST = range(2)
@@ -22,7 +22,7 @@ RESET_SUBTRACT, RESET_ZERO, RESET_VALUE, RESET_NONE = range(4)
 # The reset is driven by map 0 (s1), map 1 (s2) or by either map.
 DRIVE_S1, DRIVE_S2, DRIVE_EITHER = range(3)
 # Which register write overflowed (err[row, 1]).
-WRITE_INTEGRATE, WRITE_RESET = 1, 2
+WRITE_INTEGRATE, WRITE_RESET = np.int64(1), np.int64(2)  # numpy scalars: no Literal typing (one _overflowed)
 # Coverage bins counted per row (docs/coverage.md §3): a Vm write above / below the range, V
 # equal to the threshold of map 0 / map 1, the lower bound applied, a reset to the value, a
 # refractory hold started / ended, a rounding tie of the leak, a leak taking V != 0 to 0, and
@@ -83,16 +83,17 @@ def leak_tie(x, kind, a, b, rounding):
     return (p & ((np.int64(1) << n) - 1)) == np.int64(1) << (n - 1)
 
 
-@numba.njit(cache=True, inline="always")
-def _overflowed(y, err, row, m, write, count, high, low):
-    """A Vm write of ``y`` outside the register's range: the counts of the row's overflowing
-    writes and of the writes above and below the range, ``count``, ``high`` and ``low``, with
-    this one added; the row's first is recorded as ``err[row] = (m, write, y)``."""
+@numba.njit(cache=True)
+def _overflowed(y, bits, signed, overflow, err, row, m, write, count, high, low):
+    """A Vm write of ``y`` outside the register's range: ``cast_int(y)`` and the counts of the
+    row's overflowing writes and of the writes above and below the range, ``count``, ``high``
+    and ``low``, with this one added; the row's first is recorded as ``err[row] = (m, write, y)``.
+    Not inlined: the rare path stays out of the neuron loop's code (it is compiled once)."""
     if err[row, 0] < 0:
         err[row, 0] = m
         err[row, 1] = write
         err[row, 2] = y
-    return count + 1, high + (y > 0), low + (y < 0)
+    return cast_int(y, bits, signed, overflow), count + 1, high + (y > 0), low + (y < 0)
 
 
 def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
@@ -109,20 +110,27 @@ def neuron_step(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
     channel c, over the batch.
 
     The work is done by the kernel of ``_step_kernel`` for this number of maps, use of the
-    refractory counter and counting of coverage.
+    refractory counter, counting of coverage and place of the leak.
     """
-    kernel = _step_kernel(thr.shape[0], modes.refractory > 0, cov.shape[0] > 0)
+    leaky = modes.leak != LEAK_NONE
+    kernel = _step_kernel(thr.shape[0], modes.refractory > 0, cov.shape[0] > 0, leaky and modes.order == ORDER_LEAK_FIRST,
+                          leaky and modes.order == ORDER_INTEGRATE_FIRST)
     kernel(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov)
 
 
 @functools.cache
-def _step_kernel(n_maps: int, use_refr: bool, cover: bool):
-    """``neuron_step``'s kernel for ``n_maps`` (1 or 2), ``use_refr`` and ``cover``.  As closure
-    constants they are known at compile time, so LLVM specializes the channel loop for them
-    (measured with a loop per row (n, c): an IF step in 35% less CPU time, a dual-threshold step
-    in 20% less); each kernel is compiled (and cached) only when a run first needs it (compiling
-    all eight in every run took a first ``refmodel gen`` ~70 s).  The channel index is uint64
-    as the parfor makes it: an int64 index typed ``_neuron_channel`` a second time.
+def _step_kernel(n_maps: int, use_refr: bool, cover: bool, leak_first: bool, leak_after: bool):
+    """``neuron_step``'s kernel for ``n_maps`` (1 or 2), the use of the refractory counter, the
+    counting of coverage and the leak's place (before the integration, after it, or none).  Each
+    kernel is compiled (and cached) only when a run first needs it: compiling all eight of the
+    (maps, refractory, coverage) kernels in every run took a first ``refmodel gen`` ~70 s.
+
+    ``_neuron_channel`` gets ``n_maps`` as a constant and, for an option not in use, None instead
+    of the counter array, the coverage array or the leak flag: numba drops the code of ``x is not
+    None`` branches on None before typing it (an IF step's kernel compiles in ~2.8 s of CPU
+    instead of ~5.2 s), and LLVM specializes the rest (measured with a loop per row (n, c): an
+    IF step in 35% less CPU time, a dual-threshold step in 20% less).  The channel index is
+    uint64, as the parfor makes it: an int64 index typed ``_neuron_channel`` a second time.
 
     The channels are shared among the threads; the loop over one channel is ``_neuron_channel``.
     A loop per channel, not per row, keeps a channel's coverage counters in registers over the
@@ -134,33 +142,37 @@ def _step_kernel(n_maps: int, use_refr: bool, cover: bool):
     def kernel(v, refr, current, thr, modes, spikes, v_pre, ovf, err, cov):
         keep_pre = v_pre.shape[0] > 0
         for c in numba.prange(np.uint64(current.shape[1])):
-            _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, ovf,
-                            err, cov)
+            _neuron_channel(v, refr if use_refr else None, current, thr, c, n_maps, True if leak_first else None,
+                            True if leak_after else None, keep_pre, modes, spikes, v_pre, ovf, err, cov if cover else None)
 
     return kernel
 
 
 @numba.njit(cache=True)
-def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover, modes, spikes, v_pre, ovf, err, cov):
-    """``neuron_step`` for the neurons of channel c, row (n, c) after row; counts the channel's
-    coverage bins into ``cov[c]`` when ``cover``, in local counters that stay in registers.  With
+def _neuron_channel(v, refr, current, thr, c, n_maps, leak_first, leak_after, keep_pre, modes, spikes, v_pre, ovf, err,
+                    cov):
+    """``neuron_step`` for the neurons of channel c, row (n, c) after row (``refr`` and ``cov``
+    None when unused; the leak applied where ``leak_first`` or ``leak_after`` is not None).
+    Counts the channel's coverage bins into ``cov[c]``, in local counters that stay in
+    registers.  A write is cast only when it leaves lo..hi (``_overflowed``).  With
     two maps, the bins of V at a threshold and of the outcomes are counted after each row from its
     pre-reset Vm and spikes (s1 only = fired1 - both, neither: s1 = s2 = 0 and V > 0), in a loop
     without branches (dtscnn's neuron steps, interleaved: counting in 1.12x their plain time, not 1.24x)."""
     (compare, reset, reset_value, drive, has_vmin, v_min, refractory,
      leak, leak_a, leak_b, leak_rounding, leak_min_step, order, bits, signed, overflow) = modes
     n_ch = current.shape[1]
-    high = low = at0 = at1 = clamped = to_value = started = ended = ties = zeroed = 0
+    lo, hi = int_bounds(bits, signed, overflow)
+    high = low = at0 = at1 = clamped = to_value = started = ended = ties = zeroed = np.int64(0)
     fired1 = fired2 = both = neither = 0
-    pass2 = cover and n_maps == 2
+    pass2 = cov is not None and n_maps == 2
     pre = np.empty(current.shape[2] if pass2 else 0, np.int64)  # the row's Vm before the reset (_HELD: held)
     for n in range(current.shape[0]):
         row = n * n_ch + c
-        count = 0
+        count = np.int64(0)
         err[row, 0] = -1
         for m in range(current.shape[2]):
             x = v[n, c, m]
-            if use_refr and refr[n, c, m] > 0:
+            if refr is not None and refr[n, c, m] > 0:
                 ended += refr[n, c, m] == 1
                 refr[n, c, m] -= 1
                 if keep_pre:
@@ -170,19 +182,19 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 if pass2:
                     pre[m] = _HELD
                 continue
-            if order == ORDER_LEAK_FIRST:
+            if leak_first is not None:
                 y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
-                if cover and leak != LEAK_NONE:
+                if cov is not None:
                     ties += leak_tie(x, leak, leak_a, leak_b, leak_rounding)
                     zeroed += (x != 0) & (y == 0)
                 x = y
             y = x + current[n, c, m]
-            if not in_range_int(y, bits, signed, overflow):
-                count, high, low = _overflowed(y, err, row, m, WRITE_INTEGRATE, count, high, low)
-            x = cast_int(y, bits, signed, overflow)
-            if order == ORDER_INTEGRATE_FIRST:
+            x = y
+            if not lo <= y <= hi:
+                x, count, high, low = _overflowed(y, bits, signed, overflow, err, row, m, WRITE_INTEGRATE, count, high, low)
+            if leak_after is not None:
                 y = leak_int(x, leak, leak_a, leak_b, leak_rounding, leak_min_step)
-                if cover and leak != LEAK_NONE:
+                if cov is not None:
                     ties += leak_tie(x, leak, leak_a, leak_b, leak_rounding)
                     zeroed += (x != 0) & (y == 0)
                 x = y
@@ -207,15 +219,16 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
             if fired:
                 if reset == RESET_SUBTRACT:
                     y = x - theta
-                    if not in_range_int(y, bits, signed, overflow):
-                        count, high, low = _overflowed(y, err, row, m, WRITE_RESET, count, high, low)
-                    x = cast_int(y, bits, signed, overflow)
+                    x = y
+                    if not lo <= y <= hi:
+                        x, count, high, low = _overflowed(y, bits, signed, overflow, err, row, m, WRITE_RESET, count, high,
+                                                          low)
                 elif reset == RESET_ZERO:
                     x = np.int64(0)
                 elif reset == RESET_VALUE:
                     x = reset_value
                     to_value += 1
-            if use_refr:
+            if refr is not None:
                 refr[n, c, m] = refractory if fired else 0
                 started += fired
             v[n, c, m] = x
@@ -232,7 +245,7 @@ def _neuron_channel(v, refr, current, thr, c, n_maps, use_refr, keep_pre, cover,
                 fired2 += s2
                 both += s1 & s2
                 neither += (s1 | s2 | (x <= 0)) == 0
-    if cover:
+    if cov is not None:
         counts = cov[c]
         counts[COV_HIGH], counts[COV_LOW], counts[COV_AT_THR0], counts[COV_AT_THR1] = high, low, at0, at1
         counts[COV_VMIN], counts[COV_RESET_VALUE], counts[COV_REFR_START], counts[COV_REFR_END] = (
