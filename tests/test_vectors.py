@@ -180,6 +180,25 @@ def test_a_dataset_that_deflate_does_not_shrink_is_stored_without_filters(tmp_pa
     VectorFile(tmp_path / "x.h5").verify()
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint16])
+@pytest.mark.parametrize("at, value", [(0, 128), (70_000, -129), (99_999, 300)])
+def test_a_large_array_is_checked_value_by_value(tmp_path, dtype, at, value):
+    """Arrays of NARROW_MIN_SIZE values and more take the one-pass range check and cast: the same
+    codes, and the same refusal naming the first value outside the format."""
+    values = np.random.default_rng(at).integers(0, 100, 100_000).astype(dtype)
+    with VectorWriter(tmp_path / "x.h5", config={}, seed=0, timesteps=1, batch=1) as w:
+        w.add_layer("l", "conv", input_shape=(1,), output_shape=(1,))
+        w.write_param("l", "w", values, QFormat(8))
+        if np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
+            values[at] = value
+            with pytest.raises(VectorFileError, match=rf"parameter 'v'\[{at}\] = {value} does not fit s8.0"):
+                w.write_param("l", "v", values, QFormat(8))
+        w.write_stimulus(make_encoder("analog", np.array([[3]]), S8_4))
+    with VectorFile(tmp_path / "x.h5") as vf:
+        stored, _ = vf.param("l", "w")
+        assert stored.dtype == np.int8 and np.array_equal(stored, np.random.default_rng(at).integers(0, 100, 100_000))
+
+
 def test_fast_without_libdeflate_is_zlib_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(chunks, "_libdeflate", lambda: None)
     assert compression("fast").describe().startswith("fast: shuffle + deflate level 1, zlib (zlib ")

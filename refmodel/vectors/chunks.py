@@ -148,14 +148,18 @@ class ChunkWriter:
         self._pending = collections.deque()  # (dataset, offset, nbytes, key, future), oldest first
         self._pending_bytes = 0
         self._max_pending = max_pending
+        self._shapes = {}  # dataset id -> (dtype, chunk shape): h5py asks HDF5 at each access
         self.digests = {}
 
     def submit(self, dset, offset: tuple, chunk: np.ndarray, key=None, how: Compression | None = None) -> None:
         """Queue ``chunk`` (the dataset's dtype and chunk shape, owned by the writer from now on)
         for the chunk of ``dset`` that starts at ``offset`` (``key``: hash it too, under that key;
         ``how``: the dataset's filters, if not the writer's)."""
-        if chunk.dtype != dset.dtype or chunk.shape != dset.chunks:
-            raise ValueError(f"{dset.name}: chunk {chunk.dtype} {chunk.shape} is not {dset.dtype} {dset.chunks}")
+        if dset.id not in self._shapes:
+            self._shapes[dset.id] = (dset.dtype, dset.chunks)
+        dtype, shape = self._shapes[dset.id]
+        if chunk.dtype != dtype or chunk.shape != shape:
+            raise ValueError(f"{dset.name}: chunk {chunk.dtype} {chunk.shape} is not {dtype} {shape}")
         future = self._pool.submit(_filter_and_hash, chunk, how or self.how, key is not None)
         self._pending.append((dset, offset, chunk.nbytes, key, future))
         self._pending_bytes += chunk.nbytes

@@ -112,15 +112,16 @@ NARROW_MIN_SIZE = 1 << 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _narrowed(values, lo, hi, out) -> int:
-    """out[i] = values[i] for the flat arrays ``values`` and ``out`` while lo <= values[i] <= hi;
-    the first i where it is not (-1 when none is): a range check and a cast in one pass."""
+def _narrowed(values, out):
+    """out[i] = values[i] (cast) for the flat arrays ``values`` and ``out``; (min, max) of
+    ``values``: a cast and the range check's reductions in one pass, without branches."""
+    low = high = values[0]
     for i in range(values.size):
         v = values[i]
-        if v < lo or v > hi:
-            return i
+        low = min(low, v)
+        high = max(high, v)
         out[i] = v
-    return -1
+    return low, high
 
 
 def _one_pass(arr: np.ndarray, fmt: QFormat) -> bool:
@@ -137,7 +138,8 @@ def as_codes(values, fmt: QFormat, what: str) -> np.ndarray:
         raise VectorFileError(f"{what} must be an integer array, got dtype {arr.dtype} (never store floats)")
     if _one_pass(arr, fmt):
         out = np.empty(arr.shape, storage_dtype(fmt))
-        if _narrowed(arr.reshape(-1), fmt.min_int, fmt.max_int, out.reshape(-1)) < 0:
+        low, high = _narrowed(arr.reshape(-1), out.reshape(-1))
+        if fmt.min_int <= low and high <= fmt.max_int:
             return out
     try:  # (a value out of range: the check names the first)
         fmt.check(arr, what)

@@ -372,7 +372,7 @@ class VectorWriter:
             raise VectorFileError(f"{path} is already declared")
         dset = self._create(path, shape, fmt, axes, chunks=(1,) + tuple(max(d, 1) for d in shape[1:]))
         self._pending[path] = np.zeros(self.timesteps, bool)
-        self._step_datasets[path] = (dset, fmt)
+        self._step_datasets[path] = (dset, fmt, shape[1:], dset.chunks)
 
     def _write_step(self, path, t, values):
         if path not in self._pending:
@@ -381,13 +381,13 @@ class VectorWriter:
         t = _check_int(t, f"{path}: timestep", 0, self.timesteps - 1)
         if done[t]:
             raise VectorFileError(f"{path}: timestep {t} is already written")
-        dset, fmt = self._step_datasets[path]
+        dset, fmt, step_shape, chunks = self._step_datasets[path]  # (h5py asks HDF5 for a dataset's shape)
         arr = np.asarray(values)
-        if arr.shape != dset.shape[1:]:
-            raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {dset.shape[1:]}")
+        if arr.shape != step_shape:
+            raise VectorFileError(f"{path}[t={t}]: shape {arr.shape} differs from the declared {step_shape}")
         codes = as_codes(arr, fmt, f"{path}[t={t}]")
-        if dset.chunks is not None:
-            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(dset.chunks), key=(path, t))
+        if chunks is not None:
+            self._chunks.submit(dset, (t,) + (0,) * arr.ndim, codes.reshape(chunks), key=(path, t))
         else:  # an empty trace has no chunks
             self._step_digests.setdefault(path, {})[t] = values_digest(codes)
         done[t] = True
