@@ -341,6 +341,20 @@ def test_damaged_chunk_is_detected(sample):
             vf.trace("conv1", "v_pre", t=2)
 
 
+def test_a_damaged_unfiltered_chunk_is_found_by_its_digest(tmp_path):
+    """Under --compression none no checksum guards a chunk: the content digest does."""
+    path = tmp_path / "none.h5"
+    write_sample(path, compression="none")
+    with h5py.File(path) as f:
+        offset = f["traces/000_conv1/v_pre"].id.get_chunk_info(2).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with VectorFile(path) as vf:
+        with pytest.raises(VectorFileError, match="v_pre: its values do not match their SHA-256 digest"):
+            vf.verify()
+
+
 def test_foreign_and_non_hdf5_files(tmp_path):
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
