@@ -118,6 +118,23 @@ def test_constant_current_shortcut_equals_recomputation(network, timesteps, data
 
 @mechanism
 @given(networks(max_stages=2), st.integers(1, 4), st.data())
+def test_spike_counts_are_int64_sums_of_the_recorded_outputs(network, timesteps, data):
+    """Every counted layer's spike count, read from the run's ``SpikeCounts`` (kept narrow, widened
+    when read), is int64 and equals its recorded outputs summed over T in int64; a second read
+    gives the same array."""
+    stimulus = data.draw(stimuli(network, timesteps))
+    outputs = [(layer.name, layer.output_signal) for layer in network.layers if layer.name in network.counted()]
+    result = network.run(stimulus, timesteps, record=outputs)
+    assert list(result.spike_counts) == network.counted() and len(result.spike_counts) == len(outputs)
+    for name, signal in outputs:
+        counts = result.spike_counts[name]
+        assert counts.dtype == np.int64 and result.spike_counts[name] is counts
+        assert_bit_exact(result.traces[(name, signal)].astype(np.int64).sum(axis=0), counts, layer=name,
+                         signal="spike_count")
+
+
+@mechanism
+@given(networks(max_stages=2), st.integers(1, 4), st.data())
 def test_sink_gets_the_recorded_traces(network, timesteps, data):
     """Streaming to a sink (which keeps copies of the arrays it is handed) gives the in-memory
     traces, in timestep order, and the Result then holds no traces but the same counts and outputs."""
