@@ -247,7 +247,7 @@ def measure(result: Result, stimulus, magnitudes=None) -> Cost:
     network = result.network
     per_step = network.check_stimulus(stimulus, result.timesteps)
     inputs = _input_counts(network, per_step, stimulus, result.timesteps)
-    counts = dict(result.spike_counts)
+    counts = {name: result.spike_counts.narrow(name) for name in result.spike_counts}  # (not widened to int64)
     wrapping = [(name, signal) for name, signal in signed_outputs(network) if name not in (magnitudes or {})]
     counts.update(magnitudes or {})
     if wrapping:  # Σ_t code != Σ_t |code|: every timestep's codes, recorded or from a rerun (deterministic)

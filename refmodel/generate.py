@@ -112,5 +112,5 @@ def generate(spec: Spec, out, *, timesteps=None, batch=None, seed=None, range=No
             if name == "overflow":
                 writer.write_counts(layer, name, result.overflows[:, index[layer]])
             else:
-                writer.write_spike_count(layer, result.spike_counts[layer], count.fmt)
+                writer.write_spike_count(layer, result.spike_counts.narrow(layer), count.fmt)
     return result

@@ -368,6 +368,11 @@ class SpikeCounts(Mapping):
     def __len__(self) -> int:
         return len(self._narrow)
 
+    def narrow(self, name) -> np.ndarray:
+        """The counts of ``name`` in the dtype the run added them in (not a copy: read only),
+        for a reader that takes any integer dtype (the vector writer, the cost measurement)."""
+        return self._narrow[name]
+
 
 def _add_tally(total, step):
     """The run's Tally so far (None before the first step) with one step's Tally added: its
