@@ -35,7 +35,7 @@ _ERROR = 3  # Overflow.ERROR
 COV_ABOVE, COV_BELOW, COV_NEAR_HIGH, COV_NEAR_LOW = range(4)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _cover(cov, n, k, s, term, left, lo, hi):
     """Count the write of value ``s`` (the sum after adding ``term``) into ``cov[n, k]``."""
     if left:
@@ -47,7 +47,7 @@ def _cover(cov, n, k, s, term, left, lo, hi):
             cov[n, k, COV_NEAR_LOW] += 1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _step(v, bits, signed, overflow):
     """Apply the accumulator format to ``v``: (new value, whether ``v`` left the range)."""
     if in_range_int(v, bits, signed, overflow):
@@ -59,46 +59,56 @@ def _step(v, bits, signed, overflow):
 def dense_ordered(xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, counts, err_at, err_val, lo, hi, cov):
     """``out[n, k]`` from the zero-padded input ``xp`` (N, C, Hp, Wp), one (n, k) per job."""
     N, K, Ho, Wo = out.shape
-    cover = cov.shape[0] > 0
-    _, Cg, kh, kw = w.shape
-    Kg = K // (xp.shape[1] // Cg)
     for job in prange(N * K):
-        n = job // K
-        k = job % K
-        c0 = (k // Kg) * Cg
-        plane = out[n, k]
-        plane[:, :] = bias[k]
-        count = 0
-        first = -1
-        first_val = np.int64(0)
-        for c in range(Cg):
-            for ky in range(kh):
-                for kx in range(kw):
-                    wv = w[k, c, ky, kx]
-                    if wv == 0:  # adds 0 to an in-range accumulator: no change
-                        continue
-                    for oy in range(Ho):
-                        row = xp[n, c0 + c, oy * sh + ky]
-                        arow = plane[oy]
-                        if not cast_each:
-                            for ox in range(Wo):
-                                arow[ox] += wv * row[ox * sw + kx]
-                            continue
-                        for ox in range(Wo):
-                            term = wv * row[ox * sw + kx]
-                            v, left = _step(arow[ox] + term, bits, signed, overflow)
-                            if cover:
-                                _cover(cov, n, k, arow[ox] + term, term, left, lo, hi)
-                            if left:
-                                count += 1
-                                pos = oy * Wo + ox
-                                if first < 0 or pos < first:
-                                    first = pos
-                                    first_val = arow[ox] + wv * row[ox * sw + kx]
-                            arow[ox] = v
+        count, first, first_val = _dense_job(job // K, job % K, xp, w, bias, sh, sw, cast_each, bits, signed,
+                                             overflow, out, lo, hi, cov)
         counts[job] = count
         err_at[job] = -1 if first < 0 else job * Ho * Wo + first
         err_val[job] = first_val
+
+
+@numba.njit(cache=True)
+def _dense_job(n, k, xp, w, bias, sh, sw, cast_each, bits, signed, overflow, out, lo, hi, cov):
+    """One job of ``dense_ordered``: the plane ``out[n, k]``; (overflow count, index in the plane of
+    the first output that left the range or -1, its first value outside).  (A function of its own,
+    not the body of the parallel loop: numba's parfor passes cost seconds of compiling on a large
+    loop body, none on a call.)"""
+    _, K, Ho, Wo = out.shape
+    cover = cov.shape[0] > 0
+    _, Cg, kh, kw = w.shape
+    Kg = K // (xp.shape[1] // Cg)
+    c0 = (k // Kg) * Cg
+    plane = out[n, k]
+    plane[:, :] = bias[k]
+    count = 0
+    first = -1
+    first_val = np.int64(0)
+    for c in range(Cg):
+        for ky in range(kh):
+            for kx in range(kw):
+                wv = w[k, c, ky, kx]
+                if wv == 0:  # adds 0 to an in-range accumulator: no change
+                    continue
+                for oy in range(Ho):
+                    row = xp[n, c0 + c, oy * sh + ky]
+                    arow = plane[oy]
+                    if not cast_each:
+                        for ox in range(Wo):
+                            arow[ox] += wv * row[ox * sw + kx]
+                        continue
+                    for ox in range(Wo):
+                        term = wv * row[ox * sw + kx]
+                        v, left = _step(arow[ox] + term, bits, signed, overflow)
+                        if cover:
+                            _cover(cov, n, k, arow[ox] + term, term, left, lo, hi)
+                        if left:
+                            count += 1
+                            pos = oy * Wo + ox
+                            if first < 0 or pos < first:
+                                first = pos
+                                first_val = arow[ox] + wv * row[ox * sw + kx]
+                        arow[ox] = v
+    return count, first, first_val
 
 
 @numba.njit(cache=True, parallel=True)
@@ -110,87 +120,95 @@ def event_ordered(x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow
     (N*G, Ho, Wo, Kg) accumulator buffer.  The wrapper picks their dtype: int32 when the
     exact sums fit int32 (then int32 arithmetic is exact), int64 otherwise.
     """
-    N, C, H, W = x.shape
-    G, Cg, kh, kw, Kg = wt.shape
-    _, Ho, Wo, _ = work.shape
-    track = cast_each and overflow == _ERROR
-    cover = cov.shape[0] > 0
-    for job in prange(N * G):
-        n = job // G
-        g = job % G
-        acc = work[job]
-        for oy in range(Ho):
-            for ox in range(Wo):
-                for k in range(Kg):
-                    acc[oy, ox, k] = bias[g * Kg + k]
-        bad = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.bool_)
-        bad_val = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.int64)
-        count = 0
-        ev_q = np.empty(W, np.int64)  # the events of one input row: ix + pw = q*sw + r
-        ev_r = np.empty(W, np.int64)
-        ev_v = np.empty(W, np.int64)
-        for c in range(Cg):
-            for iy in range(H):
-                m = 0
-                for ix in range(W):
-                    v = x[n, g * Cg + c, iy, ix]
-                    if v != 0:
-                        ev_q[m], ev_r[m], ev_v[m] = (ix + pw) // sw, (ix + pw) % sw, v
-                        m += 1
-                if m == 0:
-                    continue
-                # kernel rows reaching output rows from input row iy: ky = ry + j*sh, oy = qy - j
-                ry, qy = (iy + ph) % sh, (iy + ph) // sh
-                oy = qy + 1
-                for ky in range(ry, kh, sh):
-                    oy -= 1
-                    if oy < 0:
-                        break
-                    if oy >= Ho:
-                        continue
-                    for kx in range(kw):
-                        r, d = kx % sw, kx // sw
-                        for e in range(m):  # one tap for all events of the row: no store->load chains
-                            ox = ev_q[e] - d
-                            if ev_r[e] != r or ox < 0 or ox >= Wo:
-                                continue
-                            v = ev_v[e]
-                            # (indexing, not row views: a view costs two atomic refcount updates)
-                            if not cast_each:
-                                if v == 1:  # a spike: add the weights
-                                    for k in range(Kg):
-                                        acc[oy, ox, k] += wt[g, c, ky, kx, k]
-                                else:
-                                    for k in range(Kg):
-                                        acc[oy, ox, k] += wt[g, c, ky, kx, k] * v
-                                continue
-                            for k in range(Kg):
-                                term = np.int64(wt[g, c, ky, kx, k]) * v
-                                s = np.int64(acc[oy, ox, k]) + term
-                                new, left = _step(s, bits, signed, overflow)
-                                if cover:
-                                    _cover(cov, n, g * Kg + k, s, term, left, lo, hi)
-                                if left:
-                                    count += 1
-                                    if track and not bad[oy, ox, k]:
-                                        bad[oy, ox, k] = True
-                                        bad_val[oy, ox, k] = s
-                                acc[oy, ox, k] = new
-        for oy in range(Ho):  # transpose one output row at a time (it stays in L1)
-            for k in range(Kg):
-                for ox in range(Wo):
-                    out[n, g * Kg + k, oy, ox] = acc[oy, ox, k]
-        first = -1
-        first_val = np.int64(0)
-        for k in range(Kg if track else 0):  # the first output (C order) that left the range
-            for oy in range(Ho):
-                for ox in range(Wo):
-                    if first < 0 and bad[oy, ox, k]:
-                        first = ((n * G * Kg + g * Kg + k) * Ho + oy) * Wo + ox
-                        first_val = bad_val[oy, ox, k]
+    G = wt.shape[0]
+    for job in prange(x.shape[0] * G):
+        count, first, first_val = _event_job(job // G, job % G, x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed,
+                                             overflow, work[job], out, lo, hi, cov)
         counts[job] = count
         err_at[job] = first
         err_val[job] = first_val
+
+
+@numba.njit(cache=True)
+def _event_job(n, g, x, wt, bias, sh, sw, ph, pw, cast_each, bits, signed, overflow, acc, out, lo, hi, cov):
+    """One job of ``event_ordered``: the outputs of (n, group g), accumulated in ``acc`` (Ho, Wo, Kg);
+    (overflow count, flat index into ``out`` of the first output that left the range or -1, its first
+    value outside).  (A function of its own, see ``_dense_job``.)"""
+    _, _, H, W = x.shape
+    G, Cg, kh, kw, Kg = wt.shape
+    Ho, Wo, _ = acc.shape
+    track = cast_each and overflow == _ERROR
+    cover = cov.shape[0] > 0
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for k in range(Kg):
+                acc[oy, ox, k] = bias[g * Kg + k]
+    bad = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.bool_)
+    bad_val = np.zeros((Ho, Wo, Kg) if track else (0, 0, 0), np.int64)
+    count = 0
+    ev_q = np.empty(W, np.int64)  # the events of one input row: ix + pw = q*sw + r
+    ev_r = np.empty(W, np.int64)
+    ev_v = np.empty(W, np.int64)
+    for c in range(Cg):
+        for iy in range(H):
+            m = 0
+            for ix in range(W):
+                v = x[n, g * Cg + c, iy, ix]
+                if v != 0:
+                    ev_q[m], ev_r[m], ev_v[m] = (ix + pw) // sw, (ix + pw) % sw, v
+                    m += 1
+            if m == 0:
+                continue
+            # kernel rows reaching output rows from input row iy: ky = ry + j*sh, oy = qy - j
+            ry, qy = (iy + ph) % sh, (iy + ph) // sh
+            oy = qy + 1
+            for ky in range(ry, kh, sh):
+                oy -= 1
+                if oy < 0:
+                    break
+                if oy >= Ho:
+                    continue
+                for kx in range(kw):
+                    r, d = kx % sw, kx // sw
+                    for e in range(m):  # one tap for all events of the row: no store->load chains
+                        ox = ev_q[e] - d
+                        if ev_r[e] != r or ox < 0 or ox >= Wo:
+                            continue
+                        v = ev_v[e]
+                        # (indexing, not row views: a view costs two atomic refcount updates)
+                        if not cast_each:
+                            if v == 1:  # a spike: add the weights
+                                for k in range(Kg):
+                                    acc[oy, ox, k] += wt[g, c, ky, kx, k]
+                            else:
+                                for k in range(Kg):
+                                    acc[oy, ox, k] += wt[g, c, ky, kx, k] * v
+                            continue
+                        for k in range(Kg):
+                            term = np.int64(wt[g, c, ky, kx, k]) * v
+                            s = np.int64(acc[oy, ox, k]) + term
+                            new, left = _step(s, bits, signed, overflow)
+                            if cover:
+                                _cover(cov, n, g * Kg + k, s, term, left, lo, hi)
+                            if left:
+                                count += 1
+                                if track and not bad[oy, ox, k]:
+                                    bad[oy, ox, k] = True
+                                    bad_val[oy, ox, k] = s
+                            acc[oy, ox, k] = new
+    for oy in range(Ho):  # transpose one output row at a time (it stays in L1)
+        for k in range(Kg):
+            for ox in range(Wo):
+                out[n, g * Kg + k, oy, ox] = acc[oy, ox, k]
+    first = -1
+    first_val = np.int64(0)
+    for k in range(Kg if track else 0):  # the first output (C order) that left the range
+        for oy in range(Ho):
+            for ox in range(Wo):
+                if first < 0 and bad[oy, ox, k]:
+                    first = ((n * G * Kg + g * Kg + k) * Ho + oy) * Wo + ox
+                    first_val = bad_val[oy, ox, k]
+    return count, first, first_val
 
 
 @numba.njit(cache=True)

@@ -195,25 +195,27 @@ def dense_simd(xh, wp, bias, sh, sw, kh, kw, out):
 _LANES = 3  # masks walked side by side in spikesum
 
 
-def _make_spikesum(nb, ebits):
+def _make_spikesum(nb):
     """An intrinsic adding to the 16·nb int32 lanes at ``oaddr`` the weight rows of the spikes
-    of ``npix`` consecutive input pixels.
+    of ``npix`` consecutive input pixels, rows of the dtype of its first argument, ``wt`` (int8
+    or int32: only the one in use is generated).
 
     Spikes are bit masks: bit ``b`` of word ``wd`` (int64 at ``masks + wd·wstride + 8·j``)
     set means channel ``c = 64·wd + b`` of pixel j spiked; its row of signed ``ebits``-bit
-    weights is at ``base + j·pix + c·row``.  The (pixel, word) masks are walked 3 at a time,
+    weights (``ebits`` = 8 or 32) is at ``base + j·pix + c·row``.  The (pixel, word) masks are walked 3 at a time,
     one set bit of each per step (count-trailing-zeros; an exhausted mask adds the zero row
     at ``zero``), for max(popcounts) steps: one unpredictable loop end per 3 masks instead of
     one per mask, which is what limits this kernel.  Sums stay in registers (portable IR).
     """
 
     @intrinsic
-    def spikesum(typingctx, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
+    def spikesum(typingctx, wt, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
         i64t = types.int64
-        sig = types.void(i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
+        sig = types.void(wt, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t, i64t)
+        ebits = wt.dtype.bitwidth
 
         def codegen(context, builder, signature, args):
-            masks, wstride, nwords, npix, base, pix, row, zero, oaddr = args
+            _, masks, wstride, nwords, npix, base, pix, row, zero, oaddr = args
             i64, i1 = ir.IntType(64), ir.IntType(1)
             v16i32, v16e = ir.VectorType(ir.IntType(32), 16), ir.VectorType(ir.IntType(ebits), 16)
             mod = builder.module
@@ -259,30 +261,20 @@ def _make_spikesum(nb, ebits):
 
 
 EVENT_NB = 4  # 16-channel vectors per spikesum call
-_ss8_1, _ss8_2, _ss8_3, _ss8_4 = (_make_spikesum(nb, 8) for nb in range(1, EVENT_NB + 1))
-_ss32_1, _ss32_2, _ss32_3, _ss32_4 = (_make_spikesum(nb, 32) for nb in range(1, EVENT_NB + 1))
+_ss1, _ss2, _ss3, _ss4 = (_make_spikesum(nb) for nb in range(1, EVENT_NB + 1))
 
 
 @numba.njit(cache=True, inline="always")
-def _spikesum(ebytes, nb, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
-    """Dispatch to the spikesum intrinsic for int8 (ebytes 1) or int32 rows of nb vectors."""
-    if ebytes == 1:
-        if nb == 4:
-            _ss8_4(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
-        elif nb == 3:
-            _ss8_3(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
-        elif nb == 2:
-            _ss8_2(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
-        else:
-            _ss8_1(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
-    elif nb == 4:
-        _ss32_4(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
+def _spikesum(wt, nb, masks, wstride, nwords, npix, base, pix, row, zero, oaddr):
+    """Dispatch to the spikesum intrinsic for rows of nb vectors of ``wt``'s dtype."""
+    if nb == 4:
+        _ss4(wt, masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     elif nb == 3:
-        _ss32_3(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
+        _ss3(wt, masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     elif nb == 2:
-        _ss32_2(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
+        _ss2(wt, masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
     else:
-        _ss32_1(masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
+        _ss1(wt, masks, wstride, nwords, npix, base, pix, row, zero, oaddr)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -298,7 +290,16 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
     spikes of input pixels ix0 .. ix0 + kw − 1 (ix0 = ox·sw − pw): spike (ix, c) adds the
     row ``(ix − ix0)·Cg + c`` of ``wt[g, ky]``.
     """
-    N, C, H, W = x.shape
+    G = wt.shape[0]
+    for job in prange(x.shape[0] * G):
+        _spikes_job(job // G, job % G, x, wt, bias, sh, sw, ph, pw, kh, kw, out)
+
+
+@numba.njit(cache=True)
+def _spikes_job(n, g, x, wt, bias, sh, sw, ph, pw, kh, kw, out):
+    """One job of ``event_spikes``: the outputs of (n, group g).  (A function of its own, not the body
+    of the parallel loop: numba's parfor passes cost seconds of compiling on a large loop body.)"""
+    _, C, H, W = x.shape
     G, _, _, Kgp = wt.shape
     _, K, Ho, Wo = out.shape
     Kg, Cg = K // G, C // G
@@ -306,35 +307,32 @@ def event_spikes(x, wt, bias, sh, sw, ph, pw, kh, kw, out):
     nwords = (Cg + 63) // 64
     ebytes = wt.itemsize
     row = Kgp * ebytes
-    for job in prange(N * G):
-        n = job // G
-        g = job % G
-        masks = np.zeros((nwords, H * W), np.int64)  # bit c % 64 of masks[c // 64, iy*W + ix]
-        for c in range(Cg):
-            bit = np.int64(1) << np.int64(c % 64)
-            for iy in range(H):
-                for ix in range(W):
-                    masks[c // 64, iy * W + ix] |= bit & -np.int64(x[n, g * Cg + c, iy, ix] != 0)
-        acc = np.empty((Wo, Kgp), np.int32)
-        zeros = np.zeros(EVENT_NB * 16, np.int32)  # the zero row (and zero mask) of spikesum
-        zero = zeros.ctypes.data
-        for oy in range(Ho):
+    masks = np.zeros((nwords, H * W), np.int64)  # bit c % 64 of masks[c // 64, iy*W + ix]
+    for c in range(Cg):
+        bit = np.int64(1) << np.int64(c % 64)
+        for iy in range(H):
+            for ix in range(W):
+                masks[c // 64, iy * W + ix] |= bit & -np.int64(x[n, g * Cg + c, iy, ix] != 0)
+    acc = np.empty((Wo, Kgp), np.int32)
+    zeros = np.zeros(EVENT_NB * 16, np.int32)  # the zero row (and zero mask) of spikesum
+    zero = zeros.ctypes.data
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for k in range(Kgp):
+                acc[ox, k] = 0
+        for ox in range(Wo):
+            ix0 = ox * sw - pw
+            lo, hi = max(ix0, 0), min(ix0 + kw, W)
+            for ky in range(kh):
+                iy = oy * sh + ky - ph
+                if iy < 0 or iy >= H or lo >= hi:
+                    continue
+                base = wt.ctypes.data + ((g * kh + ky) * kw + lo - ix0) * Cg * row  # (no view: refcounts)
+                mask0 = masks.ctypes.data + (iy * W + lo) * 8
+                for q in range(0, nvec, EVENT_NB):
+                    dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
+                    nb = min(EVENT_NB, nvec - q)
+                    _spikesum(wt, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, zero, dst)
+        for k in range(Kg):
             for ox in range(Wo):
-                for k in range(Kgp):
-                    acc[ox, k] = 0
-            for ox in range(Wo):
-                ix0 = ox * sw - pw
-                lo, hi = max(ix0, 0), min(ix0 + kw, W)
-                for ky in range(kh):
-                    iy = oy * sh + ky - ph
-                    if iy < 0 or iy >= H or lo >= hi:
-                        continue
-                    base = wt.ctypes.data + ((g * kh + ky) * kw + lo - ix0) * Cg * row  # (no view: refcounts)
-                    mask0 = masks.ctypes.data + (iy * W + lo) * 8
-                    for q in range(0, nvec, EVENT_NB):
-                        dst = acc.ctypes.data + (ox * Kgp + q * 16) * 4
-                        nb = min(EVENT_NB, nvec - q)
-                        _spikesum(ebytes, nb, mask0, H * W * 8, nwords, hi - lo, base + q * 16 * ebytes, Cg * row, row, zero, dst)
-            for k in range(Kg):
-                for ox in range(Wo):
-                    out[n, g * Kg + k, oy, ox] = np.int32(acc[ox, k] + bias[g * Kg + k])  # mod 2**32
+                out[n, g * Kg + k, oy, ox] = np.int32(acc[ox, k] + bias[g * Kg + k])  # mod 2**32
