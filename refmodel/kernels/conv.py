@@ -631,7 +631,7 @@ def _dense_simd(plan, x, weights, stride, padding, out):
         end = ((-(-Ho * Wq // block) * block - 1) + (kh - 1) * Wq) * Cp + table.shape[2] // kh * 4
         size = N * G * Hp * Wq * Cp
         xh = np.empty(size + max(0, end - Hp * Wq * Cp), np.uint8)[:size].reshape(N, G, Hp, Wq, Cp)
-        _conv_simd.channels_last(x, G, ph, pw, offset, xh)
+        _conv_simd.channels_last(x, ph, pw, offset, xh)
         _conv_amx.dense_amx(xh, table, bias, 1, 1, kh, True, out)
         return
     if plan.kernel == "dense_amx":  # pixels in pairs of tiles, 64-byte steps along each kernel row
@@ -641,7 +641,7 @@ def _dense_simd(plan, x, weights, stride, padding, out):
     # room for the last pixel's reads
     Wq = max(W + 2 * pw, (pixels - 1) * sw + -(-row_bytes // (Cp * np.dtype(dtype).itemsize)))
     xh = np.empty((N, G, H + 2 * ph, Wq, Cp), dtype)
-    _conv_simd.channels_last(x, G, ph, pw, offset, xh)
+    _conv_simd.channels_last(x, ph, pw, offset, xh)
     if plan.kernel == "dense_amx":
         _conv_amx.dense_amx(xh, table, bias, sh, sw, kh, False, out)
     else:
