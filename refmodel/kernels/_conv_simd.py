@@ -34,6 +34,8 @@ dot-product instructions.  The micro-kernel is written in LLVM IR (a numba intri
 because LLVM's auto-vectorizer does not find this register blocking.
 """
 
+import functools
+
 import llvmlite.binding as ll
 import numba
 import numpy as np
@@ -64,6 +66,25 @@ VNNI = (ISA == "avx512" and has_feature("avx512vnni")) or (ISA == "avx2" and has
 _DPBUSD = f"llvm.x86.avx512.vpdpbusd.{32 * LANES}"  # the 256-bit form is AVX-VNNI's (VEX) without AVX-512
 
 
+@functools.cache
+def _dpbusd_operand():
+    """The operand type LLVM declares for ``_DPBUSD``: <4·LANES x i8> in recent LLVM, <LANES x i32>
+    before (LLVM 14, numba 0.59's), found by verifying a call of each (bytes first)."""
+    vi32 = ir.VectorType(ir.IntType(32), LANES)
+    for vop in (ir.VectorType(ir.IntType(8), 4 * LANES), vi32):
+        module = ir.Module()
+        fn = ir.Function(module, ir.FunctionType(vi32, [vi32, vop, vop]), _DPBUSD)
+        probe = ir.Function(module, ir.FunctionType(vi32, [vi32, vop, vop]), "probe")
+        builder = ir.IRBuilder(probe.append_basic_block())
+        builder.ret(builder.call(fn, probe.args))
+        try:
+            ll.parse_assembly(str(module)).verify()
+            return vop
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"LLVM {ll.llvm_version_info} takes neither operand type for {_DPBUSD}")
+
+
 def _make_microkernel(nb):
     """An intrinsic computing out32[p, LANES·j + m] (p < MR, j < nb) for one row of outputs
     from int16 pairs or uint8 quads (the dtype of its first argument, ``xh``)."""
@@ -80,8 +101,9 @@ def _make_microkernel(nb):
             vi32 = ir.VectorType(i32, LANES)
             vop = ir.VectorType(ir.IntType(8), 4 * LANES) if quads else ir.VectorType(ir.IntType(16), 2 * LANES)
             if quads:  # acc + Σ_t u8(x_t)·s8(w_t) per lane
-                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi32, vop, vop]), _DPBUSD)
-                dot = lambda a, x, w: builder.call(fn, [a, x, w])  # noqa: E731
+                vdot = _dpbusd_operand()
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vi32, vdot, vdot]), _DPBUSD)
+                dot = lambda a, x, w: builder.call(fn, [a, builder.bitcast(x, vdot), builder.bitcast(w, vdot)])  # noqa: E731
             else:  # acc + x_0·w_0 + x_1·w_1 per lane
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vi32, [vop, vop]), _PMADDWD)
                 dot = lambda a, x, w: builder.add(a, builder.call(fn, [x, w]))  # noqa: E731
