@@ -203,12 +203,14 @@ def _cmd_sweep(args) -> int:
         raise _UsageError("--workers sizes a local cluster, --scheduler names an existing one: give one of them")
     _need_dask()
     jobs = sweep.plan(args.spec, sweep.parse_seeds(args.seeds), sweep.parse_vary(args.vary),
-                      record=_record(args.record), check_cmd=args.check_cmd, check_timeout=args.check_timeout)
+                      record=_record(args.record), compression=args.compression, check_cmd=args.check_cmd,
+                      check_timeout=args.check_timeout)
     directory = Path(args.out)
     if directory.is_dir() and any(directory.iterdir()) and not (directory / PLAN).is_file():
         raise _UsageError(f"{directory}: holds files but no {PLAN}: give an empty or new directory, or a sweep's")
     directory.mkdir(exist_ok=True)
-    options = {"seeds": args.seeds, "vary": args.vary, "record": args.record, "check_cmd": args.check_cmd}
+    options = {"seeds": args.seeds, "vary": args.vary, "record": args.record, "compression": args.compression,
+               "check_cmd": args.check_cmd}
     write_plan(directory, str(Path(args.spec).resolve()), options, jobs)
     todo = sweep.pending(jobs, directory, args.rerun_failed)
     print(f"sweep of {len(jobs)} jobs into {directory}: {len(jobs) - len(todo)} done before, {len(todo)} to run")
@@ -559,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="values of a field, as gen --set takes them (e.g. if1.threshold=8000,12000); repeatable: "
                             "the variants are the cross product")
     sweep.add_argument("--record", nargs="+", default=["all"], metavar="WHAT", help="traces to record, as for gen")
+    sweep.add_argument("--compression", choices=COMPRESSIONS, default=COMPRESSIONS[0],
+                       help="how the files' datasets are stored, as for gen (default fast)")
     sweep.add_argument("--workers", type=_integer(1, 1024), help="local worker processes (default: the cores)")
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster, e.g. tcp://host:8786")
     sweep.add_argument("--check-cmd", metavar="CMD",

@@ -46,15 +46,17 @@ class SweepError(RefmodelError):
 class Job:
     """One file of a sweep: ``settings`` ((field, value), ...) and ``seed`` applied to the spec
     at ``spec`` (an absolute path), written to ``file`` (relative to the sweep directory), and
-    the DUT command run on it (``check_dut``, killed after ``check_timeout`` seconds).
-    ``key`` is the SHA-256 of everything that decides the job's outcome (the spec's and its
-    arrays' bytes, the settings, the seed, the record, the DUT command, refmodel's version)."""
+    with ``compression`` (``generate``'s), and the DUT command run on it (``check_dut``, killed
+    after ``check_timeout`` seconds).  ``key`` is the SHA-256 of everything that decides the job's
+    outcome (the spec's and its arrays' bytes, the settings, the seed, the record, the
+    compression, the DUT command, refmodel's version)."""
 
     spec: str
     settings: tuple
     seed: int
     file: str
     record: object
+    compression: str
     check_cmd: str | None
     check_timeout: float | None
     key: str
@@ -131,7 +133,7 @@ def _file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def plan(spec_path, seeds, variants, *, record="all", check_cmd=None, check_timeout=None) -> list:
+def plan(spec_path, seeds, variants, *, record="all", compression="fast", check_cmd=None, check_timeout=None) -> list:
     """The jobs of a sweep, variants × seeds in that order; every variant is loaded and its
     run checked (``generate.prepared``) first, so a bad variant is refused, naming its field
     and value, before anything runs."""
@@ -151,9 +153,9 @@ def plan(spec_path, seeds, variants, *, record="all", check_cmd=None, check_time
     for settings, name in zip(variants, names):
         prepared(load_spec(spec_path, settings), seed=seeds[0], record=record)  # a seed changes no size
         for seed in seeds:
-            identity = json.dumps([sources, settings, seed, record, check_cmd, __version__])
-            jobs.append(Job(str(spec_path), settings, seed, f"{name}/seed{seed}.h5", record, check_cmd, check_timeout,
-                            hashlib.sha256(identity.encode()).hexdigest()))
+            identity = json.dumps([sources, settings, seed, record, compression, check_cmd, __version__])
+            jobs.append(Job(str(spec_path), settings, seed, f"{name}/seed{seed}.h5", record, compression, check_cmd,
+                            check_timeout, hashlib.sha256(identity.encode()).hexdigest()))
     return jobs
 
 
@@ -236,7 +238,7 @@ def run_job(job: Job, directory: str) -> dict:
     try:
         spec = load_spec(job.spec, job.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result = generate(spec, path, seed=job.seed, record=job.record)
+        result = generate(spec, path, seed=job.seed, record=job.record, compression=job.compression)
         coverage = result.coverage
         entry |= {
             "sha256": _file_sha256(path),

@@ -105,7 +105,7 @@ def client():
 def _serial_bytes(job, tmp_path) -> bytes:
     path = tmp_path / "serial" / job.file
     path.parent.mkdir(parents=True, exist_ok=True)
-    generate(load_spec(job.spec, job.settings), path, seed=job.seed, record=job.record)
+    generate(load_spec(job.spec, job.settings), path, seed=job.seed, record=job.record, compression=job.compression)
     return path.read_bytes()
 
 
@@ -181,6 +181,17 @@ def test_the_command_sweeps_resumes_and_reports(tmp_path):
     report = refmodel("sweep-report", out, "--html", tmp_path / "r.html")
     assert report.returncode == 0 and report.stdout.splitlines()[0] == first.stdout.splitlines()[1]
     assert "<h1>Functional coverage of sweep" in (tmp_path / "r.html").read_text()
+
+
+def test_the_compression_reaches_the_files_and_the_job_key(tmp_path):
+    fast, none = (sweep.plan(RECIPE, [0], [()], compression=c) for c in ("fast", "none"))
+    assert fast[0].key != none[0].key  # a resume with another compression redoes the job
+    out = tmp_path / "sweep"
+    run = refmodel("sweep", RECIPE, "--out", out, "--seeds", "0", "--compression", "none", "--workers", 1)
+    assert run.returncode == 0, run.stderr
+    gen = refmodel("gen", RECIPE, "--seed", 0, "--compression", "none", "--out", tmp_path / "g.h5")
+    assert gen.returncode == 0
+    assert (out / "base/seed0.h5").read_bytes() == (tmp_path / "g.h5").read_bytes()
 
 
 def test_the_report_counts_jobs_not_run_yet(tmp_path):
