@@ -328,13 +328,18 @@ def test_truncated_file(sample):
         VectorFile(path)
 
 
-def test_damaged_chunk_is_detected(sample):
-    path, _ = sample
+def _flip_in_chunk(path, mask):
+    """XOR byte 5 of chunk 2 of conv1's v_pre trace in the file at ``path`` with ``mask``."""
     with h5py.File(path) as f:
         offset = f["traces/000_conv1/v_pre"].id.get_chunk_info(2).byte_offset
     data = bytearray(path.read_bytes())
-    data[offset + 5] ^= 0xFF
+    data[offset + 5] ^= mask
     path.write_bytes(bytes(data))
+
+
+def test_damaged_chunk_is_detected(sample):
+    path, _ = sample
+    _flip_in_chunk(path, 0xFF)
     with VectorFile(path) as vf:
         vf.trace("conv1", "v_pre", t=1)
         with pytest.raises(VectorFileError, match="cannot read /traces/000_conv1/v_pre, the file is damaged"):
@@ -345,11 +350,7 @@ def test_a_damaged_unfiltered_chunk_is_found_by_its_digest(tmp_path):
     """Under --compression none no checksum guards a chunk: the content digest does."""
     path = tmp_path / "none.h5"
     write_sample(path, compression="none")
-    with h5py.File(path) as f:
-        offset = f["traces/000_conv1/v_pre"].id.get_chunk_info(2).byte_offset
-    data = bytearray(path.read_bytes())
-    data[offset + 5] ^= 0x01
-    path.write_bytes(bytes(data))
+    _flip_in_chunk(path, 0x01)
     with VectorFile(path) as vf:
         with pytest.raises(VectorFileError, match="v_pre: its values do not match their SHA-256 digest"):
             vf.verify()
