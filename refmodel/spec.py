@@ -97,10 +97,21 @@ def layer_from_dict(entry: dict, arrays) -> object:
         raise LayerError(name, "fields", sorted(entry), str(err)) from None
 
 
-def array_digest(values) -> dict:
+_DIGEST_TYPES = tuple(np.dtype(f"<i{n}") for n in (1, 2, 4, 8))
+
+
+def array_digest(values, wide=False) -> dict:
     """How a config names an integer array: ``{"shape": [...], "sha256": hex}``, the SHA-256 of
-    its values as int64 little-endian bytes in row-major order."""
-    data = np.ascontiguousarray(values, dtype="<i8")
+    its values in row-major order as little-endian two's complement integers of the narrowest
+    of 8, 16, 32 and 64 bits that holds them all (the shape fixes the byte count, so the width
+    is never ambiguous).  ``wide``: always 64 bits, the digest of vector-file versions 1 to 3."""
+    data = np.asarray(values)
+    if wide or data.size == 0:
+        dtype = _DIGEST_TYPES[-1 if wide else 0]
+    else:
+        lo, hi = int(data.min()), int(data.max())
+        dtype = next(t for t in _DIGEST_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+    data = np.ascontiguousarray(data, dtype=dtype)
     return {"shape": list(data.shape), "sha256": hashlib.sha256(data).hexdigest()}  # (hashes the buffer, no copy)
 
 
@@ -123,9 +134,9 @@ def _to_json(value):
 
 
 def layer_config(layer) -> dict:
-    """The JSON-able description of ``layer``: kind and every field (arrays by shape and SHA-256
-    of their int64 little-endian bytes); ``inputs`` only when the layer names them (left out, it
-    reads the previous layer, as in a spec)."""
+    """The JSON-able description of ``layer``: kind and every field (arrays by ``array_digest``);
+    ``inputs`` only when the layer names them (left out, it reads the previous layer, as in a
+    spec)."""
     out = {"kind": layer.kind}
     for f in _layer_fields(type(layer)):
         if f.name != "inputs" or layer.inputs is not None:

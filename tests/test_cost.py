@@ -638,6 +638,17 @@ def test_reading_the_cost_refuses_foreign_members(count_gate_file, tmp_path):
             reseal(path)  # an edit on purpose: the reader refuses what it adds, not the digest
         with pytest.raises(VectorFileError, match=message):
             VectorFile(path)
+    for name, value, message in (("macs", np.array([1], np.int64), r"attribute 'macs' must be an int64 array of \d+ "
+                                                                    r"figures, one per layer, got array\(\[1\]\)"),
+                                 ("layers", "000_conv1 999_ghost", "attribute 'layers' = '000_conv1 999_ghost' must "
+                                                                   "name distinct layer groups")):
+        path = tmp_path / "malformed.h5"
+        shutil.copy(count_gate_file[1], path)
+        with h5py.File(path, "a") as h5:
+            h5["cost/measured"].attrs[name] = value
+        reseal(path)
+        with VectorFile(path) as vf, pytest.raises(VectorFileError, match="/cost/measured " + message):
+            vf.cost()
 
 
 def test_write_cost_refuses_non_integers(tmp_path):
@@ -648,6 +659,11 @@ def test_write_cost_refuses_non_integers(tmp_path):
             writer.write_cost({"static": {"l": {"macs": 1.5}}})
         with pytest.raises(VectorFileError, match="unknown layer"):
             writer.write_cost({"static": {"m": {"macs": 1}}})
+        writer.add_layer("m", "if", input_shape=(1,), output_shape=(1,))
+        with pytest.raises(VectorFileError, match="cost/static: layer 'm' has no 'synops' .every layer of a section"):
+            writer.write_cost({"static": {"l": {"macs": 1, "synops": 2}, "m": {"macs": 1}}})
+        with pytest.raises(VectorFileError, match="cost/static: the quantity name 'layers' is reserved"):
+            writer.write_cost({"static": {"l": {"layers": 1}}})
     finally:
         writer.abort()
 

@@ -23,7 +23,7 @@ from refmodel.generate import generate
 from refmodel.spec import load_spec
 from refmodel.stimulus import build_stimulus
 from refmodel.vectors import VectorFile, VectorFileError, VectorWriter, reseal
-from refmodel.vectors import writer as writer_module
+from refmodel.vectors import FORMAT_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "vectors" / "recipes"
@@ -91,7 +91,7 @@ def test_round_trip_keeps_counts_kinds_reasons_and_bin_order(tmp_path):
     written = _handmade()
     _write(path, written)
     with VectorFile(path) as vf:
-        assert vf.format_version == 3
+        assert vf.format_version == FORMAT_VERSION
         read = vf.coverage()
         vf.verify()
     assert read.runs == 1 and list(read.layers) == ["input", "if1", "pool"]
@@ -175,7 +175,7 @@ def test_generate_is_deterministic_and_no_coverage_leaves_the_group_out(spec, ru
     bare = tmp_path / "bare.h5"
     generate(spec, bare, seed=1, coverage=False, **SMALL)
     with VectorFile(bare) as vf:
-        assert vf.format_version == 3 and vf.coverage() is None
+        assert vf.format_version == FORMAT_VERSION and vf.coverage() is None
     with h5py.File(bare) as h5:
         assert "coverage" not in h5
 
@@ -192,15 +192,15 @@ def test_gen_no_coverage_option(capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- older versions, refusals
 @pytest.fixture(scope="module")
-def version_2(spec, tmp_path_factory):
-    """A version-2 file: what version 2 wrote (the layout of version 3 without coverage)."""
+def version_2(tmp_path_factory):
+    """A version-2 file: tests/data/format3_loihi_lif.h5 without its coverage group, numbered 2
+    (docs/vectors.md §11: that is all that version 3 changed)."""
     path = tmp_path_factory.mktemp("v2") / "v2.h5"
-    patch = pytest.MonkeyPatch()
-    patch.setattr(writer_module, "FORMAT_VERSION", 2)
-    try:
-        generate(spec, path, coverage=False, **SMALL)
-    finally:
-        patch.undo()
+    shutil.copy(ROOT / "tests" / "data" / "format3_loihi_lif.h5", path)
+    with h5py.File(path, "r+") as h5:
+        del h5["coverage"]
+        h5.attrs["format_version"] = np.int64(2)
+    reseal(path)
     return path
 
 
@@ -345,9 +345,10 @@ def test_files_without_coverage_or_of_another_network_are_refused(capsys, runs, 
     generate(load_spec(RECIPES / "loihi_lif.toml"), other, timesteps=2, batch=1)
     bare = tmp_path / "bare.h5"
     generate(load_spec(RECIPES / "conv_if_vmpool.toml"), bare, coverage=False, **SMALL)
-    for path, message in ((bare, f"{bare}: holds no coverage (format version 3, written with --no-coverage)"),
-                          (version_2, f"{version_2}: holds no coverage (format version 2, older than version 3)")):
-        status, out, err = _main(capsys, "coverage", runs[0], path)
+    for first, path, message in (
+            (runs[0], bare, f"{bare}: holds no coverage (format version {FORMAT_VERSION}, written with --no-coverage)"),
+            (other, version_2, f"{version_2}: holds no coverage (format version 2, older than version 3)")):
+        status, out, err = _main(capsys, "coverage", first, path)
         assert status == 2 and out == "" and err.count("\n") == 1
         assert err.startswith("refmodel coverage: error: ") and message in err, err
     with pytest.raises(CoverageError, match=f"{other}: network 'loihi_lif'"):

@@ -167,20 +167,27 @@ def test_an_edited_attribute_fails_the_metadata_digest(tiny, tmp_path):
     path = tmp_path / "attrs.h5"
     shutil.copy(tiny, path)
     with h5py.File(path, "r+") as f:
-        f["cost/static/000_conv1"].attrs["macs"] += 1
+        f["cost/static"].attrs["macs"] = f["cost/static"].attrs["macs"] + 1
     with pytest.raises(VectorFileError, match="metadata_sha256 does not match the file's attributes: the file is "
                                               "damaged"):
         VectorFile(path)
 
 
-def test_a_version_1_file_is_still_read(tmp_path):
-    """tests/data/format1_loihi_lif.h5: vectors/golden/loihi_lif.h5 as version 1 wrote it (no
-    digests): read, inspected, compared and exported as the version-2 file is."""
-    old = ROOT / "tests" / "data" / "format1_loihi_lif.h5"
+@pytest.mark.parametrize("version", [1, 3])
+def test_an_older_file_is_still_read(version, tmp_path):
+    """tests/data/format<V>_loihi_lif.h5: vectors/golden/loihi_lif.h5 as version 1 wrote it (no
+    digests) and as version 3 wrote it (int64 array digests in its config, a group per layer in
+    each cost section): read, inspected, compared and exported as the current file is, with the
+    same config (and for version 3 the same cost); the exports differ only where they name the file's own config_sha256."""
+    old = ROOT / "tests" / "data" / f"format{version}_loihi_lif.h5"
     new = ROOT / "vectors" / "golden" / "loihi_lif.h5"
-    with VectorFile(old) as vf:
-        assert vf.format_version == 1 and vf.verify() > 0
-        assert "version 1: no digests" in summarize(vf)
+    with VectorFile(old) as vf, VectorFile(new) as current:
+        assert vf.format_version == version and vf.verify() > 0
+        assert ("version 1: no digests" in summarize(vf)) == (version == 1)
+        assert vf.config_sha256 != current.config_sha256 and vf.config == current.config
+        if version == 3:  # (version 2 added the cost figure merge_adds)
+            assert vf.cost() == current.cost() and vf.coverage().layers.keys() == current.coverage().layers.keys()
+        names = {old: vf.config_sha256, new: current.config_sha256}
     assert compare_files(new, old).equal
     exported = {}
     for source in (old, new):
@@ -189,7 +196,9 @@ def test_a_version_1_file_is_still_read(tmp_path):
         export_sv(source, tmp_path / source.stem / "params.vh")
         exported[source] = {str(path.relative_to(tmp_path / source.stem)): path.read_bytes()
                             for path in sorted((tmp_path / source.stem).rglob("*.hex"))}
-        header = (tmp_path / source.stem / "params.vh").read_text().splitlines()
+        header = (tmp_path / source.stem / "params.vh").read_text()
+        assert names[source] in header and names[source][:16].upper() in header
+        header = header.replace(names[source], "SHA").replace(names[source][:16].upper(), "KEY").splitlines()
         assert header[0].endswith(f"from {source.name}")  # the one line that names the file
         exported[source]["params.vh"] = header[1:]
     assert len(exported[new]) > 10 and exported[old] == exported[new]

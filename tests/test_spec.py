@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refmodel.fixed import QFormat
-from refmodel.spec import SpecError, array_fields, kind_of, layer_config, load_spec, network_config, spec_text
+from refmodel.spec import SpecError, array_digest, array_fields, kind_of, layer_config, load_spec, network_config, spec_text
 from refmodel.testing import assert_bit_exact, graph_networks, networks
 
 RECIPES = Path(__file__).resolve().parents[1] / "vectors" / "recipes"
@@ -124,6 +125,23 @@ def test_network_survives_a_toml_round_trip(tmp_path_factory, network):
 
 
 # --------------------------------------------------------------------------- network_config
+@given(st.integers(0, 3), st.integers(1, 3), st.booleans(), st.integers(0, 2**32 - 1))
+def test_array_digest_hashes_the_narrowest_width(width, ndim, negative, seed):
+    """docs/vectors.md §3: SHA-256 of the values as the narrowest of int8/16/32/64 holding them
+    all, row-major little-endian; ``wide``: always int64.  The width is set by the extreme value."""
+    bits = 8 << width
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(1, 4, ndim))
+    values = rng.integers(-100, 100, shape)
+    extreme = -(1 << (bits - 1)) if negative else (1 << (bits - 1)) - 1
+    values.flat[rng.integers(values.size)] = extreme
+    little = f"<i{bits // 8}"
+    assert array_digest(values) == {"shape": list(shape), "sha256": hashlib.sha256(values.astype(little).tobytes()).hexdigest()}
+    assert array_digest(values.astype(little)) == array_digest(values)  # the stored dtype does not matter
+    assert array_digest(values, wide=True)["sha256"] == hashlib.sha256(values.astype("<i8").tobytes()).hexdigest()
+    assert array_digest(np.zeros((0, 3), np.int64)) == {"shape": [0, 3], "sha256": hashlib.sha256(b"").hexdigest()}
+
+
 def test_network_config_is_stable_json():
     path = RECIPES / "conv_if_vmpool.toml"
     first, second = network_config(load_spec(path).network), network_config(load_spec(path).network)
@@ -134,9 +152,10 @@ def test_network_config_is_stable_json():
                           "groups", "acc_format", "overflow", "acc_apply"]  # fmt: skip
     with np.load(RECIPES / "conv_if_vmpool.npz") as arrays:
         weight = arrays["conv1.weight"]
+    assert -128 <= weight.min() and weight.max() <= 127  # s8 weights: digested as int8
     assert conv["weight"] == {
         "shape": [4, 1, 3, 3],
-        "sha256": hashlib.sha256(weight.astype("<i8").tobytes()).hexdigest(),
+        "sha256": hashlib.sha256(weight.astype("<i1").tobytes()).hexdigest(),
     }
     assert conv["weight_format"] == {"bits": 8, "frac": 0, "signed": True}
     assert (conv["overflow"], conv["stride"], conv["padding"]) == ("SAT", [1, 1], [1, 1])

@@ -300,8 +300,8 @@ def _edit(path, fn):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda f: f.attrs.__setitem__("format_version", np.int64(4)),
-     "format version 4 is not supported .this reader reads versions 1, 2, 3."),
+    (lambda f: f.attrs.__setitem__("format_version", np.int64(5)),
+     "format version 5 is not supported .this reader reads versions 1, 2, 3, 4."),
     (lambda f: f.__delitem__("stimulus/input"), "missing dataset /stimulus/input"),
     (lambda f: f.__delitem__("stimulus/spikes"), "missing dataset /stimulus/spikes"),
     (lambda f: f.__delitem__("outputs"), "missing group /outputs"),
@@ -414,7 +414,7 @@ def test_structural_differences_are_reported(sample, tmp_path):
     _edit(tmp_path / "other.h5", lambda f: f.__delitem__("traces/001_fc/v_post"))
     result = compare_files(path, tmp_path / "other.h5")
     kinds = sorted((m.kind, m.path) for m in result.differences)
-    assert kinds == [("attribute", "config_sha256"), ("missing", "traces/001_fc/v_post")]
+    assert kinds == [("attribute", "config_digest"), ("missing", "traces/001_fc/v_post")]
     assert "missing in the other file" in result.report()
 
 

@@ -149,7 +149,7 @@ def compare_files(golden, other) -> Comparison:
     with VectorFile(golden) as a, VectorFile(other) as b:
         result = Comparison(a.path, b.path)
         structure = [Mismatch("attribute", path=attr, expected=getattr(a, attr), got=getattr(b, attr))
-                     for attr in ("timesteps", "batch", "seed", "config_sha256", "encoding", "encoding_params")
+                     for attr in ("timesteps", "batch", "seed", "config_digest", "encoding", "encoding_params")
                      if getattr(a, attr) != getattr(b, attr)]
         layers_b = {la.key: la for la in b.layers}
         for la in a.layers:

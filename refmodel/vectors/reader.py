@@ -4,6 +4,7 @@ digests, and for a file of ``refmodel gen`` (a run config) everything its config
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import stat
@@ -111,7 +112,9 @@ class VectorFile:
     path and what is wrong.  When ``config`` is a run config (keys network, record,
     stimulus: every file of ``refmodel gen``) the file must also be exactly what that run
     writes (``refmodel.vectors.layout``); ``network``, ``stimulus_spec`` and ``record`` then
-    describe the run (else they are None).  ``verify()`` reads every value.
+    describe the run (else they are None), and ``config`` names the arrays by today's
+    ``array_digest`` whatever the file's version (versions 1 to 3 digested int64 values: their
+    ``config_json`` and ``config_sha256`` stay as stored).  ``verify()`` reads every value.
     """
 
     def __init__(self, path):
@@ -318,7 +321,9 @@ class VectorFile:
                   *(f"traces/{k}" for k in keys), *(f"counts/{k}" for k in keys)}
         cost = objects.get("cost")
         if isinstance(cost, h5py.Group):
-            groups |= {f"cost/{s}" for s in cost} | {f"cost/{s}/{k}" for s in cost for k in keys}
+            groups |= {f"cost/{s}" for s in cost}
+            if self.format_version < 4:  # one group per layer in each section
+                groups |= {f"cost/{s}/{k}" for s in cost for k in keys}
         if isinstance(objects.get("coverage"), h5py.Group):
             groups |= {f"coverage/{k}" for k in (COVERAGE_INPUT, *keys)}
         datasets = {info.path for info in self._datasets}
@@ -338,10 +343,11 @@ class VectorFile:
             names = [(entry["name"], entry["kind"]) for entry in config["network"]["layers"]]
             if names != [(la.name, la.kind) for la in self.layers]:
                 self._fail(f"the layers {[(la.name, la.kind) for la in self.layers]} differ from the config's {names}")
-            arrays = self._config_arrays(config["network"])
-            network = network_from_config(config["network"], arrays)
+            arrays, described = self._config_arrays(config["network"])
+            self.config = config = {**config, "network": described}
+            network = network_from_config(described, arrays)
             record = network.resolve_record(config["record"])
-            layout = run_layout(network, stim, record, "config_json", config["network"]["layers"])
+            layout = run_layout(network, stim, record, "config_json", described["layers"])
         except VectorFileError:
             raise
         except _CONFIG_ERRORS as exc:
@@ -366,20 +372,26 @@ class VectorFile:
             self._fail("/cost must hold the groups measured, memory and static (cost() checks their contents)")
         self.network, self.stimulus_spec, self.record = network, stim, tuple(record)
 
-    def _config_arrays(self, network_config) -> dict:
-        """``{"<layer>.<field>": values}`` of every array the config names by its digest, read
-        from the parameter datasets, each checked against its shape and SHA-256."""
+    def _config_arrays(self, network_config) -> tuple[dict, dict]:
+        """(``{"<layer>.<field>": values}`` of every array the config names by its digest, read
+        from the parameter datasets, each checked against its shape and SHA-256; the network
+        config with the digests ``array_digest`` gives today: before version 4 they were of
+        int64 values)."""
+        wide = self.format_version < 4
         present = {info.path for info in self._datasets}
-        entries = {entry["name"]: entry for entry in network_config["layers"]}
+        described = copy.deepcopy(network_config) if wide else network_config
+        entries = {entry["name"]: entry for entry in described["layers"]}
         arrays = {}
         for layer, field in array_fields(network_config):
             path = f"layers/{self.layer(layer).key}/params/{field}"
             if path not in present:
                 self._fail(f"missing dataset /{path}: the config's layer {layer!r} has the array {field!r}")
             arrays[f"{layer}.{field}"] = values = self.read(path)
-            if array_digest(values) != entries[layer][field]:
-                self._fail(f"/{path} does not match the config: {array_digest(values)} instead of {entries[layer][field]}")
-        return arrays
+            digest = array_digest(values, wide=wide)
+            if digest != entries[layer][field]:
+                self._fail(f"/{path} does not match the config: {digest} instead of {entries[layer][field]}")
+            entries[layer][field] = array_digest(values)
+        return arrays, described
 
     def _check_layout(self, layout, arrays):
         """Layer groups and datasets exactly as ``layout`` has them; parameter values equal
@@ -409,6 +421,12 @@ class VectorFile:
                     self._fail(f"/{d.path} = {self.read(d.path).tolist()} differs from the config's {d.values.tolist()}")
 
     # ------------------------------------------------------------------ accessors
+    @property
+    def config_digest(self) -> str:
+        """SHA-256 of the canonical JSON of ``config``: ``config_sha256`` but for a run file of
+        versions 1 to 3, whose config names its arrays by their int64 digests."""
+        return sha256_hex(canonical_json(self.config))
+
     def layer(self, name) -> LayerInfo:
         """The layer called ``name``."""
         for layer in self.layers:
@@ -561,15 +579,38 @@ class VectorFile:
         for section, group in self._h5["cost"].items():
             if not isinstance(group, h5py.Group):
                 self._fail(f"/cost/{section} is not a group")
-            out[section] = {}
+            out[section] = self._cost_section(f"/cost/{section}", group, names)
+        return out
+
+    def _cost_section(self, where, group, names) -> dict:
+        """``{layer: {quantity: int}}`` of a section: its ``layers`` and one int64[L] attribute
+        per quantity (version 4); before, one group per layer with an int64 per quantity."""
+        if self.format_version < 4:
+            out = {}
             for key, rows in group.items():
                 if key not in names or not isinstance(rows, h5py.Group):
-                    self._fail(f"/cost/{section}/{key} is not the group of a layer")
+                    self._fail(f"{where}/{key} is not the group of a layer")
                 values = dict(sorted(rows.attrs.items()))
                 for quantity, value in values.items():
                     if not isinstance(value, np.integer):
-                        self._fail(f"/cost/{section}/{key} attribute {quantity!r} = {value} is not an integer")
-                out[section][names[key]] = {q: int(v) for q, v in values.items()}
+                        self._fail(f"{where}/{key} attribute {quantity!r} = {value} is not an integer")
+                out[names[key]] = {q: int(v) for q, v in values.items()}
+            return out
+        if len(group):
+            self._fail(f"{where} holds {sorted(group)}; a cost section has attributes only")
+        layers = _text(group.attrs.get("layers"))
+        keys = layers.split() if isinstance(layers, str) else [None]
+        if any(key not in names for key in keys) or len(set(keys)) != len(keys):
+            self._fail(f"{where} attribute 'layers' = {layers!r} must name distinct layer groups, space-separated")
+        out = {names[key]: {} for key in keys}
+        for quantity, values in sorted(group.attrs.items()):
+            if quantity == "layers":
+                continue
+            if not (isinstance(values, np.ndarray) and values.dtype == np.int64 and values.shape == (len(keys),)):
+                self._fail(f"{where} attribute {quantity!r} must be an int64 array of {len(keys)} figures, one per "
+                           f"layer, got {values!r}")
+            for key, value in zip(keys, values):
+                out[names[key]][quantity] = int(value)
         return out
 
     def coverage(self):

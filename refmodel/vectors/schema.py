@@ -15,10 +15,10 @@ from refmodel.fixed import FixedPointError, QFormat
 
 FORMAT_NAME = "refmodel-vectors"
 #: The version this writer writes; version 2 added the content and metadata digests, version 3
-#: the coverage group (§11).
-FORMAT_VERSION = 3
+#: the coverage group, version 4 narrow array digests in the config and cost tables (§11).
+FORMAT_VERSION = 4
 #: The versions this reader reads (version 1 files have no digests, versions 1 and 2 no coverage).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: Dataset attribute: SHA-256 of its values (``values_digest``, ``steps_digest`` when stepped).
 DIGEST_ATTR = "sha256"
 #: Root attribute: SHA-256 of every object's attributes but this one (``metadata_digest``).

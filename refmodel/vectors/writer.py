@@ -493,18 +493,29 @@ class VectorWriter:
         self._create(path, codes, fmt, default_axes(codes.ndim, TRACE_AXES[1:]), None)
 
     def write_cost(self, sections):
-        """Store cost figures ``{section: {layer: {quantity: int}}}`` (``refmodel.cost.Cost.sections()``)
-        as int64 attributes of ``cost/<section>/<layer key>``, sections and quantities sorted by name."""
+        """Store cost figures ``{section: {layer: {quantity: int}}}`` (``refmodel.cost.Cost.sections()``,
+        every layer of a section with the same quantities) as the group ``cost/<section>``: its
+        attribute ``layers`` (the layer keys, space-separated, in layer order) and one int64[L]
+        attribute per quantity, its figures in that order; sections and quantities sorted by name."""
         if self._exists("cost"):
             raise VectorFileError("the cost is already written")
-        checked = {  # everything is checked before anything is written
-            f"cost/{check_name(section, 'cost section')}/{self._layer(layer)}": {
-                quantity: np.int64(_check_int(value, f"cost/{section}/{layer}: {check_name(quantity, 'cost quantity')}",
-                                              -_INT64_MAX - 1))
-                for quantity, value in sorted(rows[layer].items())
-            }
-            for section, rows in sections.items() for layer in rows
-        }  # fmt: skip
+        checked = {}  # everything is checked before anything is written
+        for section, rows in sections.items():
+            where = f"cost/{check_name(section, 'cost section')}"
+            keys = sorted(self._layer(layer) for layer in rows)
+            names = {self._layers[layer]: layer for layer in rows}
+            quantities = sorted({quantity for figures in rows.values() for quantity in figures})
+            attrs = {"layers": " ".join(keys)}
+            for quantity in quantities:
+                if check_name(quantity, f"{where}: quantity") == "layers":
+                    raise VectorFileError(f"{where}: the quantity name 'layers' is reserved")
+                missing = [names[key] for key in keys if quantity not in rows[names[key]]]
+                if missing:
+                    raise VectorFileError(f"{where}: layer {missing[0]!r} has no {quantity!r} (every layer of a "
+                                          f"section has the same quantities)")
+                attrs[quantity] = np.array([_check_int(rows[names[key]][quantity], f"{where}/{names[key]}: {quantity}",
+                                                       -_INT64_MAX - 1) for key in keys], np.int64)
+            checked[where] = attrs
         self._create_group("cost")
         for path in sorted(checked):
             self._create_group(path)
