@@ -166,17 +166,21 @@ def test_every_compression_reads_back_the_same_values_and_names_itself(tmp_path,
 
 
 def test_a_dataset_that_deflate_does_not_shrink_is_stored_without_filters(tmp_path):
+    """docs/vectors.md §5: random values, and any dataset under 1 KiB, are stored unfiltered."""
     rng = np.random.default_rng(1)
     noise, zeros = rng.integers(-128, 128, (64, 64, 9)), np.zeros((64, 64, 9), np.int64)
     with VectorWriter(tmp_path / "x.h5", config={}, seed=0, timesteps=1, batch=1) as w:
         w.add_layer("l", "conv", input_shape=(1,), output_shape=(1,))
         w.write_param("l", "noise", noise, QFormat(8))
         w.write_param("l", "zeros", zeros, QFormat(8))
+        w.write_param("l", "few_zeros", np.zeros(1023, np.int64), QFormat(8))
+        w.write_param("l", "kib_zeros", np.zeros(512, np.int64), QFormat(16))
         w.write_stimulus(make_encoder("analog", np.array([[3]]), S8_4))
     with h5py.File(tmp_path / "x.h5", "r") as f:
-        assert f["layers/000_l/params/noise"].compression is None
-        assert f["layers/000_l/params/zeros"].compression == "gzip"
-        np.testing.assert_array_equal(f["layers/000_l/params/noise"][()], noise)
+        params = f["layers/000_l/params"]
+        assert params["noise"].compression is None and params["few_zeros"].compression is None
+        assert params["zeros"].compression == "gzip" and params["kib_zeros"].compression == "gzip"
+        np.testing.assert_array_equal(params["noise"][()], noise)
     VectorFile(tmp_path / "x.h5").verify()
 
 

@@ -43,8 +43,9 @@ __all__ = ["COMPRESSIONS", "LEVELS", "Compression", "compression", "filter_chunk
 COMPRESSIONS = ("fast", "small", "none")
 #: Deflate level of each choice per library (measured: docs/performance.md, "Network simulation").
 LEVELS = {"fast": {"libdeflate": 1, "zlib": 1}, "small": {"libdeflate": 6, "zlib": 6}}
-#: A dataset written at once is filtered when deflate makes its first SAMPLE bytes smaller than SHRINK of them.
-SAMPLE, SHRINK = 64 << 10, 0.95
+#: A dataset written at once is filtered when it has at least TINY bytes and deflate makes its
+#: first SAMPLE bytes smaller than SHRINK of them.
+TINY, SAMPLE, SHRINK = 1 << 10, 64 << 10, 0.95
 
 
 def _libdeflate():
@@ -87,9 +88,11 @@ class Compression:
     def shrinks(self, values: np.ndarray) -> bool:
         """Whether shuffle + deflate make the first ``SAMPLE`` bytes of ``values`` smaller than
         ``SHRINK`` of their size: a dataset written at once that they do not shrink (random
-        weights: 0.998) is stored without filter, which costs no deflating and reads as well.
-        It depends on the values only: the same values get the same storage."""
-        if not self.filtered:
+        weights: 0.998), or of fewer than ``TINY`` bytes (a few hundred bytes to save, at
+        0.1 ms per deflate call: libdeflate sets up its compressor each time), is stored
+        without filter, which costs no deflating and reads as well.  It depends on the values
+        only: the same values get the same storage."""
+        if not self.filtered or values.nbytes < TINY:
             return False
         sample = np.ascontiguousarray(values).reshape(-1)[: max(1, SAMPLE // values.itemsize)]
         return len(self.deflate(_shuffled(sample).data)) < SHRINK * sample.nbytes
@@ -170,13 +173,14 @@ class ChunkWriter:
         """Queue the whole of ``dset`` (``data``, of its shape and dtype, owned by the writer from
         now on), chunk by chunk (``how``: as ``submit``); an edge chunk is padded with zeros (the
         fill value) to the full chunk shape, as HDF5 stores it."""
-        if data.shape != dset.shape:
-            raise ValueError(f"{dset.name}: data of shape {data.shape} is not the dataset's {dset.shape}")
-        grid = [range(0, n, c) for n, c in zip(dset.shape, dset.chunks)]
+        shape, chunks = dset.shape, dset.chunks  # (each a question to HDF5)
+        if data.shape != shape:
+            raise ValueError(f"{dset.name}: data of shape {data.shape} is not the dataset's {shape}")
+        grid = [range(0, n, c) for n, c in zip(shape, chunks)]
         for offset in itertools.product(*grid):
-            part = data[tuple(slice(o, o + c) for o, c in zip(offset, dset.chunks))]
-            if part.shape != dset.chunks:
-                full = np.zeros(dset.chunks, data.dtype)
+            part = data[tuple(slice(o, o + c) for o, c in zip(offset, chunks))]
+            if part.shape != chunks:
+                full = np.zeros(chunks, data.dtype)
                 full[tuple(slice(0, n) for n in part.shape)] = part
                 part = full
             self.submit(dset, offset, np.ascontiguousarray(part), how=how)
