@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import dataclasses
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ from refmodel.ann import ANN, INPUT, ANNError, forward
 from refmodel.fixed import FixedOverflowError, Overflow, QFormat, Rounding, quantize
 from refmodel.layers import (
     IF,
+    LIF,
     NETWORK_INPUT,
     Add,
     Concat,
@@ -610,6 +612,8 @@ def convert(
 # --------------------------------------------------------------------------- integers -> Network
 POOLINGS = ("count_gate", "winner_pre", "winner_post", "pooled_neuron", "or")
 READOUTS = ("vm", "spikes")
+#: The fields LIF (and DualThreshold) add to IF for the leak: what ``to_network(leak=...)`` may set.
+LEAK_FIELDS = frozenset(f.name for f in dataclasses.fields(LIF)) - frozenset(f.name for f in dataclasses.fields(IF))
 RESETS = ("subtract", "zero")
 
 
@@ -654,21 +658,23 @@ def _pool_layer(entry, pooling, unit, shift, count_bits, overflow, inputs):
     return PooledNeuronPool(threshold=unit["threshold"], vm=unit["vm_format"], overflow=overflow, **common)
 
 
-def _neuron_layer(unit, readout, reset, overflow):
+def _neuron_layer(unit, readout, reset, overflow, leak, reset_by):
     """The neuron layer of unit ``unit`` (a weight or add entry): IF ``<name>_if`` (relu: ``>=`` the
-    code of 1.0; threshold: ``>`` its trained threshold) or DualThreshold ``<name>_dt``."""
+    code of 1.0; threshold: ``>`` its trained threshold), LIF ``<name>_if`` with ``leak``, or
+    DualThreshold ``<name>_dt`` (``leak`` too, when given); a ``readout="vm"`` readout is an IF
+    that only integrates."""
     def codes(key):  # a trained threshold: one int for the layer, or one per channel
         return int(unit[key]) if unit[key].ndim == 0 else tuple(unit[key].tolist())
 
+    common = dict(vm=unit["vm_format"], overflow=overflow, reset=reset, **(leak or {}))
     if unit["neuron"] == "dual_threshold":
-        return DualThreshold(name=f"{unit['name']}_dt", vm=unit["vm_format"], overflow=overflow, compare=">",
-                             reset=reset, reset_by="either", theta1=codes("theta1"),
-                             theta2=codes("theta2"))  # fmt: skip
-    if unit["neuron"] == "threshold":
-        return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=codes("threshold"), overflow=overflow,
-                  compare=">", reset=reset)  # fmt: skip
-    return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"], overflow=overflow,
-              compare=">=", reset="none" if unit["readout"] and readout == "vm" else reset)  # fmt: skip
+        return DualThreshold(name=f"{unit['name']}_dt", compare=">", reset_by=reset_by, theta1=codes("theta1"),
+                             theta2=codes("theta2"), **common)  # fmt: skip
+    if unit["neuron"] == "if" and unit["readout"] and readout == "vm":
+        return IF(name=f"{unit['name']}_if", vm=unit["vm_format"], threshold=unit["threshold"], overflow=overflow,
+                  compare=">=", reset="none")  # fmt: skip
+    threshold, compare = (codes("threshold"), ">") if unit["neuron"] == "threshold" else (unit["threshold"], ">=")
+    return (LIF if leak else IF)(name=f"{unit['name']}_if", threshold=threshold, compare=compare, **common)
 
 
 class _Made(NamedTuple):
@@ -685,7 +691,7 @@ class _Made(NamedTuple):
 
 def to_network(
     layers, input_shape, pooling="count_gate", readout="vm", *, reset="subtract", count_bits=8, overflow="ERROR",
-    name="converted",
+    leak=None, reset_by="either", name="converted",
 ) -> Network:  # fmt: skip
     """The refmodel Network of ``quantize_parameters``' integer layers (``input_shape`` (C, H, W) or (F,)).
 
@@ -695,10 +701,13 @@ def to_network(
     ``V -= θ`` (``reset="subtract"``, the default) or ``V = 0`` (``"zero"``).  A dual-threshold
     unit gets DualThreshold ``<name>_dt``: ``V += I``; ``s1 = V > θ1``, ``s2 = V > θ2`` (the
     same V), output [s1, s2] (C -> 2C channels); ``reset`` where s1 or s2 (``reset_by="either"``:
-    V -= the larger θ that fired, or V = 0); at T = 1 its spikes are the float activation's.  A
-    threshold unit gets IF ``<name>_if`` with its trained threshold and ``s = V > θ`` (exact at T = 1).
-    The readout's neuron: ``readout="vm"`` integrates only (reset "none": classify by argmax V)
-    or ``"spikes"`` resets as the others (classify by argmax of the spike counts).
+    V -= the larger θ that fired, or V = 0; ``"s1"``/``"s2"``: where that one fired); at T = 1 its
+    spikes are the float activation's.  A threshold unit gets IF ``<name>_if`` with its trained
+    threshold and ``s = V > θ`` (exact at T = 1).  ``leak`` (LIF's leak fields, e.g. ``{"leak":
+    "mul", "leak_mult": 1, "leak_shift": 1}``: V <- floor(V / 2)) gives every spiking neuron that
+    leak: an IF unit's neuron becomes LIF ``<name>_if``, a DualThreshold leaks too.
+    The readout's neuron: ``readout="vm"`` integrates only (IF, reset "none", no leak: classify
+    by argmax V) or ``"spikes"`` resets (and leaks) as the others (classify by argmax of the spike counts).
     A maxpool after an IF unit becomes ``pooling``: "count_gate" (``count_bits`` counters),
     "winner_pre" / "winner_post" (winner spike by pre- / post-reset Vm), "pooled_neuron" (its
     neuron layer then only integrates, the pool fires at θ and subtracts θ from its window; only
@@ -716,6 +725,8 @@ def to_network(
         raise ConversionError(f"readout = {readout!r} must be one of {', '.join(READOUTS)}")
     if reset not in RESETS:
         raise ConversionError(f"reset = {reset!r} must be one of {', '.join(RESETS)}")
+    if leak is not None and not (isinstance(leak, dict) and set(leak) <= LEAK_FIELDS):
+        raise ConversionError(f"leak = {leak!r} must be a table of LIF's leak fields ({', '.join(sorted(LEAK_FIELDS))})")
     if pooling == "pooled_neuron" and reset != "subtract":
         raise ConversionError(
             f"pooling = 'pooled_neuron' with reset = {reset!r}: the pooled neuron resets its window by "
@@ -771,7 +782,7 @@ def to_network(
             bits = max(m.fmt.bits for m in src) + (len(src) - 1).bit_length()
             fmt = QFormat(min(64, bits), entry["vm_format"].frac)
             append(Add(ename, inputs=tuple(m.layer for m in src), format=fmt, overflow="SAT"), fmt, kind=kind)
-            neuron = _neuron_layer(entry, readout, reset, overflow)
+            neuron = _neuron_layer(entry, readout, reset, overflow, leak, reset_by)
             append(neuron, neuron.output_format(fmt), kind=kind, unit=entry)
             made[ename] = made[neuron.name]
         else:
@@ -785,7 +796,7 @@ def to_network(
             current = synapse.output_format(src[0].fmt)
             append(synapse, current, kind=kind)
             if "add" not in entry:
-                neuron = _neuron_layer(unit, readout, reset, overflow)
+                neuron = _neuron_layer(unit, readout, reset, overflow, leak, reset_by)
                 append(neuron, neuron.output_format(current), kind=kind, unit=unit)
                 made[ename] = made[neuron.name]
     return Network(out, input_shape, layers[0]["input_format"], name=name)

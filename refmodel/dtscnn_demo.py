@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields, replace
 from importlib import resources
 
 import numpy as np
@@ -37,7 +36,6 @@ from refmodel.convert import choose_formats, quantize_input, quantize_parameters
 from refmodel.cost import measure
 from refmodel.demo import INPUT_FORMAT, load_data, output_dir
 from refmodel.generate import generate
-from refmodel.layers import IF, LIF, DualThreshold
 from refmodel.network import Network
 from refmodel.spec import Spec, StimulusSpec, load_spec, save_spec
 
@@ -62,27 +60,14 @@ def load_networks() -> dict:
     return nets
 
 
-def _public_code_neurons(network: Network) -> Network:
-    """``network`` (built with ``reset="zero"``) with DT-SCNN's neurons: every DualThreshold and
-    spiking IF gets the leak x0.5 (``LEAK``), and is reset to zero where s1 (IF: s) fired; an IF
-    becomes that LIF.  The readout (reset "none") only integrates."""
-    layers = []
-    for layer in network.layers:
-        if isinstance(layer, DualThreshold):
-            layer = replace(layer, reset_by="s1", **LEAK)
-        elif isinstance(layer, IF) and layer.reset != "none":
-            layer = LIF(**{f.name: getattr(layer, f.name) for f in fields(layer) if f.init}, **LEAK)
-        layers.append(layer)
-    return Network(layers, network.input_shape, network.input_format, name=network.name)
-
-
 def integer_network(model: annlib.ANN, name: str):
     """``(network, entries)``: the refmodel network of a trained T = 1 network and the integer
     entries of ``quantize_parameters`` (formats, thresholds, clipped counts)."""
     formats = choose_formats(model, INPUT_FORMAT, WEIGHT_BITS, BIAS_BITS, VM_BITS)
     entries = quantize_parameters(model, formats, INPUT_FORMAT, overflow="SAT")
-    network = to_network(entries, model.input_shape, readout="vm", reset="zero", overflow="SAT", name=name)
-    return _public_code_neurons(network), entries
+    network = to_network(entries, model.input_shape, readout="vm", reset="zero", overflow="SAT", leak=LEAK,
+                         reset_by="s1", name=name)
+    return network, entries
 
 
 def evaluate(model: annlib.ANN, network: Network, x_float, labels) -> dict:

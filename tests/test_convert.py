@@ -1,5 +1,6 @@
 """ANN description, float forward pass and the float side of ANN -> SNN conversion."""
 
+import dataclasses
 import importlib.util
 import pathlib
 import re
@@ -20,8 +21,9 @@ from refmodel.convert import (
 )
 from refmodel.demo import INPUT_FORMAT, load_data, run_variant, within_one_point
 from refmodel.fixed import FixedOverflowError, QFormat
-from refmodel.layers import SumPool
+from refmodel.layers import LIF, SumPool
 from refmodel.layers.base import SPIKE
+from refmodel.spec import layer_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
@@ -599,6 +601,28 @@ def test_dual_threshold_spikes_and_or_pool_equal_the_float_model(seed):
     np.testing.assert_array_equal(dt_spikes, float_out[1])
     np.testing.assert_array_equal(result.traces[("pool1", "spikes")][0], float_out[2])
     assert 0 < dt_spikes.mean() < 1  # both outcomes occur
+
+
+def test_a_leak_makes_every_spiking_neuron_leak_and_the_readout_only_integrate():
+    """to_network(leak=...): the DualThreshold gets the leak fields (and ``reset_by``), an IF unit
+    becomes LIF with its IF fields and the leak, the readout (``readout="vm"``) stays a leak-free
+    integrator; a leak field LIF does not have is refused."""
+    rng = np.random.default_rng(0)
+    net = dyadic_dt_net(rng)
+    layers, _ = convert(net, rng.integers(0, 17, (20, 1, 8, 8)) / 16, QFormat(5, 4, signed=False))
+    leak = {"leak": "mul", "leak_mult": 1, "leak_shift": 1, "order": "leak_first"}
+    plain = to_network(layers, net.input_shape, reset="zero")
+    leaky = to_network(layers, net.input_shape, reset="zero", leak=leak, reset_by="s1")
+    kinds = [(a.kind, b.kind) for a, b in zip(plain.layers, leaky.layers, strict=True)]
+    assert ("dual_threshold", "dual_threshold") in kinds and ("if", "lif") in kinds and kinds[-1] == ("if", "if")
+    for was, now in zip(plain.layers, leaky.layers):
+        if now.kind == "lif":
+            was = LIF(**{f.name: getattr(was, f.name) for f in dataclasses.fields(was)}, **leak)
+        elif now.kind == "dual_threshold":
+            was = dataclasses.replace(was, reset_by="s1", **leak)
+        assert layer_config(now) == layer_config(was)
+    with pytest.raises(ConversionError, match="leak = {'tau': 2} must be a table of LIF's leak fields .leak, "):
+        to_network(layers, net.input_shape, leak={"tau": 2})
 
 
 def test_dual_threshold_thresholds_must_fit_the_vm_format():
