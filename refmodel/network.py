@@ -377,11 +377,14 @@ class SpikeCounts(Mapping):
 def _add_tally(total, step):
     """The run's Tally so far (None before the first step) with one step's Tally added: its
     raw counters summed as the kernels left them (named only once, at the end of the run).
-    Neither is changed (a step's counters may be cached and given again), and a run of one
-    step keeps its step's Tally as it is."""
+    The run adds them in place into its own copy of the first step's counters: a step's
+    counters are never changed (they may be cached and given again), and no step allocates
+    (vgg, T = 16: 2.3 ms of a ~250 ms run went to new dicts and arrays of each step's sums)."""
     if total is None:
-        return step
-    return type(step)({key: total.raw[key] + counts for key, counts in step.raw.items()}, step.named)
+        return type(step)({key: counts.copy() for key, counts in step.raw.items()}, step.named)
+    for key, counts in step.raw.items():
+        total.raw[key] += counts
+    return total
 
 
 @dataclass(frozen=True, eq=False)
