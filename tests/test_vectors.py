@@ -166,7 +166,7 @@ def test_every_compression_reads_back_the_same_values_and_names_itself(tmp_path,
 
 
 def test_a_dataset_that_deflate_does_not_shrink_is_stored_without_filters(tmp_path):
-    """docs/vectors.md §5: random values, and any dataset under 1 KiB, are stored unfiltered."""
+    """docs/vectors.md §5: random values are stored unfiltered; a dataset under 1 KiB contiguous."""
     rng = np.random.default_rng(1)
     noise, zeros = rng.integers(-128, 128, (64, 64, 9)), np.zeros((64, 64, 9), np.int64)
     with VectorWriter(tmp_path / "x.h5", config={}, seed=0, timesteps=1, batch=1) as w:
@@ -179,6 +179,7 @@ def test_a_dataset_that_deflate_does_not_shrink_is_stored_without_filters(tmp_pa
     with h5py.File(tmp_path / "x.h5", "r") as f:
         params = f["layers/000_l/params"]
         assert params["noise"].compression is None and params["few_zeros"].compression is None
+        assert params["few_zeros"].chunks is None and params["kib_zeros"].chunks == (512,)  # under 1 KiB: contiguous
         assert params["zeros"].compression == "gzip" and params["kib_zeros"].compression == "gzip"
         np.testing.assert_array_equal(params["noise"][()], noise)
     VectorFile(tmp_path / "x.h5").verify()

@@ -154,12 +154,16 @@ class ChunkWriter:
         self._shapes = {}  # dataset id -> (dtype, chunk shape): h5py asks HDF5 at each access
         self.digests = {}
 
+    def declare(self, dset, chunks: tuple) -> None:
+        """Note the chunk shape of ``dset`` (so that h5py need not ask HDF5 for it at each chunk)."""
+        self._shapes[dset.id] = (dset.dtype, tuple(chunks))
+
     def submit(self, dset, offset: tuple, chunk: np.ndarray, key=None, how: Compression | None = None) -> None:
         """Queue ``chunk`` (the dataset's dtype and chunk shape, owned by the writer from now on)
         for the chunk of ``dset`` that starts at ``offset`` (``key``: hash it too, under that key;
         ``how``: the dataset's filters, if not the writer's)."""
         if dset.id not in self._shapes:
-            self._shapes[dset.id] = (dset.dtype, dset.chunks)
+            self.declare(dset, dset.chunks)
         dtype, shape = self._shapes[dset.id]
         if chunk.dtype != dtype or chunk.shape != shape:
             raise ValueError(f"{dset.name}: chunk {chunk.dtype} {chunk.shape} is not {dtype} {shape}")
@@ -169,14 +173,12 @@ class ChunkWriter:
         if self._pending_bytes > self._max_pending:
             self._write(self._max_pending // 2)
 
-    def submit_array(self, dset, data: np.ndarray, how: Compression | None = None) -> None:
+    def submit_array(self, dset, data: np.ndarray, chunks: tuple, how: Compression | None = None) -> None:
         """Queue the whole of ``dset`` (``data``, of its shape and dtype, owned by the writer from
-        now on), chunk by chunk (``how``: as ``submit``); an edge chunk is padded with zeros (the
-        fill value) to the full chunk shape, as HDF5 stores it."""
-        shape, chunks = dset.shape, dset.chunks  # (each a question to HDF5)
-        if data.shape != shape:
-            raise ValueError(f"{dset.name}: data of shape {data.shape} is not the dataset's {shape}")
-        grid = [range(0, n, c) for n, c in zip(shape, chunks)]
+        now on), in chunks of shape ``chunks`` (the dataset's; ``how``: as ``submit``); an edge
+        chunk is padded with zeros (the fill value) to the full chunk shape, as HDF5 stores it."""
+        self.declare(dset, chunks)
+        grid = [range(0, n, c) for n, c in zip(data.shape, chunks)]
         for offset in itertools.product(*grid):
             part = data[tuple(slice(o, o + c) for o, c in zip(offset, chunks))]
             if part.shape != chunks:

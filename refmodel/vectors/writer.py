@@ -17,7 +17,7 @@ from refmodel.files import AtomicOutput, write_error
 from refmodel.fixed import QFormat
 from refmodel.checks import integer_in
 from refmodel.layers.base import SPIKE
-from refmodel.vectors.chunks import ChunkWriter, Compression, compression as compression_of
+from refmodel.vectors.chunks import TINY, ChunkWriter, Compression, compression as compression_of
 from refmodel.vectors.schema import (
     COUNT_FORMAT,
     COVERAGE_ATTRS,
@@ -223,7 +223,7 @@ class VectorWriter:
         self._pending = {}  # dataset path -> bool array of written timesteps
         self._step_datasets = {}  # dataset path -> (dataset, QFormat) of the per-timestep datasets
         self._step_digests = {}  # dataset path -> {t: values_digest} of the empty per-timestep datasets
-        self._digests = {}  # dataset path -> future of the values_digest of a dataset written at once
+        self._digests = {}  # dataset path -> values_digest (or its future) of a dataset written at once
         self._datasets = {}  # path -> every dataset, open until the file closes: HDF5 then never closes
         # one at a moment that depends on when its last chunk was written
         self._groups = {}  # path -> every group
@@ -295,7 +295,8 @@ class VectorWriter:
                                                                 for t in range(self.timesteps)}
                     digest = steps_digest(digests[t] for t in range(self.timesteps))
                 else:
-                    digest = self._digests[path].result().hex()
+                    digest = self._digests[path]
+                    digest = (digest if isinstance(digest, bytes) else digest.result()).hex()
                 self._set_attrs(path, {DIGEST_ATTR: digest})
             self._set_attrs("", {METADATA_DIGEST_ATTR: metadata_sha256(self._metadata)}, digested=False)
             self._h5 = None
@@ -349,7 +350,8 @@ class VectorWriter:
 
     def _create(self, path, codes, fmt, axes, chunks):
         """Integer dataset at ``path`` holding ``codes`` (new storage-dtype codes, which the
-        chunk writer takes over), or an empty one of shape ``codes``.  A non-empty dataset is
+        chunk writer takes over), or an empty one of shape ``codes``.  ``codes`` of fewer than
+        ``TINY`` bytes are written here, contiguous and unfiltered; another non-empty dataset is
         chunked (``chunks``, else one chunk up to 256 MiB, else h5py's choice), with the shuffle
         + deflate filters unless the compression is ``none`` or they do not shrink ``codes``
         (``Compression.shrinks``).  Its digest is stored on closing."""
@@ -358,26 +360,29 @@ class VectorWriter:
         axes = default_axes(len(shape)) if axes is None else tuple(axes)
         if len(axes) != len(shape) or not all(isinstance(a, str) and a.isidentifier() for a in axes):
             raise VectorFileError(f"{path}: axes {axes!r} must be {len(shape)} identifiers, one per dimension")
-        chunked = len(shape) > 0 and int(np.prod(shape)) > 0
-        if chunked and chunks is None:
-            chunks = tuple(shape) if int(np.prod(shape)) * storage_dtype(fmt).itemsize <= 256 << 20 else True
-        how = self._chunks.how if data is None or self._chunks.how.shrinks(data) else compression_of("none")
-        filtered = chunked and how.filtered
-        parent = self._create_group(path.rpartition("/")[0])
         dtype = storage_dtype(fmt)
+        here = data is not None and data.nbytes < TINY
+        chunked = len(shape) > 0 and int(np.prod(shape)) > 0 and not here
+        if chunked and chunks is None:
+            chunks = tuple(shape) if int(np.prod(shape)) * dtype.itemsize <= 256 << 20 else True
         if chunks is True:
             chunks = h5py.filters.guess_chunk(shape, None, dtype.itemsize)
+        how = self._chunks.how if data is None or self._chunks.how.shrinks(data) else compression_of("none")
+        parent = self._create_group(path.rpartition("/")[0])
         dset = _create_dataset(parent, path.rpartition("/")[2], shape, dtype, chunks if chunked else None,
-                               how.level if filtered else None)
-        if data is not None and not chunked and data.size:
-            dset.id.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data))
+                               how.level if chunked and how.filtered else None)
         self._metadata[path] = {}
         self._datasets[path] = dset
         self._set_attrs(path, format_attrs(fmt, axes))
-        if data is not None:
+        if here:
+            if data.size:
+                dset.id.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(data))
+            self._digests[path] = values_digest(data)
+        elif data is not None:
             self._digests[path] = self._chunks.hash(data)
-            if chunked:
-                self._chunks.submit_array(dset, data, how)
+            self._chunks.submit_array(dset, data, chunks, how)
+        elif chunked:
+            self._chunks.declare(dset, chunks)
         return dset
 
     def _layer(self, layer):
