@@ -639,10 +639,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Numba's OpenMP threads (libgomp) spin this many times at a barrier before they sleep, unless
+#: the environment sets GOMP_SPINCOUNT: libgomp's default, 300,000, made vgg's simulation 2.5-8x
+#: slower with one other busy process on 2 cores, 10,000 at most 2.3x, at no cost on a quiet
+#: machine (docs/performance.md, "Threads on a shared machine").  Only the command sets it: in a
+#: library it would also slow another OpenMP library of the process (torch's: 1.8x).
+SPIN_COUNT = "10000"
+
+
 def main(argv=None) -> int:
     """Run one command: exit status 0 (1 for ``check`` of differing files); 2 with one line
     ``refmodel COMMAND: error: ...`` for a RefmodelError; 130 for SIGINT, 143 for SIGTERM;
     141, silently, when stdout's reader has gone (``refmodel ... | head``)."""
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -150,3 +150,21 @@ def test_a_closed_output_pipe_ends_the_command_quietly(tmp_path):
         process.stdout.close()  # the reader is gone before the command writes
         stderr = process.stderr.read()
     assert process.returncode == 141 and stderr == b""
+
+
+def test_the_command_caps_the_openmp_spin_unless_set(monkeypatch, capsys):
+    """cli.main sets GOMP_SPINCOUNT (cli.SPIN_COUNT) for Numba's OpenMP threads unless the
+    environment sets it; importing refmodel sets nothing."""
+    from refmodel import cli
+
+    recipe = str(ROOT / "vectors" / "recipes" / "loihi_lif.toml")
+    for given, expected in ((None, cli.SPIN_COUNT), ("77", "77")):
+        if given is None:
+            monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+        else:
+            monkeypatch.setenv("GOMP_SPINCOUNT", given)
+        assert cli.main(["cost", recipe]) == 0 and "loihi_lif" in capsys.readouterr().out
+        assert os.environ["GOMP_SPINCOUNT"] == expected
+    code = "import os, refmodel.generate; print('GOMP_SPINCOUNT' in os.environ)"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout == "False\n"

@@ -482,13 +482,3 @@ def test_add_and_concat_by_hand():
     joined = Network([scaled("a", 3), scaled("b", -1), Concat(name="cat", inputs=["b", "a"])], (1, 1, 3), U8)
     out = joined.run(x, 1, record="all").traces[("cat", "out")][0, 0]
     assert out[:, 0].tolist() == [[0, -1, -2], [0, 3, 6]]
-
-
-def test_importing_refmodel_caps_the_openmp_spin_unless_set():
-    """refmodel/__init__.py: GOMP_SPINCOUNT 10000 for Numba's OpenMP threads, unless the environment sets it."""
-    code = "import os, refmodel; print(os.environ['GOMP_SPINCOUNT'])"
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    for given, expected in ((None, "10000"), ("77", "77")):
-        run_env = env if given is None else {**env, "GOMP_SPINCOUNT": given}
-        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == expected
