@@ -106,9 +106,9 @@ def test_round_trip_keeps_counts_kinds_reasons_and_bin_order(tmp_path):
     with h5py.File(path) as h5:  # the stored form, as docs/vectors.md §5.6 specifies it
         assert list(h5["coverage"]) == ["000_if1", "001_pool", "input"]
         group = h5["coverage/000_if1"]
-        assert group.attrs["bins"] == "v_sat_high v_at_threshold reset_to_value a_first"
-        assert group.attrs["kind"] == "if"
-        assert group.attrs["unreachable"] == json.dumps(
+        assert group.attrs["bins"].decode() == "v_sat_high v_at_threshold reset_to_value a_first"
+        assert group.attrs["kind"].decode() == "if"
+        assert group.attrs["unreachable"].decode() == json.dumps(
             {"reset_to_value": "reset is 'subtract' \u2013 never to a value"}, sort_keys=True, separators=(",", ":"),
             ensure_ascii=True)
         assert group.attrs["v_sat_high"].dtype == np.int64 and group.attrs["v_sat_high"].tolist() == [0, 7, 2**40]

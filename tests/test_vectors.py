@@ -228,7 +228,10 @@ def test_file_is_gzip_chunked_per_timestep(sample):
         dset = f["traces/000_conv1/v_pre"]
         assert dset.compression == "gzip" and dset.chunks == (1, N, 2, 4, 4)
         assert f["stimulus/spikes"].chunks == (1, N, 1, 4, 4)
-        assert f.attrs["config_json"] == json.dumps(CONFIG, sort_keys=True, separators=(",", ":"))
+        assert f.attrs["config_json"].decode() == json.dumps(CONFIG, sort_keys=True, separators=(",", ":"))
+        string = f.attrs.get_id("config_json").get_type()  # docs/vectors.md §2: fixed-length UTF-8, not in the global heap
+        assert isinstance(string, h5py.h5t.TypeStringID) and not string.is_variable_str()
+        assert string.get_cset() == h5py.h5t.CSET_UTF8 and string.get_size() == len(f.attrs["config_json"])
 
 
 # ----------------------------------------------------------------------------- writer refusals

@@ -141,7 +141,6 @@ def _untimed(kind):
     return plist
 
 
-_STRING = h5py.h5t.py_create(h5py.string_dtype(), logical=True)
 _SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
 _TYPES = {}  # numpy dtype -> HDF5 type
 _GROUP_CREATE = _untimed(h5py.h5p.GROUP_CREATE)
@@ -152,19 +151,31 @@ def _hdf5_type(dtype):
     return _TYPES.get(dtype) or _TYPES.setdefault(dtype, h5py.h5t.py_create(dtype, logical=True))
 
 
+def _string_type(size: int):
+    """The HDF5 type of a fixed-length UTF-8 string of ``size`` bytes, padded with nulls."""
+    htype = h5py.h5t.C_S1.copy()
+    htype.set_size(size)
+    htype.set_cset(h5py.h5t.CSET_UTF8)
+    htype.set_strpad(h5py.h5t.STR_NULLPAD)
+    return htype
+
+
 def _create_attr(obj, name: str, value) -> None:
     """Create attribute ``name`` of ``obj`` holding ``value`` (a str, a numpy integer or a 1-D
-    integer array, as ``_attr_value`` makes them), with the types ``obj.attrs[name] = value``
-    would give it (a variable-length UTF-8 string, the integer's own type), through HDF5's
-    attribute calls directly: about half the time of h5py's ``attrs``, which checks and
-    converts any value."""
+    integer array, as ``_attr_value`` makes them): a str as a fixed-length UTF-8 string (its
+    bytes in the attribute itself, under HDF5's metadata checksums: a variable-length string
+    lives in the global heap, which has none, and a flipped bit there crashed HDF5 1.12), an
+    integer in its own type; through HDF5's attribute calls directly, about half the time of
+    h5py's ``attrs``, which checks and converts any value."""
     if isinstance(value, str):
-        data, htype = np.array(value, dtype=h5py.string_dtype()), _STRING
+        raw = value.encode("utf-8")
+        data = np.array(raw, dtype=f"S{max(1, len(raw))}")
+        htype = _string_type(data.itemsize)
     else:
         data = np.asarray(value)
         htype = _hdf5_type(data.dtype)
     space = _SCALAR if data.ndim == 0 else h5py.h5s.create_simple(data.shape)
-    h5py.h5a.create(obj.id, name.encode(), htype, space).write(data)
+    h5py.h5a.create(obj.id, name.encode(), htype, space).write(data, mtype=htype)
 
 
 def _create_dataset(group, name: str, shape: tuple, dtype, chunks, level) -> h5py.Dataset:
