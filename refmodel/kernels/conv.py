@@ -621,6 +621,8 @@ def _dense_simd(plan, x, weights, stride, padding, out):
     table = weights.table(plan.kernel)
     offset = 0 if plan.kernel == "dense_simd" else plan.offset
     dtype = np.int16 if plan.kernel == "dense_simd" else np.uint8
+    if x.dtype.itemsize > np.dtype(dtype).itemsize:  # exact (the plan checked x's range): channels_last
+        x = x.astype(dtype if offset == 0 else np.int8)  # is then compiled for the dtypes spikes come in
     g = 4 // np.dtype(dtype).itemsize  # operands per int32 lane
     Cp = -(-Cg // g) * g
     bias = weights.offset_bias(offset) if offset else weights.bias
